@@ -1,0 +1,138 @@
+"""The public Game API: what a game author writes. No I/O, no trio.
+
+A game is a class with hooks, run by a room at a fixed tick rate::
+
+    class MyGame(Game):
+        name = "mygame"
+        schema = Schema(PLAYER)
+        input_schema = InputSchema(dx=Float(-1, 1, 0.01), dy=Float(-1, 1, 0.01))
+
+        def on_join(self, player): player.data["avatar"] = self.state.spawn(PLAYER)
+        def on_input(self, player, inp): ...
+        def update(self, dt): ...
+
+Hooks run inside the tick, in this order: joins, leaves, inputs (per player, in sequence order),
+events, then ``update(dt)``. Everything they change in ``self.state`` goes out in that tick's delta.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator
+from typing import Any, ClassVar
+
+import attrs
+
+from shared.errors import LocalProtocolError
+from shared.protocol import MAX_EVENT_DATA_BYTES, MAX_NAME_BYTES
+from shared.schema import InputSchema, InputValues, Schema
+from shared.state import State
+
+MAX_TICK_RATE = 120
+
+
+@attrs.define(eq=False)
+class Player:
+    """A seated player. ``number`` is unique within the room's lifetime (never reused)."""
+
+    number: int
+    id: str
+    name: str
+    data: dict[str, Any] = attrs.Factory(dict)
+
+
+class RoomContext:
+    """What a game sees of its room: the state, the clock, the players, and the event outbox."""
+
+    def __init__(self, room_name: str, state: State, tick_rate: int, seed: int) -> None:
+        self.room_name = room_name
+        self.state = state
+        self.tick_rate = tick_rate
+        self.tick = 0
+        self.players: dict[int, Player] = {}
+        self.random = random.Random(seed)
+        self._outbox: list[tuple[int, str, bytes, int | None]] = []
+
+    def broadcast(self, name: str, data: bytes = b"", *, sender: int = 0) -> None:
+        """Send a reliable room event to every player after this tick's delta."""
+        self._check_event(name, data)
+        self._outbox.append((sender, name, data, None))
+
+    def send_to(self, player: Player, name: str, data: bytes = b"") -> None:
+        """Send a reliable room event to one player after this tick's delta."""
+        self._check_event(name, data)
+        self._outbox.append((0, name, data, player.number))
+
+    @staticmethod
+    def _check_event(name: str, data: bytes) -> None:
+        if len(name.encode()) > MAX_NAME_BYTES or len(data) > MAX_EVENT_DATA_BYTES:
+            raise LocalProtocolError("room event name or data too long")
+
+
+class Game:
+    """Base class for games. Override the hooks you need; all are optional but ``update``."""
+
+    name: ClassVar[str]
+    schema: ClassVar[Schema]
+    input_schema: ClassVar[InputSchema]
+    tick_rate: ClassVar[int] = 20
+    max_players: ClassVar[int] = 8
+
+    def __init__(self, ctx: RoomContext) -> None:
+        self.ctx = ctx
+        self.state = ctx.state
+
+    def on_join(self, player: Player) -> None:
+        """A player took a seat (called at the start of the tick after the join)."""
+
+    def on_leave(self, player: Player) -> None:
+        """A player left or was disconnected."""
+
+    def on_input(self, player: Player, inp: InputValues) -> None:
+        """One input from ``player``; inputs arrive in sequence order."""
+
+    def on_event(self, player: Player, name: str, data: bytes) -> None:
+        """A room event from a player. By default it is relayed to everyone."""
+        self.ctx.broadcast(name, data, sender=player.number)
+
+    def update(self, dt: float) -> None:
+        """Advance the simulation by ``dt`` seconds."""
+
+
+GameFactory = Callable[[RoomContext], Game]
+
+
+class GameRegistry:
+    """Games by name. Passed in to the server; there is no global registry."""
+
+    def __init__(self) -> None:
+        self._games: dict[str, type[Game]] = {}
+        self.default: str | None = None
+
+    def register(self, game: type[Game], *, default: bool = False) -> type[Game]:
+        name = game.name
+        if name in self._games:
+            raise ValueError(f"game {name!r} is already registered")
+        if not 1 <= game.tick_rate <= MAX_TICK_RATE:
+            raise ValueError(f"{name}: tick_rate must be 1..{MAX_TICK_RATE}")
+        self._games[name] = game
+        if default or self.default is None:
+            self.default = name
+        return game
+
+    def get(self, name: str) -> type[Game] | None:
+        if not name:
+            name = self.default or ""
+        return self._games.get(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._games)
+
+
+def default_registry() -> GameRegistry:
+    """A fresh registry holding the bundled games."""
+    from gameserver.games.arena import Arena
+
+    registry = GameRegistry()
+    registry.register(Arena, default=True)
+    return registry

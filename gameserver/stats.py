@@ -1,0 +1,32 @@
+"""Server counters: plain mutable state, read by tests, logs and (later) the metrics endpoint."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import attrs
+
+
+@attrs.define
+class ServerStats:
+    connections_open: int = 0
+    connections_accepted: int = 0
+    #: handshakes or joins refused, by reason (e.g. "subprotocol", "room_full")
+    refused: Counter[str] = attrs.Factory(Counter)
+    #: peers closed for bad input, by kind (e.g. "text_frame", "1007")
+    protocol_errors: Counter[str] = attrs.Factory(Counter)
+    rooms_created: int = 0
+    rooms_disposed: int = 0
+    players: int = 0
+    messages_in: int = 0
+    bytes_in: int = 0
+    messages_out: int = 0
+    bytes_out: int = 0
+    ticks: int = 0
+    ticks_late: int = 0
+    ticks_skipped: int = 0
+    #: deltas a player's outbound path could not take (the player gets a snapshot instead)
+    deltas_skipped: int = 0
+    snapshot_resyncs: int = 0
+    inputs_dropped: int = 0
+    slow_disconnects: int = 0

@@ -1,0 +1,343 @@
+"""Message value types and the binary codec (see docs/protocol.md for the byte layout).
+
+Each message is one binary WebSocket message whose first byte is its :class:`Kind`.
+``to_bytes()`` encodes; ``parse_client_message`` / ``parse_server_message`` decode, raising
+:class:`RemoteProtocolError` (with a fitting close code) for anything malformed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import attrs
+
+from shared import wire
+from shared.errors import RemoteProtocolError
+from shared.protocol import (
+    MAX_EVENT_DATA_BYTES,
+    MAX_MESSAGE_TEXT_BYTES,
+    MAX_NAME_BYTES,
+    MAX_PLAYER_NAME_BYTES,
+    MAX_TOKEN_BYTES,
+    PROTOCOL_VERSION,
+    CloseCode,
+    Kind,
+)
+from shared.schema import Code, EntityType, InputSchema, Schema
+
+# ---------------------------------------------------------------- client -> server
+
+
+@attrs.frozen
+class Join:
+    """Ask to join ``room`` (created on first join) running ``game`` ('' = server default)."""
+
+    room: str
+    game: str = ""
+    name: str = ""
+    token: str = ""
+    version: int = PROTOCOL_VERSION
+
+    def to_bytes(self) -> bytes:
+        return b"".join(
+            [
+                bytes((Kind.JOIN, self.version)),
+                wire.string(self.room, MAX_NAME_BYTES),
+                wire.string(self.game, MAX_NAME_BYTES),
+                wire.string(self.name, MAX_PLAYER_NAME_BYTES),
+                wire.string(self.token, MAX_TOKEN_BYTES),
+            ]
+        )
+
+
+@attrs.frozen
+class Leave:
+    def to_bytes(self) -> bytes:
+        return bytes((Kind.LEAVE,))
+
+
+@attrs.frozen
+class Input:
+    """One input: a sequence number (increasing per player) and one code per input field."""
+
+    seq: int
+    codes: tuple[Code, ...]
+
+    def to_bytes(self, schema: InputSchema) -> bytes:
+        return bytes((Kind.INPUT,)) + wire.varint(self.seq) + schema.encode_all(self.codes)
+
+
+@attrs.frozen
+class Event:
+    """A reliable room event from a player (a chat line, a game action)."""
+
+    name: str
+    data: bytes = b""
+
+    def to_bytes(self) -> bytes:
+        return b"".join(
+            [
+                bytes((Kind.EVENT,)),
+                wire.string(self.name, MAX_NAME_BYTES),
+                wire.blob(self.data, MAX_EVENT_DATA_BYTES),
+            ]
+        )
+
+
+ClientMessage = Join | Leave | Input | Event
+
+
+def parse_client_message(data: bytes, input_schema: InputSchema | None = None) -> ClientMessage:
+    """Decode one client message. INPUT needs the room's input schema."""
+    if not data:
+        raise RemoteProtocolError("empty message", CloseCode.PROTOCOL_ERROR)
+    r = wire.Reader(data, 1)
+    kind = data[0]
+    msg: ClientMessage
+    if kind == Kind.INPUT:
+        if input_schema is None:
+            raise RemoteProtocolError("input before joining a room", CloseCode.PROTOCOL_ERROR)
+        seq = r.varint()
+        msg = Input(seq, tuple(input_schema.decode_all(r)))
+    elif kind == Kind.EVENT:
+        msg = Event(r.string(MAX_NAME_BYTES), r.blob(MAX_EVENT_DATA_BYTES))
+    elif kind == Kind.JOIN:
+        version = r.u8()
+        if version != PROTOCOL_VERSION:
+            raise RemoteProtocolError(
+                f"protocol version {version} not supported (server speaks {PROTOCOL_VERSION})",
+                CloseCode.PROTOCOL_ERROR,
+            )
+        msg = Join(
+            r.string(MAX_NAME_BYTES),
+            r.string(MAX_NAME_BYTES),
+            r.string(MAX_PLAYER_NAME_BYTES),
+            r.string(MAX_TOKEN_BYTES),
+            version,
+        )
+    elif kind == Kind.LEAVE:
+        msg = Leave()
+    else:
+        raise RemoteProtocolError(
+            f"unknown client message kind 0x{kind:02x}", CloseCode.PROTOCOL_ERROR
+        )
+    r.expect_end()
+    return msg
+
+
+# ---------------------------------------------------------------- server -> client
+
+
+@attrs.frozen
+class Joined:
+    """The join succeeded: who you are, and the schemas to decode the room's state with."""
+
+    player: int
+    room: str
+    game: str
+    tick_rate: int
+    schema: Schema = attrs.field(eq=False)
+    input_schema: InputSchema = attrs.field(eq=False)
+    version: int = PROTOCOL_VERSION
+
+    def to_bytes(self) -> bytes:
+        return b"".join(
+            [
+                bytes((Kind.JOINED, self.version)),
+                wire.varint(self.player),
+                wire.string(self.room, MAX_NAME_BYTES),
+                wire.string(self.game, MAX_NAME_BYTES),
+                bytes((self.tick_rate,)),
+                self.schema.to_bytes(),
+                self.input_schema.to_bytes(),
+            ]
+        )
+
+
+@attrs.frozen
+class EntityRecord:
+    """An entity in full: its id, type id and one wire code per field."""
+
+    id: int
+    type_id: int
+    codes: tuple[Code, ...]
+
+
+@attrs.frozen
+class EntityPatch:
+    """Changed fields of an entity: ``mask`` bit i set means field i is in ``codes``."""
+
+    id: int
+    mask: int
+    codes: tuple[Code, ...]
+
+
+@attrs.frozen
+class Snapshot:
+    tick: int
+    checksum: int
+    acks: tuple[tuple[int, int], ...]  # (player, last applied input seq)
+    entities: tuple[EntityRecord, ...]
+
+
+@attrs.frozen
+class Delta:
+    tick: int
+    checksum: int | None
+    acks: tuple[tuple[int, int], ...]  # (player, increment of last applied seq; 0 = player left)
+    created: tuple[EntityRecord, ...]
+    changed: tuple[EntityPatch, ...]
+    removed: tuple[int, ...]
+
+
+@attrs.frozen
+class RoomEvent:
+    """A reliable event: ``sender`` is a player number, or 0 for the room/game itself."""
+
+    sender: int
+    name: str
+    data: bytes = b""
+
+    def to_bytes(self) -> bytes:
+        return b"".join(
+            [
+                bytes((Kind.ROOM_EVENT,)),
+                wire.varint(self.sender),
+                wire.string(self.name, MAX_NAME_BYTES),
+                wire.blob(self.data, MAX_EVENT_DATA_BYTES),
+            ]
+        )
+
+
+@attrs.frozen
+class Error:
+    """Something the client asked for failed. ``code`` uses the close code numbering."""
+
+    code: int
+    message: str
+
+    def to_bytes(self) -> bytes:
+        return bytes((Kind.ERROR,)) + self.code.to_bytes(2, "little") + _text(self.message)
+
+
+@attrs.frozen
+class Close:
+    """The server is about to close this connection, and why."""
+
+    code: int
+    reason: str
+
+    def to_bytes(self) -> bytes:
+        return bytes((Kind.CLOSE,)) + self.code.to_bytes(2, "little") + _text(self.reason)
+
+
+def _text(text: str) -> bytes:
+    raw = text.encode("utf-8")[:MAX_MESSAGE_TEXT_BYTES].decode("utf-8", "ignore").encode()
+    return wire.varint(len(raw)) + raw
+
+
+ServerMessage = Joined | Snapshot | Delta | RoomEvent | Error | Close
+
+
+def read_acks(r: wire.Reader) -> tuple[tuple[int, int], ...]:
+    n = r.varint()
+    if n > len(r.data):
+        raise RemoteProtocolError("ack count exceeds message size")
+    return tuple((r.varint(), r.varint()) for _ in range(n))
+
+
+def read_record(r: wire.Reader, schema: Schema) -> EntityRecord:
+    eid = r.varint()
+    etype = schema.type_for(r.varint())
+    return EntityRecord(eid, etype.type_id, tuple(etype.decode_all(r)))
+
+
+def read_patch(r: wire.Reader, type_of: Callable[[int], EntityType]) -> EntityPatch:
+    eid = r.varint()
+    etype = type_of(eid)
+    mask = r.fixed(etype.mask_bytes)
+    if mask >> len(etype.names):
+        raise RemoteProtocolError(f"field mask 0x{mask:x} names fields {etype.name} lacks")
+    codes = []
+    m = mask
+    i = 0
+    decoders = etype.decoders
+    while m:
+        if m & 1:
+            codes.append(decoders[i](r))
+        m >>= 1
+        i += 1
+    return EntityPatch(eid, mask, tuple(codes))
+
+
+def _count(r: wire.Reader) -> int:
+    n = r.varint()
+    if n > len(r.data):  # every item takes at least one byte
+        raise RemoteProtocolError("item count exceeds message size")
+    return n
+
+
+def parse_server_message(
+    data: bytes,
+    schema: Schema | None = None,
+    type_of: Callable[[int], EntityType] | None = None,
+) -> ServerMessage:
+    """Decode one server message. SNAPSHOT needs the schema; DELTA needs the schema and
+    ``type_of(entity_id)``, the type of an entity the receiver already holds."""
+    if not data:
+        raise RemoteProtocolError("empty message", CloseCode.PROTOCOL_ERROR)
+    r = wire.Reader(data, 1)
+    kind = data[0]
+    msg: ServerMessage
+    if kind == Kind.DELTA or kind == Kind.SNAPSHOT:
+        if schema is None:
+            raise RemoteProtocolError("state before JOINED", CloseCode.PROTOCOL_ERROR)
+        if kind == Kind.SNAPSHOT:
+            tick = r.varint()
+            checksum = r.fixed(4)
+            acks = read_acks(r)
+            ents = tuple(read_record(r, schema) for _ in range(_count(r)))
+            msg = Snapshot(tick, checksum, acks, ents)
+        else:
+            flags = r.u8()
+            if flags & ~0x01:
+                raise RemoteProtocolError(f"unknown delta flags 0x{flags:02x}")
+            tick = r.varint()
+            csum = r.fixed(4) if flags & 0x01 else None
+            acks = read_acks(r)
+            created = tuple(read_record(r, schema) for _ in range(_count(r)))
+            known = {rec.id: schema.types[rec.type_id] for rec in created}
+
+            def lookup(eid: int) -> EntityType:
+                if eid in known:
+                    raise RemoteProtocolError(f"entity {eid} both created and patched")
+                if type_of is None:
+                    raise RemoteProtocolError("delta patches need the receiver's entity types")
+                return type_of(eid)
+
+            changed = tuple(read_patch(r, lookup) for _ in range(_count(r)))
+            removed = tuple(r.varint() for _ in range(_count(r)))
+            msg = Delta(tick, csum, acks, created, changed, removed)
+    elif kind == Kind.ROOM_EVENT:
+        msg = RoomEvent(r.varint(), r.string(MAX_NAME_BYTES), r.blob(MAX_EVENT_DATA_BYTES))
+    elif kind == Kind.ERROR:
+        msg = Error(r.fixed(2), r.string(MAX_MESSAGE_TEXT_BYTES))
+    elif kind == Kind.CLOSE:
+        msg = Close(r.fixed(2), r.string(MAX_MESSAGE_TEXT_BYTES))
+    elif kind == Kind.JOINED:
+        version = r.u8()
+        if version != PROTOCOL_VERSION:
+            raise RemoteProtocolError(
+                f"protocol version {version} not supported", CloseCode.PROTOCOL_ERROR
+            )
+        player = r.varint()
+        room = r.string(MAX_NAME_BYTES)
+        game = r.string(MAX_NAME_BYTES)
+        tick_rate = r.u8()
+        msg = Joined(player, room, game, tick_rate, Schema.read(r), InputSchema.read(r), version)
+    else:
+        raise RemoteProtocolError(
+            f"unknown server message kind 0x{kind:02x}", CloseCode.PROTOCOL_ERROR
+        )
+    r.expect_end()
+    return msg

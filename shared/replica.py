@@ -1,0 +1,96 @@
+"""The client's copy of a room's state, rebuilt from one SNAPSHOT and then DELTAs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from shared.errors import RemoteProtocolError
+from shared.messages import Delta, EntityRecord, Snapshot
+from shared.schema import Entity, EntityType, Schema
+from shared.state import encode_record, records_checksum
+
+
+class DesyncError(RemoteProtocolError):
+    """The replica no longer matches the server: a checksum or tick mismatch."""
+
+
+class Replica:
+    """Applies snapshots and deltas, tracks input acks, and checks the server's checksums."""
+
+    def __init__(self, schema: Schema) -> None:
+        self.schema = schema
+        self.entities: dict[int, Entity] = {}
+        self.tick = -1
+        self.acks: dict[int, int] = {}
+        self.checks = 0  # checksums verified
+
+    def __iter__(self) -> Iterator[Entity]:
+        return iter(self.entities.values())
+
+    def get(self, entity_id: int) -> Entity | None:
+        return self.entities.get(entity_id)
+
+    def of_type(self, etype: EntityType | str) -> list[Entity]:
+        if isinstance(etype, str):
+            etype = self.schema.by_name[etype]
+        return [e for e in self.entities.values() if e.etype is etype]
+
+    def type_of(self, entity_id: int) -> EntityType:
+        ent = self.entities.get(entity_id)
+        if ent is None:
+            raise DesyncError(f"delta patches entity {entity_id}, which the replica lacks")
+        return ent.etype
+
+    def _make(self, rec: EntityRecord) -> Entity:
+        return self.schema.types[rec.type_id].cls(rec.id, list(rec.codes), None)
+
+    def checksum(self) -> int:
+        return records_checksum(encode_record(self.entities[i]) for i in sorted(self.entities))
+
+    def apply_snapshot(self, snap: Snapshot) -> None:
+        self.entities = {rec.id: self._make(rec) for rec in snap.entities}
+        self.tick = snap.tick
+        self.acks = dict(snap.acks)
+        self._verify(snap.checksum)
+
+    def apply_delta(self, delta: Delta, verify: bool = True) -> None:
+        if self.tick < 0:
+            raise DesyncError("delta before any snapshot")
+        if delta.tick != self.tick + 1:
+            raise DesyncError(f"delta for tick {delta.tick} after tick {self.tick}")
+        ents = self.entities
+        for rec in delta.created:
+            if rec.id in ents:
+                raise DesyncError(f"delta creates entity {rec.id}, which exists")
+            ents[rec.id] = self._make(rec)
+        for patch in delta.changed:
+            ent = ents.get(patch.id)
+            if ent is None:
+                raise DesyncError(f"delta patches entity {patch.id}, which the replica lacks")
+            codes = ent.codes
+            mask = patch.mask
+            i = 0
+            j = 0
+            while mask:
+                if mask & 1:
+                    codes[i] = patch.codes[j]
+                    j += 1
+                mask >>= 1
+                i += 1
+        for eid in delta.removed:
+            if ents.pop(eid, None) is None:
+                raise DesyncError(f"delta removes entity {eid}, which the replica lacks")
+        for player, inc in delta.acks:
+            if inc == 0:
+                self.acks.pop(player, None)
+            else:
+                self.acks[player] = self.acks.get(player, 0) + inc
+        self.tick = delta.tick
+        if verify and delta.checksum is not None:
+            self._verify(delta.checksum)
+
+    def _verify(self, expected: int) -> None:
+        got = self.checksum()
+        self.checks += 1
+        if got != expected:
+            raise DesyncError(f"checksum mismatch at tick {self.tick}: {got:08x} != {expected:08x}")
