@@ -16,7 +16,7 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Callable, Iterator
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 
@@ -475,6 +475,11 @@ class Entity:
         self.codes = codes
         self.mask = 0
         self._tracker = tracker
+
+    if TYPE_CHECKING:  # fields are properties made per entity type; let type checkers see them
+
+        def __getattr__(self, name: str) -> Any: ...
+        def __setattr__(self, name: str, value: Any) -> None: ...
 
     def as_dict(self) -> dict[str, Any]:
         return {
