@@ -1,0 +1,79 @@
+"""A minimal test client on trio-websocket: join, then read and apply state messages."""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+import trio
+from trio_websocket import WebSocketConnection, connect_websocket_url
+
+from shared.messages import (
+    Delta,
+    Input,
+    Join,
+    Joined,
+    RoomEvent,
+    Snapshot,
+    parse_server_message,
+)
+from shared.protocol import SUBPROTOCOL
+from shared.replica import Replica
+
+
+class TestClient:
+    __test__ = False
+
+    def __init__(self, ws: WebSocketConnection, joined: Joined) -> None:
+        self.ws = ws
+        self.joined = joined
+        self.replica = Replica(joined.schema)
+        self.deltas = 0
+        self.snapshots = 0
+        self.events: list[RoomEvent] = []
+        self.seq = 0
+
+    async def pump(self) -> Any:
+        """Read and apply one message; returns it."""
+        msg = parse_server_message(await self.ws.get_message(), self.joined.schema, self.replica.type_of)
+        if isinstance(msg, Snapshot):
+            self.replica.apply_snapshot(msg)
+            self.snapshots += 1
+        elif isinstance(msg, Delta):
+            self.replica.apply_delta(msg)
+            self.deltas += 1
+        elif isinstance(msg, RoomEvent):
+            self.events.append(msg)
+        return msg
+
+    async def wait_tick(self, tick: int) -> None:
+        while self.replica.tick < tick:
+            await self.pump()
+
+    async def send_input(self, **values: float) -> int:
+        self.seq += 1
+        schema = self.joined.input_schema
+        await self.ws.send_message(Input(self.seq, schema.codes_for(values)).to_bytes(schema))
+        return self.seq
+
+
+async def connect(
+    nursery: trio.Nursery,
+    url: str,
+    ssl_context: ssl.SSLContext | None,
+    room: str,
+    name: str = "",
+    subprotocols: tuple[str, ...] = (SUBPROTOCOL,),
+    message_queue_size: int = 1,
+) -> TestClient:
+    ws = await connect_websocket_url(
+        nursery, url, ssl_context, subprotocols=list(subprotocols),
+        message_queue_size=message_queue_size,
+    )
+    await ws.send_message(Join(room, "", name).to_bytes())
+    joined = parse_server_message(await ws.get_message())
+    assert isinstance(joined, Joined)
+    client = TestClient(ws, joined)
+    while client.replica.tick < 0:
+        await client.pump()
+    return client

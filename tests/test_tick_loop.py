@@ -1,0 +1,118 @@
+"""Tick-loop timing on trio's MockClock: rate, drift, overruns and skips, room disposal."""
+
+from __future__ import annotations
+
+import trio
+import trio.testing
+
+from gameserver.game import Game, GameRegistry
+from gameserver.room import Room, RoomConfig
+from gameserver.server import RoomHost, ServerConfig
+from gameserver.stats import ServerStats
+from shared.schema import EntityType, InputSchema, Schema, VarUInt
+
+THING = EntityType("thing", n=VarUInt())
+
+
+class Recorder(Game):
+    """Records the virtual time of every update; can be told to overrun."""
+
+    name = "recorder"
+    schema = Schema(THING)
+    input_schema = InputSchema(n=VarUInt())
+    clock: trio.testing.MockClock | None = None
+    stall_at: dict[int, float] = {}  # tick -> seconds the update "takes"
+
+    def __init__(self, ctx):  # type: ignore[no-untyped-def]
+        super().__init__(ctx)
+        self.times: list[float] = []
+
+    def update(self, dt: float) -> None:
+        self.times.append(trio.current_time())
+        stall = self.stall_at.get(self.ctx.tick)
+        if stall and self.clock is not None:
+            self.clock.jump(stall)  # the tick's work takes this long in virtual time
+
+
+def make_host(rate: int, grace: float = 1e9, stall_at: dict[int, float] | None = None):  # type: ignore[no-untyped-def]
+    game_cls = type("G", (Recorder,), {"stall_at": stall_at or {}})
+    room = Room("r", game_cls, RoomConfig(tick_rate=rate))
+    disposed: list[RoomHost] = []
+    host = RoomHost(room, ServerConfig(room_grace=grace), ServerStats(), disposed.append)
+    return host, disposed
+
+
+async def test_ticks_at_fixed_rate_without_drift(autojump_clock: trio.testing.MockClock) -> None:
+    host, _ = make_host(20)
+    host.room.seat("p", "p")  # keep the room alive
+    async with trio.open_nursery() as nursery:
+        start = trio.current_time()
+        nursery.start_soon(host.run)
+        await trio.sleep(100.01)
+        nursery.cancel_scope.cancel()
+    times = host.room.game.times  # type: ignore[attr-defined]
+    assert len(times) == 2000  # 100 s at 20 Hz, exactly
+    for n, t in enumerate(times, start=1):
+        assert abs(t - (start + n * 0.05)) < 1e-9  # deadline = start + n * period
+    assert host.late == 0 and host.skipped == 0
+
+
+async def test_rate_is_configurable_up_to_120(autojump_clock: trio.testing.MockClock) -> None:
+    host, _ = make_host(120)
+    host.room.seat("p", "p")
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(host.run)
+        await trio.sleep(10.001)
+        nursery.cancel_scope.cancel()
+    assert host.ticks == 1200
+
+
+async def test_overrun_is_counted_and_skips_instead_of_spiralling(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    Recorder.clock = autojump_clock
+    # tick 10 takes 0.26 s: five periods and a bit. The loop must count it late, skip the slots
+    # it missed rather than running them back to back, and then keep the original schedule.
+    host, _ = make_host(20, stall_at={10: 0.26})
+    host.room.seat("p", "p")
+    async with trio.open_nursery() as nursery:
+        start = trio.current_time()
+        nursery.start_soon(host.run)
+        await trio.sleep(10.01)
+        nursery.cancel_scope.cancel()
+    Recorder.clock = None
+    times = host.room.game.times  # type: ignore[attr-defined]
+    assert host.late == 1
+    assert host.skipped == 4  # slots 11-14 dropped; slot 15 runs at once
+    assert host.ticks == 200 - 4
+    # after the overrun, ticks are back on the start + n * period grid
+    for t in times[11:]:
+        slot = (t - start) / 0.05
+        assert abs(slot - round(slot)) < 1e-6
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    assert min(gaps) > 0.0  # never two ticks at the same instant (no catch-up burst)
+    assert times[-1] <= start + 10.01
+
+
+async def test_empty_room_is_disposed_after_grace(autojump_clock: trio.testing.MockClock) -> None:
+    host, disposed = make_host(20, grace=3.0)
+    player = host.room.seat("p", "p")
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(host.run)
+        await trio.sleep(5.0)
+        assert not disposed  # occupied: keeps running
+        host.room.unseat(player.number)
+        left_at = trio.current_time()
+        with trio.fail_after(10):
+            while not disposed:
+                await trio.sleep(0.05)
+        gone_after = trio.current_time() - left_at
+    assert disposed == [host]
+    assert 3.0 <= gone_after <= 3.2
+
+
+async def test_registry_is_not_global() -> None:
+    a, b = GameRegistry(), GameRegistry()
+    a.register(Recorder)
+    assert a.get("recorder") is Recorder
+    assert b.get("recorder") is None
