@@ -128,6 +128,5 @@ async def _serve(config: ServerConfig, ssl_context: object) -> None:
             print(f"listening on {server.url}", flush=True)
             async for signum in signals:
                 log.info("received %s; shutting down", signal.Signals(signum).name)
-                server.close_all()
-                await trio.sleep(0.2)  # let sessions send their close frames
+                await server.shutdown()
                 break

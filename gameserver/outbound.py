@@ -1,24 +1,27 @@
-"""A player's bounded outbound path. The tick hands it bytes and never waits on it.
+"""A player's bounded outbound path. The tick hands it frames and never waits on it.
 
-Each player has one writer task and a small queue. The queue holds reliable messages (JOINED,
-room events) up to a byte limit, at most one DELTA, and ``None`` as the marker "send a fresh
-SNAPSHOT here", built when the writer reaches it so it is always current.
+In the common case a frame goes straight to the socket from the tick (``FastConnection.write``
+is synchronous). Only when the kernel's send buffer is full does a backlog form; then the
+player's writer task awaits writability, and until the backlog drains:
 
-If the writer is still busy when the next tick's DELTA arrives, the DELTA is dropped and a
-SNAPSHOT marker is queued instead: a slow reader skips deltas and converges on a snapshot. If the
-reliable messages outgrow the limit, the player is too slow to keep and is disconnected.
+- the tick's DELTA is skipped, and a "send a fresh SNAPSHOT here" marker is queued instead (once):
+  a slow reader skips deltas and converges on a snapshot built when its path clears;
+- reliable messages (JOINED, room events) queue up to ``limit_bytes``; beyond that the player is
+  too slow to keep and is disconnected (4008).
+
+Memory per player is bounded by the kernel buffer, one backlog frame and ``limit_bytes``.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 import trio
 
+from gameserver._tws import FastConnection, TransportClosed
 from gameserver.stats import ServerStats
-
-SendFn = Callable[[bytes], Awaitable[None]]
+from shared.wsframe import binary_frame
 
 
 class OutboundOverflow(Exception):
@@ -28,77 +31,96 @@ class OutboundOverflow(Exception):
 class Outbound:
     def __init__(
         self,
-        send: SendFn,
+        conn: FastConnection,
         snapshot: Callable[[], bytes],
         limit_bytes: int,
         stats: ServerStats,
     ) -> None:
-        self._send = send
+        self.conn = conn
         self._snapshot = snapshot
         self.limit_bytes = limit_bytes
         self.stats = stats
-        # (frame, reliable); a frame of None is the snapshot marker
-        self._queue: deque[tuple[bytes | None, bool]] = deque()
-        self._queued_bytes = 0
+        self._queue: deque[bytes | None] = deque()  # framed reliable messages; None = snapshot
+        self.queued_bytes = 0
         self._snapshot_pending = False
-        self._busy = False
         self._overflow = False
+        self._failed = False
         self._wake = trio.Event()
 
     @property
-    def idle(self) -> bool:
-        """Nothing queued and nothing in flight."""
-        return not self._busy and not self._queue
+    def clear(self) -> bool:
+        """Nothing queued and nothing waiting for the kernel."""
+        return not self._queue and not self.conn.backlog
 
-    def offer_state(self, delta: bytes) -> None:
-        """The tick's DELTA. Never blocks: a busy path skips it and owes a snapshot."""
+    @property
+    def queue_length(self) -> int:
+        return len(self._queue)
+
+    def _write(self, frame: bytes) -> None:
+        try:
+            self.conn.write(frame)
+        except TransportClosed:
+            self._failed = True
+            self._wake.set()
+            return
+        self.stats.messages_out += 1
+        self.stats.bytes_out += len(frame)
+        if self.conn.backlog:
+            self._wake.set()
+
+    def offer_state(self, frame: bytes) -> None:
+        """The tick's framed DELTA. Sent now if the path is clear, else skipped."""
         if self._snapshot_pending:
             self.stats.deltas_skipped += 1
-            return
-        if self._busy or self._queue:
+        elif self._queue or self.conn.backlog:
             self.stats.deltas_skipped += 1
             self.stats.snapshot_resyncs += 1
             self._snapshot_pending = True
-            self._queue.append((None, False))
+            self._queue.append(None)
+            self._wake.set()
         else:
-            self._queue.append((delta, False))
-        self._wake.set()
+            self._write(frame)
 
-    def request_snapshot(self) -> None:
-        if not self._snapshot_pending:
+    def send_snapshot(self) -> None:
+        """Send a fresh SNAPSHOT now, or as soon as the path clears."""
+        if self.clear:
+            self._write(binary_frame(self._snapshot()))
+        elif not self._snapshot_pending:
             self._snapshot_pending = True
-            self._queue.append((None, False))
+            self._queue.append(None)
             self._wake.set()
 
     def send_reliable(self, frame: bytes) -> None:
-        """Queue a message that must arrive. Over the byte limit the player is dropped."""
-        if self._queued_bytes + len(frame) > self.limit_bytes:
+        """A framed message that must arrive. Over the byte limit, the player is dropped."""
+        if self.clear:
+            self._write(frame)
+        elif self.queued_bytes + len(frame) > self.limit_bytes:
             self._overflow = True
+            self._wake.set()
         else:
-            self._queued_bytes += len(frame)
-            self._queue.append((frame, True))
-        self._wake.set()
+            self.queued_bytes += len(frame)
+            self._queue.append(frame)
+            self._wake.set()
 
     async def run(self) -> None:
-        """The writer task. Returns never; raises OutboundOverflow, or what ``send`` raises."""
+        """The writer task: drains backlogs. Raises OutboundOverflow or TransportClosed."""
         queue = self._queue
-        stats = self.stats
         while True:
             await self._wake.wait()
             self._wake = trio.Event()
-            while queue:
+            while True:
                 if self._overflow:
                     raise OutboundOverflow
-                frame, reliable = queue.popleft()
+                if self._failed:
+                    raise TransportClosed
+                if self.conn.backlog:
+                    await self.conn.flush()
+                if not queue:
+                    break
+                frame = queue.popleft()
                 if frame is None:
                     self._snapshot_pending = False
-                    frame = self._snapshot()
-                elif reliable:
-                    self._queued_bytes -= len(frame)
-                self._busy = True
-                await self._send(frame)
-                self._busy = False
-                stats.messages_out += 1
-                stats.bytes_out += len(frame)
-            if self._overflow:
-                raise OutboundOverflow
+                    frame = binary_frame(self._snapshot())
+                else:
+                    self.queued_bytes -= len(frame)
+                self._write(frame)

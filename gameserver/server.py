@@ -1,10 +1,13 @@
 """The trio layer: accept WSS connections, run the join handshake, host rooms and their ticks.
 
-Data path: a connection is accepted (subprotocol checked), sends JOIN, takes a seat in a room,
-then its session runs two tasks: a reader that parses messages and queues inputs in the pure
-:class:`~gameserver.room.Room`, and the :class:`~gameserver.outbound.Outbound` writer. Each room
-has one task that ticks at a fixed rate and hands the tick's bytes to every player's outbound
-path without awaiting any of them.
+Data path: a TLS stream is accepted; trio-websocket parses the upgrade request and the
+subprotocol is checked; the connection is then taken over by a
+:class:`~gameserver._tws.FastConnection` (synchronous send and receive). The client sends JOIN
+and takes a seat in a room. From then on the room's tick task does all of that player's I/O
+without awaiting: at each tick it reads every player's socket once (inputs go into the pure
+:class:`~gameserver.room.Room`), runs the tick, frames the delta once, and writes it to every
+player's :class:`~gameserver.outbound.Outbound`. A player's own task only wakes to drain a full
+send buffer, and to close.
 """
 
 from __future__ import annotations
@@ -21,9 +24,10 @@ from typing import Any, NoReturn
 
 import attrs
 import trio
-from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, serve_websocket
+from trio_websocket import ConnectionClosed, wrap_server_stream
 
 from gameserver import _tws
+from gameserver._tws import FastConnection, TransportClosed
 from gameserver.game import MAX_TICK_RATE, Game, GameRegistry, Player
 from gameserver.outbound import Outbound, OutboundOverflow
 from gameserver.room import ROOM_NAME_RE, Room, RoomConfig, RoomFull
@@ -31,6 +35,7 @@ from gameserver.stats import ServerStats
 from shared.errors import RemoteProtocolError
 from shared.messages import Close, Error, Event, Input, Join, Leave, parse_client_message
 from shared.protocol import SUBPROTOCOL, SUPPORTED_SUBPROTOCOLS, CloseCode
+from shared.wsframe import binary_frame
 
 log = logging.getLogger("gameserver")
 
@@ -73,6 +78,8 @@ class ServerConfig:
     close_timeout: float = 2.0
     #: bytes of reliable messages a player may have queued before it is dropped as too slow
     outbound_limit: int = 256 * 1024
+    #: bytes read from one player's socket per tick at most (the rest waits in the kernel)
+    read_budget: int = 16 * 1024
     #: seconds an empty room lives before it is disposed of
     room_grace: float = 10.0
     input_queue_limit: int = 8
@@ -83,38 +90,43 @@ class ServerConfig:
             raise ValueError(f"tick rate must be 1..{MAX_TICK_RATE} Hz")
 
 
-@attrs.frozen
-class TickStats:
-    """A snapshot of one room's tick loop (see RoomHost.tick_stats)."""
+class SessionEnd(Exception):
+    """Why a session ends: the close code and reason, and whether to send ERROR/CLOSE first."""
 
-    ticks: int
-    late: int
-    skipped: int
-
-
-class _SessionEnd(Exception):
-    def __init__(self, code: int, reason: str, send_error: bool = True) -> None:
+    def __init__(self, code: int, reason: str, send_message: bool = True) -> None:
         super().__init__(reason)
         self.code = code
         self.reason = reason
-        self.send_error = send_error
+        self.send_message = send_message
 
 
 class Session:
     """One seated player's connection."""
 
-    def __init__(self, ws: WebSocketConnection, player: Player, outbound: Outbound) -> None:
-        self.ws = ws
+    def __init__(self, conn: FastConnection, player: Player, outbound: Outbound) -> None:
+        self.conn = conn
         self.player = player
         self.outbound = outbound
         self.scope = trio.CancelScope()
-        self.end: _SessionEnd | None = None
+        self.end: SessionEnd | None = None
 
-    def close(self, code: int, reason: str, send_error: bool = True) -> None:
-        """End this session from outside its tasks (kick, room closed, shutdown)."""
+    def close(self, code: int, reason: str, send_message: bool = True) -> None:
+        """End this session (from any task; never awaits). The first reason given wins."""
         if self.end is None:
-            self.end = _SessionEnd(code, reason, send_error)
+            self.end = SessionEnd(code, reason, send_message)
         self.scope.cancel()
+
+
+def peer_error(stats: ServerStats, exc: RemoteProtocolError, kind: str | None = None) -> SessionEnd:
+    """Count and log (no traceback) a peer's bad input; return how to close it."""
+    kind = kind or f"close_{exc.close_code}"
+    stats.protocol_errors[kind] += 1
+    log.info("closing a peer for bad input (%s): %s", kind, exc)
+    return SessionEnd(exc.close_code, str(exc))
+
+
+def _text_frame_error() -> RemoteProtocolError:
+    return RemoteProtocolError("text frames are not supported; send binary", 1003)
 
 
 class RoomHost:
@@ -138,9 +150,6 @@ class RoomHost:
         self.skipped = 0
         self.tick_seconds: list[float] = []  # recent tick durations (bounded)
         self.closed = False
-
-    def tick_stats(self) -> TickStats:
-        return TickStats(self.ticks, self.late, self.skipped)
 
     async def run(self) -> None:
         """Tick at a fixed rate until the room has been empty for the grace period."""
@@ -188,7 +197,8 @@ class RoomHost:
                 empty_since = None
 
     def step(self) -> None:
-        """One tick: advance the room and hand its bytes to every player. Never awaits."""
+        """One tick: read inputs, advance the room, write its bytes. Never awaits."""
+        self.read_inputs()
         room = self.room
         out = room.tick()
         self.ticks += 1
@@ -199,18 +209,60 @@ class RoomHost:
             session = sessions.get(player.number)
             if session is not None:
                 joined.add(player.number)
-                session.outbound.send_reliable(room.joined_message(player))
-                session.outbound.request_snapshot()
-        delta = out.delta
+                session.outbound.send_reliable(binary_frame(room.joined_message(player)))
+                session.outbound.send_snapshot()
+        delta = binary_frame(out.delta)
         for number, session in sessions.items():
             if number not in joined:
                 session.outbound.offer_state(delta)
-        for frame, target in out.events:
+        for payload, target in out.events:
+            event = binary_frame(payload)
             if target is None:
                 for session in sessions.values():
-                    session.outbound.send_reliable(frame)
+                    session.outbound.send_reliable(event)
             elif (session := sessions.get(target)) is not None:
-                session.outbound.send_reliable(frame)
+                session.outbound.send_reliable(event)
+
+    def read_inputs(self) -> None:
+        """Read each player's socket once, without awaiting, and queue what arrived."""
+        room = self.room
+        input_schema = room.input_schema
+        stats = self.stats
+        budget = self.config.read_budget
+        for number, session in self.sessions.items():
+            if session.end is not None:
+                continue
+            conn = session.conn
+            try:
+                conn.read_available(budget)
+                for data in conn.messages():
+                    stats.messages_in += 1
+                    stats.bytes_in += len(data)
+                    if isinstance(data, str):
+                        raise _text_frame_error()
+                    msg = parse_client_message(data, input_schema)
+                    if isinstance(msg, Input):
+                        if not room.push_input(number, msg.seq, msg.codes):
+                            stats.inputs_dropped += 1
+                    elif isinstance(msg, Event):
+                        room.push_event(number, msg.name, msg.data)
+                    elif isinstance(msg, Leave):
+                        session.close(CloseCode.NORMAL, "left", False)
+                        break
+                    else:
+                        raise RemoteProtocolError("already joined", CloseCode.PROTOCOL_ERROR)
+            except RemoteProtocolError as exc:
+                kind = "join_twice" if str(exc) == "already joined" else None
+                if exc.close_code == 1003:
+                    kind = "text_frame"
+                end = peer_error(stats, exc, kind)
+                session.close(end.code, end.reason)
+                continue
+            except TransportClosed:
+                session.close(CloseCode.GOING_AWAY, "connection lost", False)
+                continue
+            if conn.peer_close is not None or conn.eof:
+                session.close(CloseCode.NORMAL, "peer closed", False)
 
 
 class RoomDirectory:
@@ -227,12 +279,12 @@ class RoomDirectory:
         host = self.rooms.get(name)
         if host is not None and not host.closed:
             if host.room.game_cls is not game_cls:
-                raise _SessionEnd(
+                raise SessionEnd(
                     CloseCode.BAD_JOIN, f"room {name!r} runs the game {host.room.game_cls.name!r}"
                 )
             return host
         if len(self.rooms) >= self.config.max_rooms:
-            raise _SessionEnd(CloseCode.SERVER_FULL, "server full: no more rooms can be created")
+            raise SessionEnd(CloseCode.SERVER_FULL, "server full: no more rooms can be created")
         cfg = self.config
         room_cfg = RoomConfig(
             max_players=cfg.max_players or game_cls.max_players,
@@ -271,6 +323,7 @@ class GameServer:
         self.stats = stats
         self.port = 0
         self._player_ids = itertools.count(1)
+        self._all_closed = trio.Event()
 
     @property
     def url(self) -> str:
@@ -283,187 +336,176 @@ class GameServer:
     def sessions(self) -> list[Session]:
         return [s for host in self.rooms.rooms.values() for s in host.sessions.values()]
 
-    def close_all(
+    async def shutdown(
         self, code: int = CloseCode.GOING_AWAY, reason: str = "server shutting down"
     ) -> None:
+        """Close every session with ``code`` and wait (bounded) for them to finish."""
         for session in self.sessions():
             session.close(code, reason)
+        with trio.move_on_after(self.config.close_timeout + 0.5):
+            while self.stats.players:
+                await trio.sleep(0.01)
 
-    # ------------------------------------------------------------ handshake
-    async def handle_request(self, request: WebSocketRequest) -> None:
-        """trio-websocket handler: subprotocol check, then join, then the session."""
+    # ------------------------------------------------------------ connections
+    async def handle_stream(self, stream: trio.abc.Stream) -> None:
+        """Per TCP connection: handshake, then join, then the session."""
         self.stats.connections_open += 1
         try:
-            if SUBPROTOCOL not in request.proposed_subprotocols:
-                self.stats.refused["subprotocol"] += 1
-                body = (
-                    "unsupported WebSocket subprotocol; offer one of: "
-                    + ", ".join(SUPPORTED_SUBPROTOCOLS)
-                    + " (Sec-WebSocket-Protocol)\n"
-                ).encode()
-                with trio.move_on_after(self.config.close_timeout):
+            conn = await self._handshake(stream)
+            if conn is not None:
+                try:
+                    await self._connection(conn)
+                finally:
+                    conn.close()
+        except Exception:
+            log.exception("internal error while handling a connection")
+            await _tws.close_stream(stream)
+        finally:
+            self.stats.connections_open -= 1
+
+    async def _handshake(self, stream: trio.abc.Stream) -> FastConnection | None:
+        cfg = self.config
+        request = None
+        async with trio.open_nursery() as reader_nursery:
+            with trio.move_on_after(cfg.connect_timeout):
+                request = await wrap_server_stream(
+                    reader_nursery,
+                    stream,
+                    message_queue_size=1,
+                    max_message_size=cfg.max_message_size,
+                )
+            # stop trio-websocket's reader: from here on the connection is ours (see _tws)
+            reader_nursery.cancel_scope.cancel()
+        if request is None:
+            self.stats.refused["handshake_timeout"] += 1
+            await _tws.close_stream(stream)
+            return None
+        if SUBPROTOCOL not in request.proposed_subprotocols:
+            self.stats.refused["subprotocol"] += 1
+            body = (
+                "unsupported WebSocket subprotocol; offer one of: "
+                + ", ".join(SUPPORTED_SUBPROTOCOLS)
+                + " (Sec-WebSocket-Protocol)\n"
+            ).encode()
+            with trio.move_on_after(cfg.close_timeout):
+                try:
                     await request.reject(
                         400,
                         extra_headers=[(b"Content-Type", b"text/plain; charset=utf-8")],
                         body=body,
                     )
-                await _tws.close_transport(request)
-                return
+                except ConnectionClosed:
+                    pass
+            await _tws.close_stream(stream)
+            return None
+        with trio.move_on_after(cfg.connect_timeout) as scope:
             try:
                 ws = await request.accept(subprotocol=SUBPROTOCOL)
             except ConnectionClosed:
-                return
-            self.stats.connections_accepted += 1
-            await self._connection(ws)
-        except Exception:
-            log.exception("internal error while handling a connection")
-        finally:
-            self.stats.connections_open -= 1
+                scope.cancel()
+        if scope.cancel_called:
+            await _tws.close_stream(stream)
+            return None
+        self.stats.connections_accepted += 1
+        return FastConnection.take_over(ws)
 
-    async def _connection(self, ws: WebSocketConnection) -> None:
-        end: _SessionEnd | None = None
+    async def _connection(self, conn: FastConnection) -> None:
+        end: SessionEnd | None
         try:
-            join = await self._read_join(ws)
-            end = await self._join_and_play(ws, join)
-        except _SessionEnd as exc:
+            join = await self._read_join(conn)
+            end = await self._join_and_play(conn, join)
+        except SessionEnd as exc:
             end = exc
-        except ConnectionClosed:
-            end = None
-        except Exception:
-            log.exception("internal error in a session")
-            end = _SessionEnd(CloseCode.INTERNAL_ERROR, "internal server error")
-        if end is not None:
-            await self._close(ws, end)
-        else:
+        except TransportClosed:
+            return
+        await self._finish(conn, end)
+
+    async def _finish(self, conn: FastConnection, end: SessionEnd | None) -> None:
+        """Send ERROR or CLOSE, then the close frame; wait (bounded) for the peer's close."""
+        try:
             with trio.move_on_after(self.config.close_timeout):
-                await ws.aclose()
-        await _tws.close_transport(ws)
+                if end is not None and not conn.close_sent:
+                    if end.send_message:
+                        msg = (Error if end.code in _ERROR_CODES else Close)(end.code, end.reason)
+                        conn.send_message(msg.to_bytes())
+                    conn.send_close(end.code, end.reason)
+                elif not conn.close_sent:
+                    conn.send_close(CloseCode.NORMAL)
+                await conn.flush()
+                while conn.peer_close is None and not conn.eof and not conn.closed:
+                    await conn.wait_readable()
+                    conn.read_available()
+                    for _ in conn.messages():
+                        pass  # data after our close frame is discarded
+        except (TransportClosed, RemoteProtocolError):
+            pass
 
-    async def _close(self, ws: WebSocketConnection, end: _SessionEnd) -> None:
-        reason = end.reason.encode()[:120].decode("utf-8", "ignore")
-        with trio.move_on_after(self.config.close_timeout):
-            if end.send_error:
-                # refusals and the peer's own mistakes are ERRORs; the server's decisions CLOSE
-                msg = (Error if end.code in _ERROR_CODES else Close)(end.code, end.reason)
-                try:
-                    await ws.send_message(msg.to_bytes())
-                except ConnectionClosed:
-                    return
-            await ws.aclose(end.code, reason)
-
-    def _protocol_error(self, exc: RemoteProtocolError, kind: str) -> _SessionEnd:
-        self.stats.protocol_errors[kind] += 1
-        log.info("closing a peer for bad input (%s): %s", kind, exc)
-        return _SessionEnd(exc.close_code, str(exc))
-
-    async def _read_join(self, ws: WebSocketConnection) -> Join:
+    async def _read_join(self, conn: FastConnection) -> Join:
         with trio.move_on_after(self.config.join_timeout):
-            data = await ws.get_message()
-            if isinstance(data, str):
-                raise self._protocol_error(
-                    RemoteProtocolError("text frames are not supported; send binary", 1003),
-                    "text_frame",
-                )
-            try:
-                msg = parse_client_message(data)
-            except RemoteProtocolError as exc:
-                raise self._protocol_error(exc, f"close_{exc.close_code}") from None
-            if not isinstance(msg, Join):
-                raise self._protocol_error(
-                    RemoteProtocolError("the first message must be JOIN", CloseCode.PROTOCOL_ERROR),
-                    "not_join",
-                )
-            return msg
+            while True:
+                conn.read_available()
+                try:
+                    for data in conn.messages():
+                        self.stats.messages_in += 1
+                        self.stats.bytes_in += len(data)
+                        if isinstance(data, str):
+                            raise peer_error(self.stats, _text_frame_error(), "text_frame")
+                        msg = parse_client_message(data)
+                        if not isinstance(msg, Join):
+                            raise peer_error(
+                                self.stats,
+                                RemoteProtocolError(
+                                    "the first message must be JOIN", CloseCode.PROTOCOL_ERROR
+                                ),
+                                "not_join",
+                            )
+                        return msg
+                except RemoteProtocolError as exc:
+                    raise peer_error(self.stats, exc) from None
+                if conn.peer_close is not None or conn.eof:
+                    raise TransportClosed
+                await conn.wait_readable()
         self.stats.refused["join_timeout"] += 1
-        raise _SessionEnd(CloseCode.JOIN_TIMEOUT, "no JOIN within the join deadline")
+        raise SessionEnd(CloseCode.JOIN_TIMEOUT, "no JOIN within the join deadline")
 
-    async def _join_and_play(self, ws: WebSocketConnection, join: Join) -> _SessionEnd | None:
+    async def _join_and_play(self, conn: FastConnection, join: Join) -> SessionEnd | None:
         game_cls = self.registry.get(join.game)
         if game_cls is None:
             self.stats.refused["unknown_game"] += 1
-            raise _SessionEnd(CloseCode.UNKNOWN_GAME, f"unknown game {join.game!r}")
+            raise SessionEnd(CloseCode.UNKNOWN_GAME, f"unknown game {join.game!r}")
         if not ROOM_NAME_RE.fullmatch(join.room):
             self.stats.refused["bad_room"] += 1
-            raise _SessionEnd(
+            raise SessionEnd(
                 CloseCode.BAD_JOIN, "room names are 1-64 characters of A-Z a-z 0-9 _ . : -"
             )
         try:
             host = self.rooms.get_or_create(join.room, game_cls)
-        except _SessionEnd:
-            self.stats.refused["room"] += 1
+        except SessionEnd as exc:
+            self.stats.refused["server_full" if exc.code == CloseCode.SERVER_FULL else "room"] += 1
             raise
+        room = host.room
         try:
-            player = host.room.seat(f"anon-{next(self._player_ids)}", join.name)
+            player = room.seat(f"anon-{next(self._player_ids)}", join.name)
         except RoomFull as exc:
             self.stats.refused["room_full"] += 1
-            raise _SessionEnd(CloseCode.ROOM_FULL, str(exc)) from None
-        room = host.room
-        outbound = Outbound(
-            partial(self._send, ws), room.snapshot, self.config.outbound_limit, self.stats
-        )
-        session = Session(ws, player, outbound)
+            raise SessionEnd(CloseCode.ROOM_FULL, str(exc)) from None
+        outbound = Outbound(conn, room.snapshot, self.config.outbound_limit, self.stats)
+        session = Session(conn, player, outbound)
         host.sessions[player.number] = session
         self.stats.players += 1
         try:
             with session.scope:
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._write, session)
-                    await self._read(session, room)
-                    nursery.cancel_scope.cancel()
+                await outbound.run()
+        except OutboundOverflow:
+            self.stats.slow_disconnects += 1
+            session.close(CloseCode.TOO_SLOW, "too slow: reliable messages piled up", False)
+        except TransportClosed:
+            session.close(CloseCode.GOING_AWAY, "connection lost", False)
         finally:
             del host.sessions[player.number]
             room.unseat(player.number)
             self.stats.players -= 1
         return session.end
-
-    async def _send(self, ws: WebSocketConnection, frame: bytes) -> None:
-        await ws.send_message(frame)
-
-    async def _write(self, session: Session) -> None:
-        try:
-            await session.outbound.run()
-        except OutboundOverflow:
-            self.stats.slow_disconnects += 1
-            session.close(CloseCode.TOO_SLOW, "too slow: reliable messages piled up", False)
-        except ConnectionClosed:
-            session.close(CloseCode.GOING_AWAY, "connection lost", False)
-
-    async def _read(self, session: Session, room: Room) -> None:
-        ws = session.ws
-        number = session.player.number
-        input_schema = room.input_schema
-        stats = self.stats
-        while True:
-            try:
-                data = await ws.get_message()
-            except ConnectionClosed:
-                return
-            stats.messages_in += 1
-            stats.bytes_in += len(data)
-            if isinstance(data, str):
-                session.end = self._protocol_error(
-                    RemoteProtocolError("text frames are not supported; send binary", 1003),
-                    "text_frame",
-                )
-                return
-            try:
-                msg = parse_client_message(data, input_schema)
-            except RemoteProtocolError as exc:
-                session.end = self._protocol_error(exc, f"close_{exc.close_code}")
-                return
-            if isinstance(msg, Input):
-                if not room.push_input(number, msg.seq, msg.codes):
-                    stats.inputs_dropped += 1
-            elif isinstance(msg, Event):
-                room.push_event(number, msg.name, msg.data)
-            elif isinstance(msg, Leave):
-                session.end = _SessionEnd(CloseCode.NORMAL, "left", False)
-                return
-            else:
-                session.end = self._protocol_error(
-                    RemoteProtocolError("already joined", CloseCode.PROTOCOL_ERROR), "join_twice"
-                )
-                return
 
 
 @asynccontextmanager
@@ -479,23 +521,24 @@ async def open_gameserver(
     async with trio.open_nursery() as nursery:
         rooms = RoomDirectory(nursery, config, stats)
         server = GameServer(config, registry, ssl_context, rooms, stats)
-        ws_server: Any = await nursery.start(
-            partial(
-                serve_websocket,
-                server.handle_request,
-                config.host,
-                config.port,
-                ssl_context,
-                max_message_size=config.max_message_size,
-                connect_timeout=config.connect_timeout,
-                disconnect_timeout=config.close_timeout,
+        listeners: list[Any]
+        if ssl_context is None:
+            listeners = await trio.open_tcp_listeners(config.port, host=config.host)
+        else:
+            listeners = await trio.open_ssl_over_tcp_listeners(
+                config.port, ssl_context, host=config.host, https_compatible=True
             )
-        )
-        server.port = ws_server.port
+        first = listeners[0]
+        raw = first.transport_listener if isinstance(first, trio.SSLListener) else first
+        assert isinstance(raw, trio.SocketListener)
+        server.port = raw.socket.getsockname()[1]
+        serve: Any = partial(trio.serve_listeners, server.handle_stream, listeners)
+        await nursery.start(serve)
         try:
             yield server
         finally:
-            server.close_all()
+            with trio.CancelScope(shield=True):
+                await server.shutdown()
             nursery.cancel_scope.cancel()
 
 

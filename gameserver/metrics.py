@@ -1,0 +1,530 @@
+"""Prometheus metrics: a custom collector over :class:`ServerStats` and a tiny trio HTTP endpoint.
+
+Nothing here touches prometheus_client's global ``REGISTRY``; build a private registry with
+:func:`make_registry` (or register a :class:`ServerCollector` into your own) and serve it::
+
+    registry = make_registry(server.stats, server.rooms)
+    port = await nursery.start(serve_metrics, "127.0.0.1", 9100, registry)
+
+The collector reads the server's plain counters on each scrape, in the trio thread (scrapes are
+synchronous and never await), so a scrape sees one consistent moment of the server. The hot
+paths pay nothing beyond the ``+= 1`` they already do, plus :meth:`TickHistogram.observe` once
+per tick.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from bisect import bisect_left
+from collections.abc import Callable, Iterator, Mapping
+from functools import partial
+from typing import Protocol
+
+import psutil  # type: ignore[import-untyped]
+import trio
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.registry import CollectorRegistry
+
+from gameserver.stats import ServerStats
+
+log = logging.getLogger("gameserver.metrics")
+
+__all__ = [
+    "MAX_REQUEST_HEAD",
+    "READ_TIMEOUT",
+    "TICK_BUCKETS",
+    "ServerCollector",
+    "TickHistogram",
+    "make_registry",
+    "serve_metrics",
+]
+
+#: upper bounds (seconds) of the tick-duration histogram's finite buckets; +Inf is implicit
+TICK_BUCKETS: tuple[float, ...] = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25)
+_BUCKET_LABELS = (*(repr(b) for b in TICK_BUCKETS), "+Inf")  # the "le" label values
+
+
+class TickHistogram:
+    """Cumulative histogram of tick durations with fixed buckets (:data:`TICK_BUCKETS` + +Inf).
+
+    ``observe()`` is a bisect over 9 bounds and three additions; no locks, no allocation.
+    Call it from the trio thread only (like every other ServerStats counter).
+    """
+
+    __slots__ = ("_counts", "count", "sum")
+
+    bounds: tuple[float, ...] = TICK_BUCKETS
+
+    def __init__(self) -> None:
+        #: per-bucket (non-cumulative) counts; the last slot is the +Inf bucket
+        self._counts = [0] * (len(TICK_BUCKETS) + 1)
+        self.count = 0
+        self.sum = 0.0
+
+    def observe(self, seconds: float) -> None:
+        """Record one duration (a finite, non-negative number of seconds)."""
+        self._counts[bisect_left(TICK_BUCKETS, seconds)] += 1
+        self.count += 1
+        self.sum += seconds
+
+    def buckets(self) -> list[tuple[float, int]]:
+        """Cumulative ``(upper_bound, count)`` pairs, Prometheus style, ending with ``(inf, count)``.
+
+        An observation equal to a bound counts in that bound's bucket (``le`` semantics).
+        """
+        out = []
+        total = 0
+        for bound, n in zip((*TICK_BUCKETS, math.inf), self._counts, strict=True):
+            total += n
+            out.append((bound, total))
+        return out
+
+    def quantile(self, q: float) -> float:
+        """Upper bound of the bucket holding the ``q``-quantile (0 <= q <= 1), e.g. 0.5 or 0.99.
+
+        An overestimate by at most one bucket width. ``math.inf`` means "above the largest
+        finite bucket"; ``math.nan`` means nothing has been observed yet.
+        """
+        if not 0.0 <= q <= 1.0:
+            raise ValueError(f"quantile must be in [0, 1], got {q!r}")
+        if self.count == 0:
+            return math.nan
+        # rank of the q-quantile among the observations, 1-based; rounding absorbs float noise
+        # such as 0.07 * 100 == 7.000000000000001
+        rank = max(1, math.ceil(round(q * self.count, 9)))
+        total = 0
+        for bound, n in zip((*TICK_BUCKETS, math.inf), self._counts, strict=True):
+            total += n
+            if total >= rank:
+                return bound
+        raise AssertionError("unreachable: bucket counts add up to count")
+
+
+# ------------------------------------------------------------------ what the collector reads
+class _RoomConfigLike(Protocol):
+    @property
+    def tick_rate(self) -> int: ...
+
+
+class _RoomLike(Protocol):
+    @property
+    def player_count(self) -> int: ...
+
+    @property
+    def config(self) -> _RoomConfigLike: ...
+
+
+class RoomHostLike(Protocol):
+    """What the collector reads from a room host (``gameserver.server.RoomHost`` fits)."""
+
+    @property
+    def room(self) -> _RoomLike: ...
+
+
+class RoomDirectoryLike(Protocol):
+    """Anything with ``.rooms: Mapping[str, host]`` (``gameserver.server.RoomDirectory`` fits)."""
+
+    @property
+    def rooms(self) -> Mapping[str, RoomHostLike]: ...
+
+
+#: returns (CPU seconds used by this process, user + system; resident set size in bytes)
+ProcessSampler = Callable[[], tuple[float, int]]
+
+
+def _psutil_sampler() -> ProcessSampler:
+    proc = psutil.Process()
+
+    def sample() -> tuple[float, int]:
+        with proc.oneshot():
+            cpu = proc.cpu_times()
+            rss = proc.memory_info().rss
+        return float(cpu.user + cpu.system), int(rss)
+
+    return sample
+
+
+# (metric name, help, value) for the plain ServerStats counters and gauges
+_COUNTERS: tuple[tuple[str, str, Callable[[ServerStats], int]], ...] = (
+    (
+        "gameserver_connections_accepted",
+        "WebSocket connections accepted (subprotocol agreed).",
+        lambda s: s.connections_accepted,
+    ),
+    (
+        "gameserver_messages_in",
+        "WebSocket messages received from players.",
+        lambda s: s.messages_in,
+    ),
+    ("gameserver_bytes_in", "Payload bytes received from players.", lambda s: s.bytes_in),
+    ("gameserver_messages_out", "WebSocket messages sent to players.", lambda s: s.messages_out),
+    ("gameserver_bytes_out", "Payload bytes sent to players.", lambda s: s.bytes_out),
+    ("gameserver_ticks", "Room ticks run, all rooms.", lambda s: s.ticks),
+    (
+        "gameserver_ticks_late",
+        "Ticks that finished more than one period after their deadline.",
+        lambda s: s.ticks_late,
+    ),
+    (
+        "gameserver_ticks_skipped",
+        "Tick slots dropped because a room fell more than a period behind.",
+        lambda s: s.ticks_skipped,
+    ),
+    (
+        "gameserver_deltas_skipped",
+        "Deltas a player's outbound path could not take (a snapshot follows instead).",
+        lambda s: s.deltas_skipped,
+    ),
+    (
+        "gameserver_snapshot_resyncs",
+        "Snapshots sent to resynchronise a player.",
+        lambda s: s.snapshot_resyncs,
+    ),
+    (
+        "gameserver_inputs_dropped",
+        "Player inputs dropped (stale sequence number or queue full).",
+        lambda s: s.inputs_dropped,
+    ),
+    (
+        "gameserver_slow_disconnects",
+        "Players disconnected because their reliable backlog grew too large.",
+        lambda s: s.slow_disconnects,
+    ),
+)
+
+_LABELLED_COUNTERS: tuple[tuple[str, str, str, Callable[[ServerStats], Mapping[str, int]]], ...] = (
+    (
+        "gameserver_connections_refused",
+        "Handshakes or joins refused, by reason.",
+        "reason",
+        lambda s: s.refused,
+    ),
+    (
+        "gameserver_protocol_errors",
+        "Peers closed for bad input, by kind.",
+        "kind",
+        lambda s: s.protocol_errors,
+    ),
+)
+
+
+class ServerCollector:
+    """A prometheus_client custom collector: reads the server's state at every scrape.
+
+    ``rooms`` is anything with ``.rooms: Mapping[str, host]`` where ``host.room`` has
+    ``player_count`` and ``config.tick_rate`` (a :class:`gameserver.server.RoomDirectory`).
+    ``gameserver_tick_seconds`` appears once ``stats`` has a ``tick_histogram``
+    (:class:`TickHistogram`) attribute.
+
+    ``sample_process`` and ``clock`` are for tests; by default psutil and ``time.monotonic``.
+    """
+
+    def __init__(
+        self,
+        stats: ServerStats,
+        rooms: RoomDirectoryLike,
+        *,
+        sample_process: ProcessSampler | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.stats = stats
+        self.rooms = rooms
+        self._sample_process = sample_process if sample_process is not None else _psutil_sampler()
+        self._clock = clock
+        # the CPU% reference point: the previous scrape (or, for the first one, construction)
+        self._last_time = clock()
+        self._last_cpu = self._sample_process()[0]
+        self._cpu_percent = 0.0
+
+    def describe(self) -> Iterator[Metric]:
+        """Metric names without samples, so that the registry can detect clashes cheaply."""
+        for name, doc, _ in _COUNTERS:
+            yield CounterMetricFamily(name, doc)
+        for name, doc, label, _ in _LABELLED_COUNTERS:
+            yield CounterMetricFamily(name, doc, labels=[label])
+        yield from self._gauges(0, 0, 0, 0, 0.0, 0)
+        yield CounterMetricFamily("process_cpu_seconds", _CPU_SECONDS_HELP)
+        yield HistogramMetricFamily("gameserver_tick_seconds", _TICK_SECONDS_HELP)
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self.stats
+        for name, doc, value in _COUNTERS:
+            yield CounterMetricFamily(name, doc, value=value(stats))
+        for name, doc, label, values in _LABELLED_COUNTERS:
+            family = CounterMetricFamily(name, doc, labels=[label])
+            for key, n in sorted(values(stats).items()):
+                family.add_metric([key], n)
+            yield family
+
+        hosts = list(self.rooms.rooms.values())
+        players = sum(host.room.player_count for host in hosts)
+        tick_rate = max((host.room.config.tick_rate for host in hosts), default=0)
+        cpu_seconds, rss = self._sample_process()
+        now = self._clock()
+        elapsed = now - self._last_time
+        if elapsed >= 0.01:  # closer scrapes keep the previous figure rather than a noisy one
+            self._cpu_percent = max(0.0, 100.0 * (cpu_seconds - self._last_cpu) / elapsed)
+            self._last_time = now
+            self._last_cpu = cpu_seconds
+        yield from self._gauges(
+            stats.connections_open, len(hosts), players, tick_rate, self._cpu_percent, rss
+        )
+        yield CounterMetricFamily("process_cpu_seconds", _CPU_SECONDS_HELP, value=cpu_seconds)
+
+        hist = getattr(stats, "tick_histogram", None)
+        if isinstance(hist, TickHistogram):
+            yield HistogramMetricFamily(
+                "gameserver_tick_seconds",
+                _TICK_SECONDS_HELP,
+                buckets=[
+                    (le, n) for le, (_, n) in zip(_BUCKET_LABELS, hist.buckets(), strict=True)
+                ],
+                sum_value=hist.sum,
+            )
+
+    @staticmethod
+    def _gauges(
+        connections: int, rooms: int, players: int, tick_rate: int, cpu_percent: float, rss: int
+    ) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "gameserver_connections_open", "WebSocket connections open now.", value=connections
+        )
+        yield GaugeMetricFamily("gameserver_rooms", "Rooms running now.", value=rooms)
+        yield GaugeMetricFamily("gameserver_players", "Players seated now, all rooms.", players)
+        yield GaugeMetricFamily(
+            "gameserver_tick_rate_hz",
+            "Configured tick rate: the highest of the running rooms (0 with no rooms).",
+            value=tick_rate,
+        )
+        yield GaugeMetricFamily(
+            "gameserver_cpu_percent",
+            "CPU use of this process since the previous scrape, percent of one core.",
+            value=cpu_percent,
+        )
+        yield GaugeMetricFamily(
+            "process_resident_memory_bytes", "Resident memory size in bytes.", value=rss
+        )
+
+
+_CPU_SECONDS_HELP = "Total user and system CPU time spent in seconds."
+_TICK_SECONDS_HELP = "Time spent running one room tick (game update and fan-out), seconds."
+
+
+def make_registry(stats: ServerStats, rooms: RoomDirectoryLike) -> CollectorRegistry:
+    """A new private registry holding a :class:`ServerCollector` (never the global REGISTRY)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ServerCollector(stats, rooms))
+    return registry
+
+
+# ------------------------------------------------------------------ the HTTP endpoint
+#: the request line and headers, terminating blank line included, must fit in this many bytes
+MAX_REQUEST_HEAD = 8192
+#: seconds a client has to send its whole request head
+READ_TIMEOUT = 5.0
+#: seconds to write the response (a scraper that stops reading is cut off)
+WRITE_TIMEOUT = 10.0
+#: seconds, and bytes, to keep draining a client's input after responding (see _respond)
+LINGER_TIMEOUT = 1.0
+LINGER_BYTES = 64 * 1024
+#: connections served at once; more are closed straight away
+MAX_CONNECTIONS = 64
+
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    408: "Request Timeout",
+    431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
+_TOKEN_CHARS = frozenset(
+    b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+)
+_TEXT = "text/plain; charset=utf-8"
+
+
+class _BadRequest(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+async def serve_metrics(
+    host: str,
+    port: int,
+    collector_registry: CollectorRegistry,
+    *,
+    healthy: Callable[[], bool] = lambda: True,
+    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve ``GET /metrics`` and ``GET /healthz`` over HTTP/1.1 on ``host:port`` until cancelled.
+
+    ``port = await nursery.start(serve_metrics, host, port, registry)`` returns the bound port
+    (useful with ``port=0``). One request per connection; the response closes it. ``/healthz``
+    answers 200 ``ok`` while ``healthy()`` is true, else 503. Other paths get 404, other
+    methods 405, malformed requests 400, request heads over 8 KiB 431, and clients that take
+    more than 5 s to send their request 408. Bad requests are logged at DEBUG, never with a
+    traceback.
+
+    If ``host`` resolves to several addresses and ``port`` is 0, only the first address is
+    bound (each would otherwise get a different port).
+    """
+    listeners = await trio.open_tcp_listeners(port, host=host or None)
+    if port == 0 and len(listeners) > 1:
+        for extra in listeners[1:]:
+            await extra.aclose()
+        del listeners[1:]
+    bound_port: int = listeners[0].socket.getsockname()[1]
+    limit = trio.Semaphore(MAX_CONNECTIONS)
+    handler = partial(_handle_connection, collector_registry, healthy, limit)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(trio.serve_listeners, handler, listeners)
+        log.info("metrics endpoint listening on port %d", bound_port)
+        task_status.started(bound_port)
+
+
+async def _handle_connection(
+    registry: CollectorRegistry,
+    healthy: Callable[[], bool],
+    limit: trio.Semaphore,
+    stream: trio.SocketStream,
+) -> None:
+    try:
+        limit.acquire_nowait()
+    except trio.WouldBlock:
+        log.debug("metrics endpoint: too many connections; closing one")
+        await trio.aclose_forcefully(stream)
+        return
+    try:
+        status, content_type, body = await _read_and_route(stream, registry, healthy)
+        if status:
+            await _respond(stream, status, content_type, body)
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        pass  # the client went away
+    except Exception:
+        log.exception("metrics endpoint: internal error")
+    finally:
+        limit.release()
+        await trio.aclose_forcefully(stream)
+
+
+async def _read_and_route(
+    stream: trio.SocketStream, registry: CollectorRegistry, healthy: Callable[[], bool]
+) -> tuple[int, str, bytes]:
+    """The response for the request on ``stream``, or status 0 for "just close"."""
+    buf = bytearray()
+    try:
+        with trio.fail_after(READ_TIMEOUT):
+            head = await _read_head(stream, buf)
+        if head is None:
+            return 0, "", b""  # connected and closed without a word: nothing to answer
+        method, path = _parse_head(head)
+    except trio.TooSlowError:
+        if not buf:
+            return 0, "", b""
+        return 408, _TEXT, b"request timeout\n"
+    except _BadRequest as exc:
+        log.debug("metrics endpoint: bad request: %s", exc)
+        return exc.status, _TEXT, f"{exc}\n".encode()
+
+    if method != "GET":
+        return 405, _TEXT, b"method not allowed\n"
+    if path == "/metrics":
+        try:
+            return 200, CONTENT_TYPE_LATEST, generate_latest(registry)
+        except Exception:
+            log.exception("metrics endpoint: collecting the metrics failed")
+            return 500, _TEXT, b"collecting the metrics failed\n"
+    if path == "/healthz":
+        try:
+            ok = healthy()
+        except Exception as exc:
+            log.warning("metrics endpoint: the health check raised %r", exc)
+            ok = False
+        return (200, _TEXT, b"ok\n") if ok else (503, _TEXT, b"unhealthy\n")
+    return 404, _TEXT, b"not found\n"
+
+
+async def _read_head(stream: trio.SocketStream, buf: bytearray) -> bytes | None:
+    """Read up to the blank line ending the headers; None on a silent EOF."""
+    while True:
+        end = buf.find(b"\r\n\r\n")
+        if end >= 0:
+            end += 4
+        else:
+            end = buf.find(b"\n\n")  # bare-LF line endings, tolerated as RFC 9112 allows
+            if end >= 0:
+                end += 2
+        if end >= 0:
+            if end > MAX_REQUEST_HEAD:
+                break
+            return bytes(buf[:end])
+        if len(buf) > MAX_REQUEST_HEAD:
+            break
+        data = await stream.receive_some(4096)
+        if not data:
+            if buf:
+                raise _BadRequest(400, "incomplete request")
+            return None
+        buf += data
+    raise _BadRequest(431, f"request head larger than {MAX_REQUEST_HEAD} bytes")
+
+
+def _parse_head(head: bytes) -> tuple[str, str]:
+    """(method, path without query) of a request head; _BadRequest if it is not HTTP/1.x."""
+    lines = head.replace(b"\r\n", b"\n").split(b"\n")
+    request_line, headers = lines[0], lines[1:]
+    parts = request_line.split(b" ")
+    if len(parts) != 3:
+        raise _BadRequest(400, "malformed request line")
+    method, target, version = parts
+    if not method or not set(method) <= _TOKEN_CHARS:
+        raise _BadRequest(400, "malformed method")
+    if version not in (b"HTTP/1.1", b"HTTP/1.0"):
+        raise _BadRequest(400, "only HTTP/1.0 and HTTP/1.1 are spoken here")
+    if not target.startswith(b"/") or any(c <= 0x20 or c >= 0x7F for c in target):
+        raise _BadRequest(400, "malformed request target")
+    for line in headers:
+        if not line:
+            continue
+        name, colon, _ = line.partition(b":")
+        if not colon or not name or not set(name) <= _TOKEN_CHARS:
+            raise _BadRequest(400, "malformed header line")
+    path = target.split(b"?", 1)[0].decode("ascii")
+    return method.decode("ascii"), path
+
+
+async def _respond(stream: trio.SocketStream, status: int, content_type: str, body: bytes) -> None:
+    head = [
+        f"HTTP/1.1 {status} {_REASONS[status]}",
+        f"Content-Type: {content_type}",
+        f"Content-Length: {len(body)}",
+        "Cache-Control: no-store",
+        "Connection: close",
+    ]
+    if status == 405:
+        head.append("Allow: GET")
+    with trio.move_on_after(WRITE_TIMEOUT):
+        await stream.send_all(("\r\n".join(head) + "\r\n\r\n").encode("ascii") + body)
+        # Half-close, then drain what the client may still be sending (an oversized or
+        # unread request) for a moment: closing with unread input makes the kernel send a
+        # reset, which can destroy the response before the client has read it.
+        await stream.send_eof()
+    with trio.move_on_after(LINGER_TIMEOUT):
+        drained = 0
+        while drained < LINGER_BYTES:
+            data = await stream.receive_some(4096)
+            if not data:
+                break
+            drained += len(data)
