@@ -130,3 +130,7 @@ async def _serve(config: ServerConfig, ssl_context: object) -> None:
                 log.info("received %s; shutting down", signal.Signals(signum).name)
                 await server.shutdown()
                 break
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -20,7 +20,7 @@ import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterator, Mapping
 from functools import partial
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import psutil  # type: ignore[import-untyped]
 import trio
@@ -33,7 +33,9 @@ from prometheus_client.core import (
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
 
-from gameserver.stats import ServerStats
+if TYPE_CHECKING:
+    # type-only, so that gameserver.stats may import TickHistogram from here without a cycle
+    from gameserver.stats import ServerStats
 
 log = logging.getLogger("gameserver.metrics")
 
@@ -41,6 +43,9 @@ __all__ = [
     "MAX_REQUEST_HEAD",
     "READ_TIMEOUT",
     "TICK_BUCKETS",
+    "ProcessSampler",
+    "RoomDirectoryLike",
+    "RoomHostLike",
     "ServerCollector",
     "TickHistogram",
     "make_registry",
@@ -55,25 +60,29 @@ _BUCKET_LABELS = (*(repr(b) for b in TICK_BUCKETS), "+Inf")  # the "le" label va
 class TickHistogram:
     """Cumulative histogram of tick durations with fixed buckets (:data:`TICK_BUCKETS` + +Inf).
 
-    ``observe()`` is a bisect over 9 bounds and three additions; no locks, no allocation.
+    ``observe()`` is a bisect over 9 bounds and two additions; no locks, no allocation.
     Call it from the trio thread only (like every other ServerStats counter).
     """
 
-    __slots__ = ("_counts", "count", "sum")
+    __slots__ = ("_counts", "sum")
 
     bounds: tuple[float, ...] = TICK_BUCKETS
 
     def __init__(self) -> None:
         #: per-bucket (non-cumulative) counts; the last slot is the +Inf bucket
         self._counts = [0] * (len(TICK_BUCKETS) + 1)
-        self.count = 0
+        #: total of the observed seconds
         self.sum = 0.0
 
     def observe(self, seconds: float) -> None:
         """Record one duration (a finite, non-negative number of seconds)."""
         self._counts[bisect_left(TICK_BUCKETS, seconds)] += 1
-        self.count += 1
         self.sum += seconds
+
+    @property
+    def count(self) -> int:
+        """Observations so far (kept as the bucket total: one fewer addition per observe)."""
+        return sum(self._counts)
 
     def buckets(self) -> list[tuple[float, int]]:
         """Cumulative ``(upper_bound, count)`` pairs, Prometheus style, ending with ``(inf, count)``.
@@ -95,11 +104,12 @@ class TickHistogram:
         """
         if not 0.0 <= q <= 1.0:
             raise ValueError(f"quantile must be in [0, 1], got {q!r}")
-        if self.count == 0:
+        count = self.count
+        if count == 0:
             return math.nan
         # rank of the q-quantile among the observations, 1-based; rounding absorbs float noise
         # such as 0.07 * 100 == 7.000000000000001
-        rank = max(1, math.ceil(round(q * self.count, 9)))
+        rank = max(1, math.ceil(round(q * count, 9)))
         total = 0
         for bound, n in zip((*TICK_BUCKETS, math.inf), self._counts, strict=True):
             total += n

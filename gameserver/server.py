@@ -532,7 +532,7 @@ async def open_gameserver(
         raw = first.transport_listener if isinstance(first, trio.SSLListener) else first
         assert isinstance(raw, trio.SocketListener)
         server.port = raw.socket.getsockname()[1]
-        serve: Any = partial(trio.serve_listeners, server.handle_stream, listeners)
+        serve: Any = partial(trio.serve_listeners, server.handle_stream, listeners)  # type: ignore[misc]
         await nursery.start(serve)
         try:
             yield server

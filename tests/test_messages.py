@@ -37,7 +37,7 @@ from shared.protocol import (
     CloseCode,
     Kind,
 )
-from shared.schema import EntityType, InputSchema, Schema
+from shared.schema import EntityType, InputSchema
 from shared.state import State
 
 PROTOCOL_ERROR = CloseCode.PROTOCOL_ERROR  # 1002
@@ -154,10 +154,16 @@ def test_client_messages_round_trip_property(
         (b"\x01\x01\x00\x00\x00\x00\x00", INVALID, "trailing"),
         (b"\x01\x01\x01\xff\x00\x00\x00", INVALID, "UTF-8"),
         (b"\x01\x01\x02\xc3", INVALID, "truncated"),
-        (b"\x01\x01" + wire.varint(MAX_NAME_BYTES + 1) + b"r" * 65 + b"\x00\x00\x00", INVALID,
-         "exceeds"),
-        (b"\x01\x01\x00\x00" + wire.varint(MAX_PLAYER_NAME_BYTES + 1) + b"n" * 33 + b"\x00",
-         INVALID, "exceeds"),
+        (
+            b"\x01\x01" + wire.varint(MAX_NAME_BYTES + 1) + b"r" * 65 + b"\x00\x00\x00",
+            INVALID,
+            "exceeds",
+        ),
+        (
+            b"\x01\x01\x00\x00" + wire.varint(MAX_PLAYER_NAME_BYTES + 1) + b"n" * 33 + b"\x00",
+            INVALID,
+            "exceeds",
+        ),
         (b"\x01\x01\x00\x00\x00" + wire.varint(MAX_TOKEN_BYTES + 1), INVALID, "exceeds"),
         # LEAVE
         (b"\x02\x00", INVALID, "trailing"),
@@ -356,8 +362,7 @@ def test_long_error_text_is_truncated_on_a_character_boundary() -> None:
         (b"\x11\x01\x00\x00\x00\x00\x00\x00\x00", INVALID, "trailing"),
         (b"\x11\x01\x00\x00\x00\x00\x00\x01\x01\x05", INVALID, "unknown entity type"),
         (b"\x11\x01\x00\x00\x00\x00\x00\x01\x01\x01\x00\x00\x00\x00", INVALID, "truncated"),
-        (b"\x11\x01\x00\x00\x00\x00\x00\x01\x01\x01\x00\x00\x00\x00\x04\x00", INVALID,
-         "trailing"),
+        (b"\x11\x01\x00\x00\x00\x00\x00\x01\x01\x01\x00\x00\x00\x00\x04\x00", INVALID, "trailing"),
         (b"\x11\x01\x00\x00\x00\x00\x00\x01\x01\x01\x21\x4e\x00\x00\x01", INVALID, "above"),
         (b"\x11\x01\x00\x00\x00\x00\xff\xff\x03", INVALID, "ack count"),
         (b"\x11\x01\x00\x00\x00\x00\x00\xff\xff\x03", INVALID, "item count"),
@@ -375,8 +380,11 @@ def test_long_error_text_is_truncated_on_a_character_boundary() -> None:
         (b"\x12\x00\x01\x00\x00\x00\x01", INVALID, "truncated"),
         (b"\x12\x00\x01\x00\x00\x00\xff\xff\x03", INVALID, "item count"),
         # an entity created in a delta cannot also be patched in it
-        (b"\x12\x00\x01\x00\x01\x09\x01\x00\x00\x00\x00\x00\x01\x09\x00\x00", INVALID,
-         "both created and patched"),
+        (
+            b"\x12\x00\x01\x00\x01\x09\x01\x00\x00\x00\x00\x00\x01\x09\x00\x00",
+            INVALID,
+            "both created and patched",
+        ),
     ],
 )
 def test_bad_server_messages(data: bytes, code: int, match: str) -> None:
@@ -425,24 +433,29 @@ def _joined_with(schema_bytes: bytes, input_bytes: bytes = b"\x00") -> bytes:
 
 
 @pytest.mark.parametrize(
-    ("schema_bytes", "input_bytes"),
+    ("schema_bytes", "input_bytes", "error"),
     [
         # regressions: each of these once escaped as a non-protocol exception
-        (b"\x01\x03a\x00b\x01\x01x\x00", b"\x00"),  # NUL in an entity type name: ValueError
-        (b"\x01\x01t\x01\x02id\x00", b"\x00"),  # LocalProtocolError leaked
-        (b"\x01\x01t\x01\x01f\x09" + wire.f64(-1e308) + wire.f64(1e308) + wire.f64(1), b"\x00"),
-        (b"\x01\x01t\x00", b"\x01\x04self\x00"),  # TypeError from InputSchema(self=...)
+        (b"\x01\x03a\x00b\x01\x01x\x00", b"\x00", None),  # NUL in a type name: was ValueError
+        (b"\x01\x01t\x01\x02id\x00", b"\x00", "clashes"),  # was a LocalProtocolError
+        (
+            b"\x01\x01t\x01\x01f\x09" + wire.f64(-1e308) + wire.f64(1e308) + wire.f64(1),
+            b"\x00",
+            "parameters",
+        ),  # hi - lo overflows: was OverflowError
+        (b"\x01\x01t\x00", b"\x01\x04self\x00", None),  # was TypeError from InputSchema(self=)
     ],
 )
 def test_odd_joined_schemas_parse_or_raise_protocol_errors(
-    schema_bytes: bytes, input_bytes: bytes
+    schema_bytes: bytes, input_bytes: bytes, error: str | None
 ) -> None:
     data = _joined_with(schema_bytes, input_bytes)
-    try:
-        msg = parse_server_message(data)
-    except RemoteProtocolError as exc:
-        assert exc.close_code == INVALID
+    if error is not None:
+        with pytest.raises(RemoteProtocolError, match=error) as info:
+            parse_server_message(data)
+        assert info.value.close_code == INVALID
     else:
+        msg = parse_server_message(data)
         assert isinstance(msg, Joined)
         assert msg.to_bytes() == data
 

@@ -50,7 +50,9 @@ async def test_subprotocol_refused_with_http_error_and_tcp_closed(
     server: GameServer, client_ssl: ssl.SSLContext
 ) -> None:
     with trio.fail_after(10):
-        stream = await trio.open_ssl_over_tcp_stream("127.0.0.1", server.port, ssl_context=client_ssl)
+        stream = await trio.open_ssl_over_tcp_stream(
+            "127.0.0.1", server.port, ssl_context=client_ssl
+        )
         await stream.send_all(
             b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
@@ -123,7 +125,9 @@ async def test_malformed_message_closes_that_client_only(
         deltas = good.deltas
         await good.wait_tick(start + 20)
     assert good.deltas - deltas == 20
-    assert good.replica.checksum() == room.ctx.state.checksum() or good.replica.tick != room.state_tick
+    assert (
+        good.replica.checksum() == room.ctx.state.checksum() or good.replica.tick != room.state_tick
+    )
     assert bad.joined.player not in [p.number for p in room.players()]
     assert not [r for r in caplog.records if r.exc_info]  # no traceback for a peer's mistake
 
@@ -209,7 +213,9 @@ async def test_join_refusals(
         (Join("ok", "no-such-game"), 4004),
         (Join("bad room name!"), 4000),
     ]:
-        ws = await connect_websocket_url(nursery, server.url, client_ssl, subprotocols=[SUBPROTOCOL])
+        ws = await connect_websocket_url(
+            nursery, server.url, client_ssl, subprotocols=[SUBPROTOCOL]
+        )
         await ws.send_message(join.to_bytes())
         msg = parse_server_message(await ws.get_message())
         assert isinstance(msg, Error) and msg.code == code

@@ -35,7 +35,9 @@ class TestClient:
 
     async def pump(self) -> Any:
         """Read and apply one message; returns it."""
-        msg = parse_server_message(await self.ws.get_message(), self.joined.schema, self.replica.type_of)
+        msg = parse_server_message(
+            await self.ws.get_message(), self.joined.schema, self.replica.type_of
+        )
         if isinstance(msg, Snapshot):
             self.replica.apply_snapshot(msg)
             self.snapshots += 1
@@ -67,7 +69,10 @@ async def connect(
     message_queue_size: int = 1,
 ) -> TestClient:
     ws = await connect_websocket_url(
-        nursery, url, ssl_context, subprotocols=list(subprotocols),
+        nursery,
+        url,
+        ssl_context,
+        subprotocols=list(subprotocols),
         message_queue_size=message_queue_size,
     )
     await ws.send_message(Join(room, "", name).to_bytes())
