@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import ssl
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import trio
 
 from gameserver.game import MAX_TICK_RATE, default_registry
+from gameserver.metrics import make_registry, serve_metrics
 from gameserver.server import ServerConfig, open_gameserver
 from gameserver.tls import (
     CertificateError,
@@ -57,6 +59,21 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-message-size", type=int, default=4096, help="bytes (default 4096)")
     serve.add_argument("--join-timeout", type=float, default=10.0, help="seconds (default 10)")
     serve.add_argument("--room-grace", type=float, default=10.0, help="seconds an empty room lives")
+    serve.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="serve Prometheus /metrics and /healthz on this port (default: off)",
+    )
+    serve.add_argument(
+        "--metrics-host", default="127.0.0.1", help="metrics address (default 127.0.0.1)"
+    )
+    serve.add_argument(
+        "--cpu-budget",
+        type=float,
+        default=0.85,
+        help="refuse new joins while the server uses more than this share of a core (0 = off)",
+    )
     serve.add_argument("--log-level", default="INFO")
     return parser
 
@@ -107,29 +124,40 @@ def serve(args: argparse.Namespace) -> int:
             max_message_size=args.max_message_size,
             join_timeout=args.join_timeout,
             room_grace=args.room_grace,
+            cpu_budget=args.cpu_budget,
         )
     except ValueError as exc:
         print(f"gameserver: {exc}", file=sys.stderr)
         return 2
     try:
-        trio.run(_serve, config, ssl_context)
+        trio.run(_serve, config, ssl_context, args.metrics_host, args.metrics_port)
     except OSError as exc:
         print(f"gameserver: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1
     return 0
 
 
-async def _serve(config: ServerConfig, ssl_context: object) -> None:
-    import ssl
-
-    assert ssl_context is None or isinstance(ssl_context, ssl.SSLContext)
+async def _serve(
+    config: ServerConfig,
+    ssl_context: ssl.SSLContext | None,
+    metrics_host: str,
+    metrics_port: int | None,
+) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with open_gameserver(config, default_registry(), ssl_context) as server:
+        async with (
+            open_gameserver(config, default_registry(), ssl_context) as server,
+            trio.open_nursery() as nursery,
+        ):
+            if metrics_port is not None:
+                registry = make_registry(server.stats, server.rooms)
+                port = await nursery.start(serve_metrics, metrics_host, metrics_port, registry)
+                print(f"metrics on http://{metrics_host}:{port}/metrics", flush=True)
             print(f"listening on {server.url}", flush=True)
             async for signum in signals:
                 log.info("received %s; shutting down", signal.Signals(signum).name)
                 await server.shutdown()
                 break
+            nursery.cancel_scope.cancel()
 
 
 if __name__ == "__main__":

@@ -84,6 +84,10 @@ class ServerConfig:
     room_grace: float = 10.0
     input_queue_limit: int = 8
     checksum_interval: int = 5
+    #: refuse new joins (4006 "server full") while the process uses more than this share of
+    #: one core, measured over the last ``load_window`` seconds; 0 disables the check
+    cpu_budget: float = 0.85
+    load_window: float = 2.0
 
     def __attrs_post_init__(self) -> None:
         if self.tick_rate is not None and not 1 <= self.tick_rate <= MAX_TICK_RATE:
@@ -148,7 +152,6 @@ class RoomHost:
         self.ticks = 0
         self.late = 0
         self.skipped = 0
-        self.tick_seconds: list[float] = []  # recent tick durations (bounded)
         self.closed = False
 
     async def run(self) -> None:
@@ -182,9 +185,7 @@ class RoomHost:
             await trio.sleep_until(deadline)
             t0 = time.perf_counter()
             self.step()
-            self.tick_seconds.append(time.perf_counter() - t0)
-            if len(self.tick_seconds) > 1024:
-                del self.tick_seconds[:512]
+            self.stats.tick_histogram.observe(time.perf_counter() - t0)
             if trio.current_time() > deadline + period:
                 self.late += 1
                 self.stats.ticks_late += 1
@@ -265,6 +266,36 @@ class RoomHost:
                 session.close(CloseCode.NORMAL, "peer closed", False)
 
 
+class LoadMonitor:
+    """Samples this process's CPU time to tell when the tick budget is used up.
+
+    All rooms and all player I/O run in this one thread, so the process's CPU share of one
+    core is the measure: past ``budget``, new joins are refused rather than slowing every
+    room. Players already seated are never dropped for load; their rooms skip ticks if they
+    must.
+    """
+
+    def __init__(self, budget: float, window: float) -> None:
+        self.budget = budget
+        self.window = window
+        self.load = 0.0  # CPU share of one core over the last window
+
+    @property
+    def overloaded(self) -> bool:
+        return self.budget > 0 and self.load > self.budget
+
+    async def run(self) -> None:
+        cpu0 = time.process_time()
+        wall0 = time.perf_counter()
+        while True:
+            await trio.sleep(self.window)
+            cpu1 = time.process_time()
+            wall1 = time.perf_counter()
+            if wall1 > wall0:
+                self.load = (cpu1 - cpu0) / (wall1 - wall0)
+            cpu0, wall0 = cpu1, wall1
+
+
 class RoomDirectory:
     """The rooms of one server, by name. Rooms start in the server's room nursery."""
 
@@ -323,7 +354,7 @@ class GameServer:
         self.stats = stats
         self.port = 0
         self._player_ids = itertools.count(1)
-        self._all_closed = trio.Event()
+        self.load = LoadMonitor(config.cpu_budget, config.load_window)
 
     @property
     def url(self) -> str:
@@ -469,6 +500,12 @@ class GameServer:
         raise SessionEnd(CloseCode.JOIN_TIMEOUT, "no JOIN within the join deadline")
 
     async def _join_and_play(self, conn: FastConnection, join: Join) -> SessionEnd | None:
+        if self.load.overloaded:
+            self.stats.refused["server_full"] += 1
+            self.stats.overload_refusals += 1
+            raise SessionEnd(
+                CloseCode.SERVER_FULL, "server full: its CPU budget is in use; try again later"
+            )
         game_cls = self.registry.get(join.game)
         if game_cls is None:
             self.stats.refused["unknown_game"] += 1
@@ -534,6 +571,8 @@ async def open_gameserver(
         server.port = raw.socket.getsockname()[1]
         serve: Any = partial(trio.serve_listeners, server.handle_stream, listeners)  # type: ignore[misc]
         await nursery.start(serve)
+        if config.cpu_budget > 0:
+            nursery.start_soon(server.load.run)
         try:
             yield server
         finally:

@@ -6,6 +6,8 @@ from collections import Counter
 
 import attrs
 
+from gameserver.metrics import TickHistogram
+
 
 @attrs.define
 class ServerStats:
@@ -30,3 +32,6 @@ class ServerStats:
     snapshot_resyncs: int = 0
     inputs_dropped: int = 0
     slow_disconnects: int = 0
+    #: joins refused because the server's CPU budget was in use
+    overload_refusals: int = 0
+    tick_histogram: TickHistogram = attrs.Factory(TickHistogram)

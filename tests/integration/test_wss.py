@@ -222,3 +222,23 @@ async def test_join_refusals(
         with pytest.raises(ConnectionClosed) as closed:
             await ws.get_message()
         assert closed.value.reason.code == code
+
+
+async def test_joins_refused_when_cpu_budget_is_used_up(
+    nursery: trio.Nursery, server: GameServer, client_ssl: ssl.SSLContext
+) -> None:
+    seated = await connect(nursery, server.url, client_ssl, "busy", "early")
+    server.load.load = 2.0  # as if the last window had used two cores' worth of CPU
+    ws = await connect_websocket_url(nursery, server.url, client_ssl, subprotocols=[SUBPROTOCOL])
+    from shared.messages import Join
+
+    await ws.send_message(Join("busy", "", "late").to_bytes())
+    msg = parse_server_message(await ws.get_message())
+    assert isinstance(msg, Error) and msg.code == 4006 and "server full" in msg.message
+    assert server.stats.overload_refusals == 1
+    # the player already seated keeps playing
+    tick = seated.replica.tick
+    await seated.wait_tick(tick + 5)
+    server.load.load = 0.0
+    again = await connect(nursery, server.url, client_ssl, "busy", "later")
+    assert again.joined.player > seated.joined.player

@@ -1,0 +1,127 @@
+"""The `gameserver serve` command as a user runs it: dev certificate, URL line, clean exit."""
+
+from __future__ import annotations
+
+import os
+import signal
+import ssl
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import trio
+
+from tests.integration.wsclient import connect
+
+
+async def _start(state_dir: Path, *extra: str) -> tuple[trio.Process, list[str]]:
+    proc = await trio.lowlevel.open_process(
+        [
+            sys.executable,
+            "-m",
+            "gameserver.cli",
+            "serve",
+            "--port",
+            "0",
+            "--state-dir",
+            str(state_dir),
+            "--log-level",
+            "WARNING",
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    lines: list[str] = []
+    buf = b""
+    with trio.fail_after(30):
+        while not any(line.startswith("listening on ") for line in lines):
+            chunk = await proc.stdout.receive_some(4096)
+            assert chunk, "server exited before listening"
+            buf += chunk
+            *done, buf = buf.split(b"\n")
+            lines += [d.decode() for d in done]
+    return proc, lines
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+async def test_serve_prints_url_makes_dev_cert_and_exits_cleanly(
+    tmp_path: Path, nursery: trio.Nursery, sig: signal.Signals
+) -> None:
+    state = tmp_path / "state"
+    proc, lines = await _start(state, "--metrics-port", "0")
+    try:
+        url = next(line for line in lines if line.startswith("listening on ")).split()[-1]
+        assert url.startswith("wss://127.0.0.1:") and int(url.rsplit(":", 1)[1]) > 0
+        # the dev CA made on first run verifies the server; the key is owner-only
+        assert stat.S_IMODE(os.stat(state / "dev-key.pem").st_mode) == 0o600
+        ctx = ssl.create_default_context(cafile=str(state / "dev-ca.pem"))
+        client = await connect(nursery, url, ctx, "cli", "alice")
+        await client.wait_tick(client.replica.tick + 3)
+        assert client.replica.checks >= 1
+        # the metrics endpoint answers on loopback
+        metrics_url = next(line for line in lines if line.startswith("metrics on ")).split()[-1]
+        port = int(metrics_url.split(":")[2].split("/")[0])
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        await stream.send_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        body = b""
+        with trio.fail_after(10):
+            while chunk := await stream.receive_some(65536):
+                body += chunk
+        assert b"gameserver_players 1.0" in body
+        proc.send_signal(sig)
+        with trio.fail_after(15):
+            code = await proc.wait()
+        assert code == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+
+
+async def test_insecure_warns_and_serves_plain_ws(tmp_path: Path, nursery: trio.Nursery) -> None:
+    proc, lines = await _start(tmp_path, "--insecure")
+    try:
+        url = lines[-1].split()[-1]
+        assert url.startswith("ws://127.0.0.1:")
+        client = await connect(nursery, url, None, "plain", "bob")
+        assert client.replica.tick >= 0
+        proc.send_signal(signal.SIGTERM)
+        assert proc.stderr is not None
+        with trio.fail_after(15):
+            assert await proc.wait() == 0
+            err = b""
+            while chunk := await proc.stderr.receive_some(4096):
+                err += chunk
+        assert b"WARNING: --insecure" in err
+        assert not (tmp_path / "dev-key.pem").exists()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+
+
+async def test_bad_certificate_files_give_a_clear_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.pem"
+    bad.write_text("not a certificate")
+    result = await trio.run_process(
+        [
+            sys.executable,
+            "-m",
+            "gameserver.cli",
+            "serve",
+            "--port",
+            "0",
+            "--cert",
+            str(bad),
+            "--key",
+            str(bad),
+        ],
+        capture_stdout=True,
+        capture_stderr=True,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert b"cannot use certificate" in result.stderr
+    assert b"Traceback" not in result.stderr
