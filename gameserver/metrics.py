@@ -231,8 +231,7 @@ class ServerCollector:
 
     ``rooms`` is anything with ``.rooms: Mapping[str, host]`` where ``host.room`` has
     ``player_count`` and ``config.tick_rate`` (a :class:`gameserver.server.RoomDirectory`).
-    ``gameserver_tick_seconds`` appears once ``stats`` has a ``tick_histogram``
-    (:class:`TickHistogram`) attribute.
+    ``gameserver_tick_seconds`` is ``stats.tick_histogram``.
 
     ``sample_process`` and ``clock`` are for tests; by default psutil and ``time.monotonic``.
     """
@@ -289,16 +288,13 @@ class ServerCollector:
         )
         yield CounterMetricFamily("process_cpu_seconds", _CPU_SECONDS_HELP, value=cpu_seconds)
 
-        hist = getattr(stats, "tick_histogram", None)
-        if isinstance(hist, TickHistogram):
-            yield HistogramMetricFamily(
-                "gameserver_tick_seconds",
-                _TICK_SECONDS_HELP,
-                buckets=[
-                    (le, n) for le, (_, n) in zip(_BUCKET_LABELS, hist.buckets(), strict=True)
-                ],
-                sum_value=hist.sum,
-            )
+        hist = stats.tick_histogram
+        yield HistogramMetricFamily(
+            "gameserver_tick_seconds",
+            _TICK_SECONDS_HELP,
+            buckets=[(le, n) for le, (_, n) in zip(_BUCKET_LABELS, hist.buckets(), strict=True)],
+            sum_value=hist.sum,
+        )
 
     @staticmethod
     def _gauges(
@@ -350,6 +346,8 @@ MAX_CONNECTIONS = 64
 
 _REASONS = {
     200: "OK",
+    401: "Unauthorized",
+    403: "Forbidden",
     400: "Bad Request",
     404: "Not Found",
     405: "Method Not Allowed",
@@ -364,6 +362,10 @@ _TOKEN_CHARS = frozenset(
 _TEXT = "text/plain; charset=utf-8"
 
 
+#: ``admin(method, path, query, headers) -> (status, content type, body)`` for /admin/ paths
+AdminHandler = Callable[[str, str, str, dict[str, str]], tuple[int, str, bytes]]
+
+
 class _BadRequest(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
@@ -376,6 +378,7 @@ async def serve_metrics(
     collector_registry: CollectorRegistry,
     *,
     healthy: Callable[[], bool] = lambda: True,
+    admin: AdminHandler | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``GET /metrics`` and ``GET /healthz`` over HTTP/1.1 on ``host:port`` until cancelled.
@@ -397,7 +400,7 @@ async def serve_metrics(
         del listeners[1:]
     bound_port: int = listeners[0].socket.getsockname()[1]
     limit = trio.Semaphore(MAX_CONNECTIONS)
-    handler = partial(_handle_connection, collector_registry, healthy, limit)
+    handler = partial(_handle_connection, collector_registry, healthy, admin, limit)
     async with trio.open_nursery() as nursery:
         await nursery.start(trio.serve_listeners, handler, listeners)
         log.info("metrics endpoint listening on port %d", bound_port)
@@ -407,6 +410,7 @@ async def serve_metrics(
 async def _handle_connection(
     registry: CollectorRegistry,
     healthy: Callable[[], bool],
+    admin: AdminHandler | None,
     limit: trio.Semaphore,
     stream: trio.SocketStream,
 ) -> None:
@@ -417,7 +421,7 @@ async def _handle_connection(
         await trio.aclose_forcefully(stream)
         return
     try:
-        status, content_type, body = await _read_and_route(stream, registry, healthy)
+        status, content_type, body = await _read_and_route(stream, registry, healthy, admin)
         if status:
             await _respond(stream, status, content_type, body)
     except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -430,7 +434,10 @@ async def _handle_connection(
 
 
 async def _read_and_route(
-    stream: trio.SocketStream, registry: CollectorRegistry, healthy: Callable[[], bool]
+    stream: trio.SocketStream,
+    registry: CollectorRegistry,
+    healthy: Callable[[], bool],
+    admin: AdminHandler | None = None,
 ) -> tuple[int, str, bytes]:
     """The response for the request on ``stream``, or status 0 for "just close"."""
     buf = bytearray()
@@ -439,7 +446,7 @@ async def _read_and_route(
             head = await _read_head(stream, buf)
         if head is None:
             return 0, "", b""  # connected and closed without a word: nothing to answer
-        method, path = _parse_head(head)
+        method, path, query, headers = _parse_head(head)
     except trio.TooSlowError:
         if not buf:
             return 0, "", b""
@@ -448,6 +455,8 @@ async def _read_and_route(
         log.debug("metrics endpoint: bad request: %s", exc)
         return exc.status, _TEXT, f"{exc}\n".encode()
 
+    if admin is not None and path.startswith("/admin/"):
+        return admin(method, path, query, headers)
     if method != "GET":
         return 405, _TEXT, b"method not allowed\n"
     if path == "/metrics":
@@ -491,8 +500,9 @@ async def _read_head(stream: trio.SocketStream, buf: bytearray) -> bytes | None:
     raise _BadRequest(431, f"request head larger than {MAX_REQUEST_HEAD} bytes")
 
 
-def _parse_head(head: bytes) -> tuple[str, str]:
-    """(method, path without query) of a request head; _BadRequest if it is not HTTP/1.x."""
+def _parse_head(head: bytes) -> tuple[str, str, str, dict[str, str]]:
+    """(method, path, query, headers with lower-case names) of a request head;
+    _BadRequest if it is not HTTP/1.x."""
     lines = head.replace(b"\r\n", b"\n").split(b"\n")
     request_line, headers = lines[0], lines[1:]
     parts = request_line.split(b" ")
@@ -505,14 +515,16 @@ def _parse_head(head: bytes) -> tuple[str, str]:
         raise _BadRequest(400, "only HTTP/1.0 and HTTP/1.1 are spoken here")
     if not target.startswith(b"/") or any(c <= 0x20 or c >= 0x7F for c in target):
         raise _BadRequest(400, "malformed request target")
+    fields: dict[str, str] = {}
     for line in headers:
         if not line:
             continue
-        name, colon, _ = line.partition(b":")
+        name, colon, value = line.partition(b":")
         if not colon or not name or not set(name) <= _TOKEN_CHARS:
             raise _BadRequest(400, "malformed header line")
-    path = target.split(b"?", 1)[0].decode("ascii")
-    return method.decode("ascii"), path
+        fields[name.decode("ascii").lower()] = value.strip().decode("latin-1")
+    path, _, query = target.decode("ascii").partition("?")
+    return method.decode("ascii"), path, query, fields
 
 
 async def _respond(stream: trio.SocketStream, status: int, content_type: str, body: bytes) -> None:

@@ -19,6 +19,8 @@ from shared.schema import Code
 from shared.state import State
 
 ROOM_NAME_RE = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
+#: private rooms: ``~`` and 22 URL-safe base64 characters, made by the server
+PRIVATE_ROOM_RE = re.compile(r"~[A-Za-z0-9_\-]{22}")
 
 
 class RoomFull(Exception):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+import secrets
 import ssl
 import time
 from collections.abc import AsyncIterator, Callable
@@ -24,18 +25,25 @@ from typing import Any, NoReturn
 
 import attrs
 import trio
-from trio_websocket import ConnectionClosed, wrap_server_stream
+from trio_websocket import ConnectionClosed, WebSocketRequest, wrap_server_stream
 
 from gameserver import _tws
 from gameserver._tws import FastConnection, TransportClosed
+from gameserver.auth import AuthError, Identity, TokenVerifier
 from gameserver.game import MAX_TICK_RATE, Game, GameRegistry, Player
+from gameserver.limits import MessageLimiter
 from gameserver.outbound import Outbound, OutboundOverflow
-from gameserver.room import ROOM_NAME_RE, Room, RoomConfig, RoomFull
+from gameserver.room import PRIVATE_ROOM_RE, ROOM_NAME_RE, Room, RoomConfig, RoomFull
 from gameserver.stats import ServerStats
 from shared.errors import RemoteProtocolError
 from shared.messages import Close, Error, Event, Input, Join, Leave, parse_client_message
 from shared.protocol import SUBPROTOCOL, SUPPORTED_SUBPROTOCOLS, CloseCode
-from shared.wsframe import binary_frame
+from shared.wsframe import OP_PING, binary_frame, frame
+
+
+def ping_frame() -> bytes:
+    return frame(OP_PING, b"idle?")
+
 
 log = logging.getLogger("gameserver")
 
@@ -70,10 +78,10 @@ class ServerConfig:
     max_rooms: int = 1000
     #: largest WebSocket message accepted from a client; larger ones close with 1009
     max_message_size: int = 4096
-    #: seconds to finish the TLS + WebSocket handshake
-    connect_timeout: float = 10.0
-    #: seconds from the WebSocket handshake to a JOIN
-    join_timeout: float = 10.0
+    #: seconds to finish the TLS + WebSocket handshake (slowloris guard)
+    connect_timeout: float = 5.0
+    #: seconds from the WebSocket handshake to an authenticated JOIN
+    join_timeout: float = 5.0
     #: seconds allowed for the closing handshake
     close_timeout: float = 2.0
     #: bytes of reliable messages a player may have queued before it is dropped as too slow
@@ -84,6 +92,22 @@ class ServerConfig:
     room_grace: float = 10.0
     input_queue_limit: int = 8
     checksum_interval: int = 5
+    #: open connections at most, in total and from one IP address (0 = no limit)
+    max_connections: int = 10000
+    max_connections_per_ip: int = 256
+    #: per-player token buckets: sustained rate per second and burst; the excess is dropped
+    input_rate: float = 60.0
+    input_burst: float = 30.0
+    event_rate: float = 5.0
+    event_burst: float = 10.0
+    #: dropped messages tolerated beyond the rate, refilled at the rate; past it: close 1008
+    abuse_allowance: float = 5.0  # in seconds' worth of the rate
+    #: a WebSocket ping after this many seconds without a byte from the player ...
+    ping_interval: float = 15.0
+    #: ... and a close (1001) after this many
+    idle_timeout: float = 30.0
+    #: browser Origins allowed to connect ("*" = any); requests without Origin are not browsers
+    allowed_origins: tuple[str, ...] = ()
     #: refuse new joins (4006 "server full") while the process uses more than this share of
     #: one core, measured over the last ``load_window`` seconds; 0 disables the check
     cpu_budget: float = 0.85
@@ -107,12 +131,25 @@ class SessionEnd(Exception):
 class Session:
     """One seated player's connection."""
 
-    def __init__(self, conn: FastConnection, player: Player, outbound: Outbound) -> None:
+    def __init__(
+        self,
+        conn: FastConnection,
+        player: Player,
+        outbound: Outbound,
+        limiter: MessageLimiter,
+        now: float,
+    ) -> None:
         self.conn = conn
         self.player = player
         self.outbound = outbound
+        self.limiter = limiter
         self.scope = trio.CancelScope()
         self.end: SessionEnd | None = None
+        self.host: RoomHost | None = None
+        # idle detection: when bytes last arrived, and whether a ping is out
+        self.seen_bytes = conn.bytes_in
+        self.last_rx = now
+        self.pinged = False
 
     def close(self, code: int, reason: str, send_message: bool = True) -> None:
         """End this session (from any task; never awaits). The first reason given wins."""
@@ -142,10 +179,12 @@ class RoomHost:
         config: ServerConfig,
         stats: ServerStats,
         on_disposed: Callable[[RoomHost], None],
+        private: bool = False,
     ) -> None:
         self.room = room
         self.config = config
         self.stats = stats
+        self.private = private
         self.sessions: dict[int, Session] = {}
         self.period = 1.0 / room.config.tick_rate
         self._on_disposed = on_disposed
@@ -153,6 +192,11 @@ class RoomHost:
         self.late = 0
         self.skipped = 0
         self.closed = False
+
+    def close(self, code: int, reason: str) -> None:
+        """Close every session (an admin closed the room); it is disposed of when empty."""
+        for session in list(self.sessions.values()):
+            session.close(code, reason)
 
     async def run(self) -> None:
         """Tick at a fixed rate until the room has been empty for the grace period."""
@@ -225,15 +269,20 @@ class RoomHost:
                 session.outbound.send_reliable(event)
 
     def read_inputs(self) -> None:
-        """Read each player's socket once, without awaiting, and queue what arrived."""
+        """Read each player's socket once, without awaiting, and queue what arrived.
+
+        Rate limits apply here; idle players are pinged and, later, closed."""
         room = self.room
         input_schema = room.input_schema
         stats = self.stats
-        budget = self.config.read_budget
+        cfg = self.config
+        budget = cfg.read_budget
+        now = trio.current_time()
         for number, session in self.sessions.items():
             if session.end is not None:
                 continue
             conn = session.conn
+            limiter = session.limiter
             try:
                 conn.read_available(budget)
                 for data in conn.messages():
@@ -243,20 +292,25 @@ class RoomHost:
                         raise _text_frame_error()
                     msg = parse_client_message(data, input_schema)
                     if isinstance(msg, Input):
-                        if not room.push_input(number, msg.seq, msg.codes):
-                            stats.inputs_dropped += 1
+                        verdict = limiter.take_input(now)
+                        if verdict and room.push_input(number, msg.seq, msg.codes):
+                            continue
+                        stats.inputs_dropped += 1
+                        if verdict is None:
+                            raise _flood_error()
                     elif isinstance(msg, Event):
-                        room.push_event(number, msg.name, msg.data)
+                        verdict = limiter.take_event(now)
+                        if verdict:
+                            room.push_event(number, msg.name, msg.data)
+                        elif verdict is None:
+                            raise _flood_error()
                     elif isinstance(msg, Leave):
                         session.close(CloseCode.NORMAL, "left", False)
                         break
                     else:
                         raise RemoteProtocolError("already joined", CloseCode.PROTOCOL_ERROR)
             except RemoteProtocolError as exc:
-                kind = "join_twice" if str(exc) == "already joined" else None
-                if exc.close_code == 1003:
-                    kind = "text_frame"
-                end = peer_error(stats, exc, kind)
+                end = peer_error(stats, exc, _error_kind(exc))
                 session.close(end.code, end.reason)
                 continue
             except TransportClosed:
@@ -264,6 +318,35 @@ class RoomHost:
                 continue
             if conn.peer_close is not None or conn.eof:
                 session.close(CloseCode.NORMAL, "peer closed", False)
+            elif conn.bytes_in != session.seen_bytes:
+                session.seen_bytes = conn.bytes_in
+                session.last_rx = now
+                session.pinged = False
+            elif now - session.last_rx > cfg.idle_timeout:
+                stats.protocol_errors["idle_timeout"] += 1
+                session.close(CloseCode.GOING_AWAY, "idle timeout: no data or pong")
+            elif now - session.last_rx > cfg.ping_interval and not session.pinged:
+                session.pinged = True
+                try:
+                    conn.write(ping_frame())
+                except TransportClosed:
+                    session.close(CloseCode.GOING_AWAY, "connection lost", False)
+
+
+def _flood_error() -> RemoteProtocolError:
+    return RemoteProtocolError(
+        "message flood: sustained input or event rate over the limit", CloseCode.POLICY_VIOLATION
+    )
+
+
+def _error_kind(exc: RemoteProtocolError) -> str:
+    if exc.close_code == CloseCode.UNSUPPORTED_DATA:
+        return "text_frame"
+    if exc.close_code == CloseCode.POLICY_VIOLATION:
+        return "flood"
+    if str(exc) == "already joined":
+        return "join_twice"
+    return f"close_{exc.close_code}"
 
 
 class LoadMonitor:
@@ -306,7 +389,12 @@ class RoomDirectory:
         self.rooms: dict[str, RoomHost] = {}
         self._seeds = itertools.count(1)
 
-    def get_or_create(self, name: str, game_cls: type[Game]) -> RoomHost:
+    def create_private(self, game_cls: type[Game]) -> RoomHost:
+        """A new room with an unguessable id (``~`` and 22 URL-safe characters)."""
+        name = "~" + secrets.token_urlsafe(16)
+        return self.get_or_create(name, game_cls, private=True)
+
+    def get_or_create(self, name: str, game_cls: type[Game], private: bool = False) -> RoomHost:
         host = self.rooms.get(name)
         if host is not None and not host.closed:
             if host.room.game_cls is not game_cls:
@@ -324,7 +412,7 @@ class RoomDirectory:
             checksum_interval=cfg.checksum_interval,
             seed=next(self._seeds),
         )
-        host = RoomHost(Room(name, game_cls, room_cfg), cfg, self.stats, self._disposed)
+        host = RoomHost(Room(name, game_cls, room_cfg), cfg, self.stats, self._disposed, private)
         self.rooms[name] = host
         self.stats.rooms_created += 1
         self._nursery.start_soon(host.run, name=f"room {name}")
@@ -346,14 +434,19 @@ class GameServer:
         ssl_context: ssl.SSLContext | None,
         rooms: RoomDirectory,
         stats: ServerStats,
+        auth: TokenVerifier | None,
     ) -> None:
         self.config = config
         self.registry = registry
         self.ssl_context = ssl_context
         self.rooms = rooms
         self.stats = stats
+        self.auth = auth
         self.port = 0
         self._player_ids = itertools.count(1)
+        #: the session of each player id: one seat per player on the whole server
+        self.by_player: dict[str, Session] = {}
+        self._per_ip: dict[str, int] = {}
         self.load = LoadMonitor(config.cpu_budget, config.load_window)
 
     @property
@@ -379,7 +472,18 @@ class GameServer:
 
     # ------------------------------------------------------------ connections
     async def handle_stream(self, stream: trio.abc.Stream) -> None:
-        """Per TCP connection: handshake, then join, then the session."""
+        """Per TCP connection: limits, handshake, then join, then the session."""
+        cfg = self.config
+        ip = _peer_ip(stream)
+        per_ip = self._per_ip.get(ip, 0)
+        if (cfg.max_connections and self.stats.connections_open >= cfg.max_connections) or (
+            cfg.max_connections_per_ip and per_ip >= cfg.max_connections_per_ip
+        ):
+            # refused before the TLS handshake: costs us one accept and one close
+            self.stats.refused["connection_limit"] += 1
+            await _tws.close_stream(stream)
+            return
+        self._per_ip[ip] = per_ip + 1
         self.stats.connections_open += 1
         try:
             conn = await self._handshake(stream)
@@ -393,6 +497,11 @@ class GameServer:
             await _tws.close_stream(stream)
         finally:
             self.stats.connections_open -= 1
+            left = self._per_ip[ip] - 1
+            if left:
+                self._per_ip[ip] = left
+            else:
+                del self._per_ip[ip]
 
     async def _handshake(self, stream: trio.abc.Stream) -> FastConnection | None:
         cfg = self.config
@@ -411,23 +520,19 @@ class GameServer:
             self.stats.refused["handshake_timeout"] += 1
             await _tws.close_stream(stream)
             return None
+        origin = _header(request.headers, b"origin")
+        if origin is not None and not self._origin_allowed(origin):
+            self.stats.refused["origin"] += 1
+            await self._refuse(request, stream, 403, "this Origin is not allowed to connect\n")
+            return None
         if SUBPROTOCOL not in request.proposed_subprotocols:
             self.stats.refused["subprotocol"] += 1
             body = (
                 "unsupported WebSocket subprotocol; offer one of: "
                 + ", ".join(SUPPORTED_SUBPROTOCOLS)
                 + " (Sec-WebSocket-Protocol)\n"
-            ).encode()
-            with trio.move_on_after(cfg.close_timeout):
-                try:
-                    await request.reject(
-                        400,
-                        extra_headers=[(b"Content-Type", b"text/plain; charset=utf-8")],
-                        body=body,
-                    )
-                except ConnectionClosed:
-                    pass
-            await _tws.close_stream(stream)
+            )
+            await self._refuse(request, stream, 400, body)
             return None
         with trio.move_on_after(cfg.connect_timeout) as scope:
             try:
@@ -439,6 +544,25 @@ class GameServer:
             return None
         self.stats.connections_accepted += 1
         return FastConnection.take_over(ws)
+
+    def _origin_allowed(self, origin: str) -> bool:
+        allowed = self.config.allowed_origins
+        return "*" in allowed or origin in allowed
+
+    async def _refuse(
+        self, request: WebSocketRequest, stream: trio.abc.Stream, status: int, body: str
+    ) -> None:
+        """Refuse the handshake with an HTTP error, then close the TCP connection."""
+        with trio.move_on_after(self.config.close_timeout):
+            try:
+                await request.reject(
+                    status,
+                    extra_headers=[(b"Content-Type", b"text/plain; charset=utf-8")],
+                    body=body.encode(),
+                )
+            except ConnectionClosed:
+                pass
+        await _tws.close_stream(stream)
 
     async def _connection(self, conn: FastConnection) -> None:
         end: SessionEnd | None
@@ -499,7 +623,54 @@ class GameServer:
         self.stats.refused["join_timeout"] += 1
         raise SessionEnd(CloseCode.JOIN_TIMEOUT, "no JOIN within the join deadline")
 
+    def _authenticate(self, join: Join) -> Identity:
+        if self.auth is None:  # an open server (tests, trusted embedding): anyone may play
+            pid = f"anon-{next(self._player_ids)}"
+            return Identity(pid, join.name or pid, ("*",), ("*",), False, math.inf)
+        try:
+            return self.auth.verify(join.token)
+        except AuthError as exc:
+            self.stats.refused[exc.failure.value] += 1
+            log.info("refused a JOIN: %s", exc)  # never the token itself
+            raise SessionEnd(CloseCode.UNAUTHORIZED, f"unauthorized: {exc}") from None
+
+    def _forbid(self, reason: str, kind: str) -> SessionEnd:
+        self.stats.refused[kind] += 1
+        return SessionEnd(CloseCode.FORBIDDEN, reason)
+
+    def _find_room(self, join: Join, identity: Identity, game_cls: type[Game]) -> RoomHost:
+        if join.private:
+            if not identity.may_join("*"):
+                raise self._forbid("this token may not create private rooms", "forbidden_room")
+            return self.rooms.create_private(game_cls)
+        if PRIVATE_ROOM_RE.fullmatch(join.room):
+            host = self.rooms.rooms.get(join.room)
+            if host is None or not host.private or host.closed:
+                self.stats.refused["no_such_room"] += 1
+                raise SessionEnd(CloseCode.BAD_JOIN, "no such private room")
+        elif not ROOM_NAME_RE.fullmatch(join.room):
+            self.stats.refused["bad_room"] += 1
+            raise SessionEnd(
+                CloseCode.BAD_JOIN, "room names are 1-64 characters of A-Z a-z 0-9 _ . : -"
+            )
+        if not identity.may_join(join.room):
+            raise self._forbid(f"this token may not join room {join.room!r}", "forbidden_room")
+        return self.rooms.get_or_create(join.room, game_cls)
+
+    def _take_over_player(self, player_id: str) -> None:
+        """A newer connection for ``player_id`` takes its seat: close and unseat the old one
+        now, so its entity is removed in the same tick the new one's is created."""
+        old = self.by_player.pop(player_id, None)
+        if old is None:
+            return
+        old.close(CloseCode.REPLACED, "replaced by a newer connection for the same player")
+        host = old.host
+        if host is not None and host.sessions.get(old.player.number) is old:
+            del host.sessions[old.player.number]
+            host.room.unseat(old.player.number)
+
     async def _join_and_play(self, conn: FastConnection, join: Join) -> SessionEnd | None:
+        identity = self._authenticate(join)
         if self.load.overloaded:
             self.stats.refused["server_full"] += 1
             self.stats.overload_refusals += 1
@@ -510,25 +681,38 @@ class GameServer:
         if game_cls is None:
             self.stats.refused["unknown_game"] += 1
             raise SessionEnd(CloseCode.UNKNOWN_GAME, f"unknown game {join.game!r}")
-        if not ROOM_NAME_RE.fullmatch(join.room):
-            self.stats.refused["bad_room"] += 1
-            raise SessionEnd(
-                CloseCode.BAD_JOIN, "room names are 1-64 characters of A-Z a-z 0-9 _ . : -"
-            )
+        if not identity.may_play(game_cls.name):
+            raise self._forbid(f"this token may not play {game_cls.name!r}", "forbidden_game")
         try:
-            host = self.rooms.get_or_create(join.room, game_cls)
+            host = self._find_room(join, identity, game_cls)
         except SessionEnd as exc:
-            self.stats.refused["server_full" if exc.code == CloseCode.SERVER_FULL else "room"] += 1
+            if exc.code == CloseCode.SERVER_FULL:
+                self.stats.refused["server_full"] += 1
+            elif exc.code == CloseCode.BAD_JOIN and "runs the game" in exc.reason:
+                self.stats.refused["wrong_game"] += 1
             raise
         room = host.room
+        self._take_over_player(identity.player_id)
         try:
-            player = room.seat(f"anon-{next(self._player_ids)}", join.name)
+            player = room.seat(identity.player_id, identity.name)
         except RoomFull as exc:
             self.stats.refused["room_full"] += 1
             raise SessionEnd(CloseCode.ROOM_FULL, str(exc)) from None
-        outbound = Outbound(conn, room.snapshot, self.config.outbound_limit, self.stats)
-        session = Session(conn, player, outbound)
+        cfg = self.config
+        now = trio.current_time()
+        outbound = Outbound(conn, room.snapshot, cfg.outbound_limit, self.stats)
+        limiter = MessageLimiter(
+            cfg.input_rate,
+            cfg.input_burst,
+            cfg.event_rate,
+            cfg.event_burst,
+            cfg.abuse_allowance,
+            now,
+        )
+        session = Session(conn, player, outbound, limiter, now)
+        session.host = host
         host.sessions[player.number] = session
+        self.by_player[identity.player_id] = session
         self.stats.players += 1
         try:
             with session.scope:
@@ -539,10 +723,30 @@ class GameServer:
         except TransportClosed:
             session.close(CloseCode.GOING_AWAY, "connection lost", False)
         finally:
-            del host.sessions[player.number]
-            room.unseat(player.number)
+            if host.sessions.get(player.number) is session:
+                del host.sessions[player.number]
+                room.unseat(player.number)
+            if self.by_player.get(identity.player_id) is session:
+                del self.by_player[identity.player_id]
             self.stats.players -= 1
         return session.end
+
+
+def _peer_ip(stream: trio.abc.Stream) -> str:
+    inner = stream.transport_stream if isinstance(stream, trio.SSLStream) else stream
+    try:
+        if isinstance(inner, trio.SocketStream):
+            return str(inner.socket.getpeername()[0])
+    except OSError:
+        pass
+    return "?"
+
+
+def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
+    for key, value in headers:
+        if key.lower() == name:
+            return value.decode("latin-1")
+    return None
 
 
 @asynccontextmanager
@@ -551,13 +755,17 @@ async def open_gameserver(
     registry: GameRegistry,
     ssl_context: ssl.SSLContext | None,
     *,
+    auth: TokenVerifier | None = None,
     stats: ServerStats | None = None,
 ) -> AsyncIterator[GameServer]:
-    """Run a server for the duration of the block; yields it once it is listening."""
+    """Run a server for the duration of the block; yields it once it is listening.
+
+    ``auth`` verifies the token in each JOIN. ``None`` makes an open server that seats anyone
+    (for tests and trusted embedding only; the ``gameserver`` command always sets one)."""
     stats = stats if stats is not None else ServerStats()
     async with trio.open_nursery() as nursery:
         rooms = RoomDirectory(nursery, config, stats)
-        server = GameServer(config, registry, ssl_context, rooms, stats)
+        server = GameServer(config, registry, ssl_context, rooms, stats, auth)
         listeners: list[Any]
         if ssl_context is None:
             listeners = await trio.open_tcp_listeners(config.port, host=config.host)
@@ -586,11 +794,12 @@ async def serve_gameserver(
     registry: GameRegistry,
     ssl_context: ssl.SSLContext | None,
     *,
+    auth: TokenVerifier | None = None,
     stats: ServerStats | None = None,
     task_status: trio.TaskStatus[GameServer] = trio.TASK_STATUS_IGNORED,
 ) -> NoReturn:
     """``server = await nursery.start(serve_gameserver, config, registry, ssl_context)``."""
-    async with open_gameserver(config, registry, ssl_context, stats=stats) as server:
+    async with open_gameserver(config, registry, ssl_context, auth=auth, stats=stats) as server:
         task_status.started(server)
         await trio.sleep_forever()
     raise AssertionError("unreachable")

@@ -28,20 +28,27 @@ from shared.schema import Code, EntityType, InputSchema, Schema
 # ---------------------------------------------------------------- client -> server
 
 
+JOIN_PRIVATE = 0x01  # JOIN flag: create a new private room (its id comes back in JOINED)
+
+
 @attrs.frozen
 class Join:
-    """Ask to join ``room`` (created on first join) running ``game`` ('' = server default)."""
+    """Ask to join ``room`` (created on first join) running ``game`` ('' = server default).
+
+    With ``private=True`` the server creates a new private room instead, whose unguessable id
+    (``~`` and 22 characters) comes back in JOINED; others join it by that id."""
 
     room: str
     game: str = ""
     name: str = ""
     token: str = ""
     version: int = PROTOCOL_VERSION
+    private: bool = False
 
     def to_bytes(self) -> bytes:
         return b"".join(
             [
-                bytes((Kind.JOIN, self.version)),
+                bytes((Kind.JOIN, self.version, JOIN_PRIVATE if self.private else 0)),
                 wire.string(self.room, MAX_NAME_BYTES),
                 wire.string(self.game, MAX_NAME_BYTES),
                 wire.string(self.name, MAX_PLAYER_NAME_BYTES),
@@ -108,12 +115,16 @@ def parse_client_message(data: bytes, input_schema: InputSchema | None = None) -
                 f"protocol version {version} not supported (server speaks {PROTOCOL_VERSION})",
                 CloseCode.PROTOCOL_ERROR,
             )
+        flags = r.u8()
+        if flags & ~JOIN_PRIVATE:
+            raise RemoteProtocolError(f"unknown JOIN flags 0x{flags:02x}", CloseCode.PROTOCOL_ERROR)
         msg = Join(
             r.string(MAX_NAME_BYTES),
             r.string(MAX_NAME_BYTES),
             r.string(MAX_PLAYER_NAME_BYTES),
             r.string(MAX_TOKEN_BYTES),
             version,
+            bool(flags & JOIN_PRIVATE),
         )
     elif kind == Kind.LEAVE:
         msg = Leave()

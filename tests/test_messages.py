@@ -109,7 +109,7 @@ def test_client_message_round_trip(msg: Join | Leave | Input | Event) -> None:
 
 def test_client_message_exact_bytes() -> None:
     assert Join("lobby", "arena", "al", "").to_bytes().hex() == (
-        "01" + "01" + "056c6f626279" + "056172656e61" + "02616c" + "00"
+        "01" + "01" + "00" + "056c6f626279" + "056172656e61" + "02616c" + "00"
     )
     assert Leave().to_bytes() == b"\x02"
     assert Input(300, (150, 100)).to_bytes(INPUT).hex() == "03" + "ac02" + "96" + "64"
@@ -148,23 +148,24 @@ def test_client_messages_round_trip_property(
         (b"\xff", PROTOCOL_ERROR, "unknown"),
         # JOIN
         (b"\x01", INVALID, "truncated"),  # no version byte
-        (b"\x01\x02\x00\x00\x00\x00", PROTOCOL_ERROR, "version 2"),
-        (b"\x01\x00\x00\x00\x00\x00", PROTOCOL_ERROR, "version 0"),
-        (b"\x01\x01\x00\x00\x00", INVALID, "truncated"),  # token missing
-        (b"\x01\x01\x00\x00\x00\x00\x00", INVALID, "trailing"),
-        (b"\x01\x01\x01\xff\x00\x00\x00", INVALID, "UTF-8"),
-        (b"\x01\x01\x02\xc3", INVALID, "truncated"),
+        (b"\x01\x02\x00\x00\x00\x00\x00", PROTOCOL_ERROR, "version 2"),
+        (b"\x01\x00\x00\x00\x00\x00\x00", PROTOCOL_ERROR, "version 0"),
+        (b"\x01\x01\x00\x00\x00\x00", INVALID, "truncated"),  # token missing
+        (b"\x01\x01\x00\x00\x00\x00\x00\x00", INVALID, "trailing"),
+        (b"\x01\x01\x00\x01\xff\x00\x00\x00", INVALID, "UTF-8"),
+        (b"\x01\x01\x00\x02\xc3", INVALID, "truncated"),
+        (b"\x01\x01\x02\x00\x00\x00\x00", PROTOCOL_ERROR, "flags"),
         (
-            b"\x01\x01" + wire.varint(MAX_NAME_BYTES + 1) + b"r" * 65 + b"\x00\x00\x00",
+            b"\x01\x01\x00" + wire.varint(MAX_NAME_BYTES + 1) + b"r" * 65 + b"\x00\x00\x00",
             INVALID,
             "exceeds",
         ),
         (
-            b"\x01\x01\x00\x00" + wire.varint(MAX_PLAYER_NAME_BYTES + 1) + b"n" * 33 + b"\x00",
+            b"\x01\x01\x00\x00\x00" + wire.varint(MAX_PLAYER_NAME_BYTES + 1) + b"n" * 33 + b"\x00",
             INVALID,
             "exceeds",
         ),
-        (b"\x01\x01\x00\x00\x00" + wire.varint(MAX_TOKEN_BYTES + 1), INVALID, "exceeds"),
+        (b"\x01\x01\x00\x00\x00\x00" + wire.varint(MAX_TOKEN_BYTES + 1), INVALID, "exceeds"),
         # LEAVE
         (b"\x02\x00", INVALID, "trailing"),
         # INPUT

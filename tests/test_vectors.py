@@ -206,6 +206,7 @@ def client_meaning(msg: Any, d: dict[str, Any]) -> dict[str, Any]:
             "game": msg.game,
             "name": msg.name,
             "token": msg.token,
+            "private": msg.private,
         }
     if isinstance(msg, Leave):
         return base
@@ -425,7 +426,7 @@ def test_client_vectors(case: dict[str, Any]) -> None:
     assert data[0] == Kind[kind]
     inp = None
     if kind == "JOIN":
-        msg: Any = Join(d["room"], d["game"], d["name"], d["token"], d["version"])
+        msg: Any = Join(d["room"], d["game"], d["name"], d["token"], d["version"], d["private"])
         encoded = msg.to_bytes()
     elif kind == "LEAVE":
         msg = Leave()

@@ -255,10 +255,12 @@ def client_cases() -> list[dict[str, Any]]:
             "game": msg.game,
             "name": msg.name,
             "token": msg.token,
+            "private": msg.private,
         }
 
     j1 = Join("lobby", "arena", "alice")
     j2 = Join("duel:7", "", "bøb", "reserved-token")
+    j3 = Join("", "arena", "carol", "eyJ.x.y", private=True)
     i1 = Input(1, INPUT.codes_for({"dx": 0.5, "dy": -0.25}))
     i2 = Input(300, INPUT.codes_for({"dx": -1.0, "dy": 1.0}))
     e1 = Event("chat", b"hi!")
@@ -269,6 +271,12 @@ def client_cases() -> list[dict[str, Any]]:
             "JOIN room 'lobby', game 'arena', player name 'alice'",
             j1.to_bytes(),
             join(j1),
+        ),
+        case(
+            "client_join_private",
+            "JOIN with the private flag: create a new private room (room name empty)",
+            j3.to_bytes(),
+            join(j3),
         ),
         case(
             "client_join_default_game_token",

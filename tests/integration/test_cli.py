@@ -16,6 +16,14 @@ import trio
 from tests.integration.wsclient import connect
 
 
+async def _token(state_dir: Path, *args: str) -> str:
+    result = await trio.run_process(
+        [sys.executable, "-m", "gameserver.cli", "token", "--state-dir", str(state_dir), *args],
+        capture_stdout=True,
+    )
+    return result.stdout.decode().strip()
+
+
 async def _start(state_dir: Path, *extra: str) -> tuple[trio.Process, list[str]]:
     proc = await trio.lowlevel.open_process(
         [
@@ -59,7 +67,11 @@ async def test_serve_prints_url_makes_dev_cert_and_exits_cleanly(
         # the dev CA made on first run verifies the server; the key is owner-only
         assert stat.S_IMODE(os.stat(state / "dev-key.pem").st_mode) == 0o600
         ctx = ssl.create_default_context(cafile=str(state / "dev-ca.pem"))
-        client = await connect(nursery, url, ctx, "cli", "alice")
+        # the server made a signing secret on first run; `gameserver token` mints from it
+        assert stat.S_IMODE(os.stat(state / "secret.key").st_mode) == 0o600
+        token = await _token(state, "--player", "alice-id", "--name", "Alice", "--room", "cli")
+        client = await connect(nursery, url, ctx, "cli", "alice", token=token)
+        assert client.joined.player == 1
         await client.wait_tick(client.replica.tick + 3)
         assert client.replica.checks >= 1
         # the metrics endpoint answers on loopback
@@ -86,7 +98,8 @@ async def test_insecure_warns_and_serves_plain_ws(tmp_path: Path, nursery: trio.
     try:
         url = lines[-1].split()[-1]
         assert url.startswith("ws://127.0.0.1:")
-        client = await connect(nursery, url, None, "plain", "bob")
+        token = await _token(tmp_path, "--player", "bob")
+        client = await connect(nursery, url, None, "plain", "bob", token=token)
         assert client.replica.tick >= 0
         proc.send_signal(signal.SIGTERM)
         assert proc.stderr is not None
@@ -96,7 +109,7 @@ async def test_insecure_warns_and_serves_plain_ws(tmp_path: Path, nursery: trio.
             while chunk := await proc.stderr.receive_some(4096):
                 err += chunk
         assert b"WARNING: --insecure" in err
-        assert not (tmp_path / "dev-key.pem").exists()
+        assert not (tmp_path / "dev-key.pem").exists()  # no certificate made for plain ws
     finally:
         if proc.returncode is None:
             proc.kill()

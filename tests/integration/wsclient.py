@@ -21,6 +21,15 @@ from shared.protocol import SUBPROTOCOL
 from shared.replica import Replica
 
 
+class JoinRefused(Exception):
+    """The server answered JOIN with something other than JOINED (an ERROR, usually)."""
+
+    def __init__(self, msg: Any) -> None:
+        super().__init__(repr(msg))
+        self.msg = msg
+        self.code = getattr(msg, "code", None)
+
+
 class TestClient:
     __test__ = False
 
@@ -67,6 +76,8 @@ async def connect(
     name: str = "",
     subprotocols: tuple[str, ...] = (SUBPROTOCOL,),
     message_queue_size: int = 1,
+    token: str = "",
+    private: bool = False,
 ) -> TestClient:
     ws = await connect_websocket_url(
         nursery,
@@ -75,9 +86,10 @@ async def connect(
         subprotocols=list(subprotocols),
         message_queue_size=message_queue_size,
     )
-    await ws.send_message(Join(room, "", name).to_bytes())
+    await ws.send_message(Join(room, "", name, token, private=private).to_bytes())
     joined = parse_server_message(await ws.get_message())
-    assert isinstance(joined, Joined)
+    if not isinstance(joined, Joined):
+        raise JoinRefused(joined)
     client = TestClient(ws, joined)
     while client.replica.tick < 0:
         await client.pump()

@@ -1,0 +1,109 @@
+"""The admin API, on the metrics port: list rooms, kick a player, close a room.
+
+Every request needs ``Authorization: Bearer <token>`` with a token whose ``admin`` claim is
+true (``gameserver token --player ops --admin``).
+
+=======================================  ===================================================
+``GET /admin/rooms``                     every room (private ones too) and its players (JSON)
+``POST /admin/kick?room=R&player=N``     close player number N of room R with 4010
+``POST /admin/kick?player_id=ID``        close the session of player id ID with 4010
+``POST /admin/close?room=R``             close every session of room R with 4011
+=======================================  ===================================================
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
+
+from gameserver.auth import AuthError, TokenVerifier
+from shared.protocol import CloseCode
+
+if TYPE_CHECKING:
+    from gameserver.server import GameServer
+
+log = logging.getLogger("gameserver")
+_JSON = "application/json"
+
+
+class AdminAPI:
+    def __init__(self, server: GameServer, verifier: TokenVerifier) -> None:
+        self.server = server
+        self.verifier = verifier
+
+    def __call__(
+        self, method: str, path: str, query: str, headers: dict[str, str]
+    ) -> tuple[int, str, bytes]:
+        auth = headers.get("authorization", "")
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            return _reply(401, {"error": "an admin token is required (Authorization: Bearer)"})
+        try:
+            identity = self.verifier.verify(token.strip())
+        except AuthError as exc:
+            self.server.stats.refused[f"admin_{exc.failure.value}"] += 1
+            return _reply(401, {"error": str(exc)})
+        if not identity.admin:
+            self.server.stats.refused["admin_forbidden"] += 1
+            return _reply(403, {"error": "this token has no admin claim"})
+        params = {k: v[-1] for k, v in parse_qs(query).items()}
+        if path == "/admin/rooms":
+            if method != "GET":
+                return _reply(405, {"error": "use GET"})
+            return _reply(200, {"rooms": self.rooms()})
+        if method != "POST":
+            return _reply(405, {"error": "use POST"})
+        if path == "/admin/kick":
+            return self.kick(params, identity.player_id)
+        if path == "/admin/close":
+            return self.close_room(params, identity.player_id)
+        return _reply(404, {"error": "unknown admin action"})
+
+    def rooms(self) -> list[dict[str, Any]]:
+        out = []
+        for name, host in sorted(self.server.rooms.rooms.items()):
+            room = host.room
+            out.append(
+                {
+                    "room": name,
+                    "game": room.game_cls.name,
+                    "private": host.private,
+                    "tick_rate": room.config.tick_rate,
+                    "tick": room.state_tick,
+                    "max_players": room.max_players,
+                    "players": [
+                        {"number": p.number, "id": p.id, "name": p.name} for p in room.players()
+                    ],
+                }
+            )
+        return out
+
+    def kick(self, params: dict[str, str], by: str) -> tuple[int, str, bytes]:
+        session = None
+        if "player_id" in params:
+            session = self.server.by_player.get(params["player_id"])
+        elif "room" in params and "player" in params:
+            host = self.server.rooms.rooms.get(params["room"])
+            if host is not None and params["player"].isdigit():
+                session = host.sessions.get(int(params["player"]))
+        else:
+            return _reply(400, {"error": "give player_id, or room and player"})
+        if session is None:
+            return _reply(404, {"error": "no such player"})
+        log.info("admin %s kicked player %s", by, session.player.id)
+        session.close(CloseCode.KICKED, "kicked by an admin")
+        return _reply(200, {"kicked": session.player.id})
+
+    def close_room(self, params: dict[str, str], by: str) -> tuple[int, str, bytes]:
+        host = self.server.rooms.rooms.get(params.get("room", ""))
+        if host is None:
+            return _reply(404, {"error": "no such room"})
+        log.info("admin %s closed room %s", by, host.room.name)
+        host.close(CloseCode.ROOM_CLOSED, "the room was closed by an admin")
+        return _reply(200, {"closed": host.room.name, "players": len(host.sessions)})
+
+
+def _reply(status: int, body: dict[str, Any]) -> tuple[int, str, bytes]:
+    return status, _JSON, (json.dumps(body) + "\n").encode()
