@@ -227,6 +227,8 @@ class FastConnection:
                 self.eof = True
                 break
             self.reader.feed(plain)
+            if not self._incoming.pending and not self._ssl.pending():
+                break  # all decrypted: skip the read that would only raise SSLWantReadError
         extra = self._outgoing.read()  # e.g. a TLS 1.3 KeyUpdate answer
         if extra:
             self._send_raw(extra)

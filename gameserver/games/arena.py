@@ -11,6 +11,7 @@ import math
 
 from gameserver.game import Game, Player, RoomContext
 from shared.schema import (
+    Entity,
     EntityType,
     Float,
     InputSchema,
@@ -85,17 +86,21 @@ class Arena(Game):
         self.velocity[player.number] = (dx * SPEED, dy * SPEED)
 
     def update(self, dt: float) -> None:
-        gems = list(self.state.of_type(GEM))
+        gems: list[tuple[Entity | None, float, float]] = [
+            (gem, gem.x, gem.y) for gem in self.state.of_type(GEM)
+        ]
+        players = self.ctx.players
         for number, (vx, vy) in self.velocity.items():
             if not (vx or vy):
                 continue
-            avatar = self.ctx.players[number].data["avatar"]
-            avatar.x = min(max(avatar.x + vx * dt, 0.0), WORLD)
-            avatar.y = min(max(avatar.y + vy * dt, 0.0), WORLD)
-            for gem in gems:
-                if gem.id in self.state.entities and (
-                    abs(gem.x - avatar.x) < PICKUP_RADIUS and abs(gem.y - avatar.y) < PICKUP_RADIUS
-                ):
+            avatar = players[number].data["avatar"]
+            x = min(max(avatar.x + vx * dt, 0.0), WORLD)
+            y = min(max(avatar.y + vy * dt, 0.0), WORLD)
+            avatar.x = x
+            avatar.y = y
+            for i, (gem, gx, gy) in enumerate(gems):
+                if gem is not None and abs(gx - x) < PICKUP_RADIUS and abs(gy - y) < PICKUP_RADIUS:
                     avatar.score += gem.value
                     self.state.remove(gem)
+                    gems[i] = (None, gx, gy)
                     self._spawn_gem()
