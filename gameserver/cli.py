@@ -64,7 +64,7 @@ _LIMITS: list[tuple[str, str, type, str]] = [
     ("--max-connections-per-ip", "max_connections_per_ip", int, "from one IP (0 = no limit)"),
     ("--connect-timeout", "connect_timeout", float, "seconds for the TLS + WebSocket handshake"),
     ("--join-timeout", "join_timeout", float, "seconds from the handshake to a valid JOIN"),
-    ("--input-rate", "input_rate", float, "inputs per second per player (token bucket)"),
+    ("--input-rate", "input_rate", float, "inputs/s per player, at least 3 per tick"),
     ("--input-burst", "input_burst", float, "input burst per player"),
     ("--event-rate", "event_rate", float, "room events per second per player"),
     ("--event-burst", "event_burst", float, "room event burst per player"),
@@ -247,6 +247,7 @@ async def _serve(
                     metrics_host,
                     metrics_port,
                     registry,
+                    healthy=lambda: not server.load.overloaded,
                     admin=AdminAPI(server, verifier),
                 )
                 port = await nursery.start(start)

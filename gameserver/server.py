@@ -95,7 +95,8 @@ class ServerConfig:
     #: open connections at most, in total and from one IP address (0 = no limit)
     max_connections: int = 10000
     max_connections_per_ip: int = 256
-    #: per-player token buckets: sustained rate per second and burst; the excess is dropped
+    #: per-player token buckets: sustained rate per second and burst; the excess is dropped.
+    #: Inputs: at least 3 per tick at the room's tick rate (60/s at 20 Hz), whichever is more.
     input_rate: float = 60.0
     input_burst: float = 30.0
     event_rate: float = 5.0
@@ -185,6 +186,7 @@ class RoomHost:
         self.config = config
         self.stats = stats
         self.private = private
+        self.closing = False
         self.sessions: dict[int, Session] = {}
         self.period = 1.0 / room.config.tick_rate
         self._on_disposed = on_disposed
@@ -194,7 +196,9 @@ class RoomHost:
         self.closed = False
 
     def close(self, code: int, reason: str) -> None:
-        """Close every session (an admin closed the room); it is disposed of when empty."""
+        """Close every session (an admin closed the room). The room refuses joins from now
+        on and is disposed of once empty; then its name is free again."""
+        self.closing = True
         for session in list(self.sessions.values()):
             session.close(code, reason)
 
@@ -233,6 +237,8 @@ class RoomHost:
             if trio.current_time() > deadline + period:
                 self.late += 1
                 self.stats.ticks_late += 1
+            if self.closing and self.room.is_empty:
+                return
             if self.room.is_empty:
                 if empty_since is None:
                     empty_since = trio.current_time()
@@ -692,18 +698,27 @@ class GameServer:
                 self.stats.refused["wrong_game"] += 1
             raise
         room = host.room
+        if host.closing:
+            self.stats.refused["room_closed"] += 1
+            raise SessionEnd(CloseCode.ROOM_CLOSED, "this room has been closed")
+        old = self.by_player.get(identity.player_id)
+        if room.player_count >= room.max_players and (old is None or old.host is not host):
+            # refuse before touching an older connection: a failed JOIN must not cost a seat
+            self.stats.refused["room_full"] += 1
+            raise SessionEnd(CloseCode.ROOM_FULL, f"room {room.name!r} is full")
         self._take_over_player(identity.player_id)
         try:
             player = room.seat(identity.player_id, identity.name)
-        except RoomFull as exc:
+        except RoomFull as exc:  # pragma: no cover - checked just above
             self.stats.refused["room_full"] += 1
             raise SessionEnd(CloseCode.ROOM_FULL, str(exc)) from None
         cfg = self.config
         now = trio.current_time()
         outbound = Outbound(conn, room.snapshot, cfg.outbound_limit, self.stats)
+        tick_rate = room.config.tick_rate
         limiter = MessageLimiter(
-            cfg.input_rate,
-            cfg.input_burst,
+            max(cfg.input_rate, 3.0 * tick_rate),
+            max(cfg.input_burst, 1.5 * tick_rate),
             cfg.event_rate,
             cfg.event_burst,
             cfg.abuse_allowance,
