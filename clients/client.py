@@ -683,6 +683,7 @@ async def open_game_client(
     game: str = "",
     name: str = "",
     token: str = "",
+    private: bool = False,
     ca_file: str | os.PathLike[str] | None = None,
     ssl_context: ssl.SSLContext | None = None,
     connect_timeout: float = 10,
@@ -699,8 +700,12 @@ async def open_game_client(
     :class:`ConnectError` if connecting fails, :class:`ConnectTimeout` if connecting and joining
     (up to the first SNAPSHOT) take longer than ``connect_timeout``, and :class:`ServerError`
     if the join is refused. Leaving the block sends LEAVE and closes the WebSocket with 1000.
+
+    ``token`` is the player's signed token (``gameserver token``). With ``private=True`` the
+    server creates a new private room (``room`` is ignored); its id is ``client.joined.room``,
+    which others pass as ``room`` to join it.
     """
-    join = Join(room, game, name, token).to_bytes()  # checks the lengths before connecting
+    join = Join(room, game, name, token, private=private).to_bytes()  # checks the lengths before connecting
     target = _parse_url(url)
     context = make_ssl_context(url, ca_file=ca_file, ssl_context=ssl_context)
     client = GameClient(
