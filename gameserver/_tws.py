@@ -6,16 +6,17 @@ message queue, and its awaited ``send_message``, cost 60-80 µs per message over
 ``../shared/stack-limits.md``), which caps a server near 200 players. So after the handshake the
 server takes the connection over:
 
-1. :func:`stop_reader_and_accept`: the reader task runs in a nursery we own
-   (``wrap_server_stream``); we cancel it *before* accepting, when it is idle in
-   ``receive_some`` (a client sends nothing until it sees the 101), then ``accept()`` writes the 101.
+1. :func:`receive_request`: the reader task runs in a nursery we own; we cancel it *before*
+   accepting, when it is idle in ``receive_some`` (a client sends nothing until it sees the
+   101), then ``accept()`` writes the 101.
 2. :class:`FastConnection` keeps the TLS state (trio's ``SSLObject`` and its memory BIOs) and the
    raw non-blocking socket, and does synchronous I/O: ``write()`` frames, encrypts and calls
    ``send()`` without awaiting; ``read_available()`` calls ``recv()`` without awaiting. Only a
    full kernel send buffer makes the writer await (``flush()``), and only a connection that is
    not yet in a room awaits readability. A room reads every player's socket once per tick.
 
-Private attributes used: ``WebSocketRequest._connection``, ``WebSocketConnection._stream``,
+Private attributes used: ``WebSocketConnection._reader_task/_get_request/_stream``,
+``WebSocketRequest._connection``,
 trio's ``SSLStream._ssl_object/_incoming/_outgoing/_delayed_outgoing/_state`` and
 ``trio.socket.SocketType._sock``. ``tests/test_tws.py`` pins this behaviour for the versions in
 pyproject.toml.
@@ -29,6 +30,7 @@ from collections.abc import Iterator
 
 import trio
 from trio_websocket import WebSocketConnection, WebSocketRequest
+from wsproto import ConnectionType, WSConnection
 
 from shared.wsframe import (
     OP_CLOSE,
@@ -64,14 +66,35 @@ async def close_stream(stream: trio.abc.Stream) -> None:
             pass
 
 
-async def stop_reader_and_accept(
-    request: WebSocketRequest, reader_scope: trio.CancelScope, subprotocol: str
-) -> FastConnection:
-    """Cancel trio-websocket's reader task, accept the handshake, and take the connection."""
-    reader_scope.cancel()
-    await trio.lowlevel.checkpoint()  # let the reader task unwind its cancellation
-    ws = await request.accept(subprotocol=subprotocol)
-    return FastConnection.take_over(ws)
+async def receive_request(
+    stream: trio.abc.Stream, *, max_message_size: int, deadline: float
+) -> WebSocketRequest | None:
+    """Let trio-websocket read the upgrade request, then stop its reader task.
+
+    This is ``wrap_server_stream`` with the reader in a nursery we own, so that (1) the reader
+    is cancelled while idle in ``receive_some`` (a client sends nothing until it sees the 101),
+    leaving the stream to :class:`FastConnection`, and (2) a handshake that fails (TLS garbage,
+    non-HTTP bytes: the reader gives up or answers 400 itself) ends at once instead of waiting
+    for the deadline. Returns None if no request arrived by ``deadline``.
+    """
+    connection = WebSocketConnection(
+        stream,
+        WSConnection(ConnectionType.SERVER),
+        message_queue_size=1,
+        max_message_size=max_message_size,
+    )
+    request: WebSocketRequest | None = None
+    async with trio.open_nursery() as nursery:
+
+        async def read() -> None:
+            await connection._reader_task()
+            nursery.cancel_scope.cancel()  # the reader ended before a request arrived
+
+        nursery.start_soon(read)
+        with trio.move_on_at(deadline):
+            request = await connection._get_request()
+        nursery.cancel_scope.cancel()
+    return request
 
 
 class FastConnection:
@@ -250,7 +273,9 @@ class FastConnection:
                 else:
                     yield payload
             elif opcode == OP_PING:
-                if not self.close_sent:
+                # answer only when nothing waits for the kernel: a peer that sends pings but
+                # never reads cannot grow our backlog (RFC 6455 lets us skip pongs)
+                if not self.close_sent and not self._backlog:
                     self.write(frame(OP_PONG, payload))
             elif opcode == OP_PONG:
                 self.last_pong_payload = payload

@@ -124,8 +124,14 @@ class TokenVerifier:
                     secret,
                     algorithms=[ALGORITHM],
                     leeway=self._leeway,
-                    options={"require": ["exp", "sub"], "verify_iat": False},
+                    options={
+                        "require": ["exp", "sub"],
+                        "verify_iat": False,
+                        "verify_exp": now is None,  # else checked below against `now`
+                    },
                 )
+                if now is not None and _exp(claims) + self._leeway < now:
+                    expired = True
                 break
             except jwt.ExpiredSignatureError:
                 expired = True  # the signature was good; the token is simply too old
@@ -141,6 +147,13 @@ class TokenVerifier:
         if claims is None:
             raise AuthError(AuthFailure.BAD_SIGNATURE, "the token's signature does not verify")
         return _identity(claims)
+
+
+def _exp(claims: dict[str, Any]) -> float:
+    exp = claims.get("exp")
+    if isinstance(exp, bool) or not isinstance(exp, int | float):
+        raise AuthError(AuthFailure.BAD_CLAIMS, "claim 'exp' must be a number")
+    return float(exp)
 
 
 def _identity(claims: dict[str, Any]) -> Identity:

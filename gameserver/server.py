@@ -25,7 +25,7 @@ from typing import Any, NoReturn
 
 import attrs
 import trio
-from trio_websocket import ConnectionClosed, WebSocketRequest, wrap_server_stream
+from trio_websocket import ConnectionClosed, WebSocketRequest
 
 from gameserver import _tws
 from gameserver._tws import FastConnection, TransportClosed
@@ -380,8 +380,9 @@ class LoadMonitor:
             await trio.sleep(self.window)
             cpu1 = time.process_time()
             wall1 = time.perf_counter()
-            if wall1 > wall0:
-                self.load = (cpu1 - cpu0) / (wall1 - wall0)
+            if wall1 - wall0 < self.window / 2:
+                continue  # a mock clock ran ahead of real time: keep sampling
+            self.load = (cpu1 - cpu0) / (wall1 - wall0)
             cpu0, wall0 = cpu1, wall1
 
 
@@ -511,19 +512,12 @@ class GameServer:
 
     async def _handshake(self, stream: trio.abc.Stream) -> FastConnection | None:
         cfg = self.config
-        request = None
-        async with trio.open_nursery() as reader_nursery:
-            with trio.move_on_after(cfg.connect_timeout):
-                request = await wrap_server_stream(
-                    reader_nursery,
-                    stream,
-                    message_queue_size=1,
-                    max_message_size=cfg.max_message_size,
-                )
-            # stop trio-websocket's reader: from here on the connection is ours (see _tws)
-            reader_nursery.cancel_scope.cancel()
+        deadline = trio.current_time() + cfg.connect_timeout  # one deadline for it all
+        request = await _tws.receive_request(
+            stream, max_message_size=cfg.max_message_size, deadline=deadline
+        )
         if request is None:
-            self.stats.refused["handshake_timeout"] += 1
+            self.stats.refused["handshake"] += 1
             await _tws.close_stream(stream)
             return None
         origin = _header(request.headers, b"origin")
@@ -540,7 +534,7 @@ class GameServer:
             )
             await self._refuse(request, stream, 400, body)
             return None
-        with trio.move_on_after(cfg.connect_timeout) as scope:
+        with trio.move_on_at(deadline) as scope:
             try:
                 ws = await request.accept(subprotocol=SUBPROTOCOL)
             except ConnectionClosed:
@@ -602,9 +596,20 @@ class GameServer:
             pass
 
     async def _read_join(self, conn: FastConnection) -> Join:
+        # before JOIN a client may send one message's worth of bytes (plus framing, TLS and a
+        # few control frames); anything more is refused, unauthenticated data costs little
+        allowance = self.config.max_message_size + 4096
         with trio.move_on_after(self.config.join_timeout):
             while True:
-                conn.read_available()
+                conn.read_available(allowance)
+                if conn.bytes_in > allowance:
+                    raise peer_error(
+                        self.stats,
+                        RemoteProtocolError(
+                            "too much data before JOIN", CloseCode.POLICY_VIOLATION
+                        ),
+                        "pre_join_flood",
+                    )
                 try:
                     for data in conn.messages():
                         self.stats.messages_in += 1

@@ -28,6 +28,9 @@ OP_PONG = 0xA
 _DATA_OPS = (OP_TEXT, OP_BINARY)
 _CONTROL_OPS = (OP_CLOSE, OP_PING, OP_PONG)
 _WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+#: fragments one message may have; more (e.g. a flood of empty continuation frames, which add
+#: nothing to the message's size) is refused with 1009 like an oversized message
+MAX_FRAGMENTS = 64
 
 
 class FrameError(RemoteProtocolError):
@@ -110,8 +113,8 @@ class FrameReader:
         return len(self._buf) - self._pos
 
     def feed(self, data: bytes) -> None:
-        if self._pos and self._pos == len(self._buf):
-            self._buf.clear()
+        if self._pos:  # drop what has been parsed, so only a partial frame is ever kept
+            del self._buf[: self._pos]
             self._pos = 0
         self._buf += data
 
@@ -181,6 +184,8 @@ class FrameReader:
                 return opcode, payload
             if not self._frag_op:
                 self._frag_op = opcode
+            if len(self._frags) >= MAX_FRAGMENTS:
+                raise FrameError(f"message in more than {MAX_FRAGMENTS} fragments", 1009)
             self._frags.append(payload)
             self._frag_size += length
             if fin:

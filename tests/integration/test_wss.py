@@ -221,6 +221,7 @@ async def test_join_refusals(
         assert closed.value.reason.code == code
 
 
+@pytest.mark.parametrize("server_config", [ServerConfig(port=0, cpu_budget=0.85, load_window=1e6)])
 async def test_joins_refused_when_cpu_budget_is_used_up(
     nursery: trio.Nursery, server: GameServer, client_ssl: ssl.SSLContext
 ) -> None:
