@@ -705,7 +705,9 @@ async def open_game_client(
     server creates a new private room (``room`` is ignored); its id is ``client.joined.room``,
     which others pass as ``room`` to join it.
     """
-    join = Join(room, game, name, token, private=private).to_bytes()  # checks the lengths before connecting
+    join = Join(
+        room, game, name, token, private=private
+    ).to_bytes()  # checks the lengths before connecting
     target = _parse_url(url)
     context = make_ssl_context(url, ca_file=ca_file, ssl_context=ssl_context)
     client = GameClient(

@@ -1,13 +1,12 @@
-"""The client SDK and gamebots without the real server.
+"""The client SDK without the real server (gamebots has its own tests: tests/test_bots_*.py).
 
 Most tests drive :class:`GameClient.handle_message` with real JOINED/SNAPSHOT/DELTA bytes from
-the pure :class:`gameserver.room.Room`. The rest run the I/O layer (``open_game_client``,
-``run_bots``) against a small fake server in this file (trio-websocket on 127.0.0.1 port 0).
+the pure :class:`gameserver.room.Room`. The rest run the I/O layer (``open_game_client``)
+against a small fake server in this file (trio-websocket on 127.0.0.1 port 0).
 """
 
 from __future__ import annotations
 
-import itertools
 import random
 import ssl
 from collections.abc import AsyncIterator, Callable
@@ -20,17 +19,6 @@ import trio
 import trustme
 from trio_websocket import WebSocketConnection, WebSocketRequest, serve_websocket
 
-from clients.bots import cli
-from clients.bots.behaviours import Idle, Wander, make_behaviour
-from clients.bots.runner import (
-    BotConfig,
-    LatencyHistogram,
-    classify_error,
-    default_ca_file,
-    default_state_dir,
-    format_summary,
-    run_bots,
-)
 from clients.client import (
     ConnectError,
     ConnectionClosed,
@@ -685,153 +673,3 @@ def test_make_ssl_context(tmp_path: Path) -> None:
         make_ssl_context("ws://h:1", ssl_context=ctx)
     with pytest.raises(FileNotFoundError):
         make_ssl_context("wss://h:1", ca_file=tmp_path / "missing.pem")
-
-
-# ================================================================ bots
-
-
-async def test_run_bots_report(fake_server: FakeServer) -> None:
-    config = BotConfig(url=fake_server.url, rooms=2, players=3, duration=0.5, seed=3)
-    report = await run_bots(config)
-    assert report["players"] == {"target": 6, "connected": 6, "failed": 0, "ok": 6}
-    assert sorted(fake_server.rooms) == ["bots-0", "bots-1"]
-    assert report["errors"] == {} and report["desyncs"] == 0
-    assert report["seed"] == 3
-    # 50 Hz ticks: roughly 50 updates a second per player
-    assert 20 < report["updates_per_player_per_s"] < 80
-    assert report["bytes_down_per_player_per_s"] > 0 and report["bytes_up_per_player_per_s"] > 0
-    lat = report["latency_ms"]
-    assert lat["count"] > 6 * 10
-    assert 0 < lat["p50"] <= lat["p95"] <= lat["p99"] <= lat["max"]
-    assert report["inputs"]["acked"] == lat["count"]
-    assert report["checksums_verified"] > 0
-    assert report["duration_s"] >= 0.5
-    assert "6/6 bots connected" in format_summary(report)
-    assert sum(isinstance(m, Leave) for m in fake_server.received) == 6
-
-
-async def test_run_bots_counts_errors(fake_server: FakeServer) -> None:
-    fake_server.max_players = 2
-    fake_server.tamper = lambda room, n, frame: (
-        corrupt_checksum(frame) if frame[1] & 1 and room == "e-1" and n == 1 else frame
-    )
-    config = BotConfig(url=fake_server.url, rooms=2, players=3, duration=0.4, room_prefix="e")
-    report = await run_bots(config)
-    assert report["players"]["target"] == 6
-    assert report["players"]["connected"] == 4
-    assert report["errors"] == {"ServerError:4005": 2, "desync": 1}
-    assert report["players"]["failed"] == 3 and report["desyncs"] == 1
-    summary = format_summary(report)
-    assert "ServerError:4005: 2" in summary and "desync" in summary
-
-
-async def test_run_bots_stops_early(fake_server: FakeServer) -> None:
-    stop = trio.Event()
-    config = BotConfig(url=fake_server.url, rooms=1, players=2, duration=30, ramp_up=0.1)
-    with trio.fail_after(5):
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(lambda: _set_later(stop, 0.3))
-            report = await run_bots(config, stop=stop)
-    assert report["players"]["ok"] == 2 and report["duration_s"] < 5
-
-
-async def _set_later(event: trio.Event, delay: float) -> None:
-    await trio.sleep(delay)
-    event.set()
-
-
-def test_unreachable_server_report() -> None:
-    config = BotConfig(url="ws://127.0.0.1:1", rooms=1, players=2, duration=1)
-    report = trio.run(run_bots, config)
-    assert report["players"] == {"target": 2, "connected": 0, "failed": 2, "ok": 0}
-    assert report["errors"] == {"connect": 2}
-    assert report["updates_per_player_per_s"] is None and report["latency_ms"]["p50"] is None
-    assert "n/a" in format_summary(report)
-
-
-def test_latency_histogram() -> None:
-    hist = LatencyHistogram()
-    assert hist.percentile(50) is None
-    hist.extend(i / 1000 for i in range(1, 101))  # 1..100 ms
-    assert hist.percentile(50) == pytest.approx(0.050)
-    assert hist.percentile(99) == pytest.approx(0.099)
-    assert hist.summary_ms()["p95"] == pytest.approx(95.0)
-    small = LatencyHistogram(exact_limit=10)
-    small.extend(i / 1000 for i in range(1, 101))
-    assert small.exact is None
-    for q in (50, 95, 99):  # log buckets: within 2%
-        assert small.percentile(q) == pytest.approx(q / 1000, rel=0.02)
-    assert small.summary_ms()["max"] == 100.0 and small.summary_ms()["min"] == 1.0
-
-
-def test_classify_error() -> None:
-    assert classify_error(ServerError(4005, "full")) == "ServerError:4005"
-    assert classify_error(ConnectionClosed(4008, "slow")) == "ConnectionClosed:4008"
-    assert classify_error(ConnectError("x")) == "connect"
-    assert classify_error(ConnectTimeout("x")) == "connect_timeout"
-    assert classify_error(DesyncError("x")) == "desync"
-    assert classify_error(RemoteProtocolError("x", 1002)) == "protocol:1002"
-    assert classify_error(KeyError("x")) == "KeyError"
-
-
-def test_state_dir_and_default_ca(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
-    assert default_state_dir() == tmp_path / "gameserver"
-    monkeypatch.delenv("XDG_STATE_HOME")
-    monkeypatch.setenv("HOME", str(tmp_path))
-    assert default_state_dir() == tmp_path / ".local" / "state" / "gameserver"
-    for host in ("127.0.0.1", "localhost", "[::1]", "LOCALHOST"):
-        assert default_ca_file(f"wss://{host}:8443", tmp_path) == tmp_path / "dev-ca.pem"
-    assert default_ca_file("wss://127.0.0.1:8443") == default_state_dir() / "dev-ca.pem"
-    assert default_ca_file("ws://127.0.0.1:8443", tmp_path) is None
-    assert default_ca_file("wss://example.com", tmp_path) is None
-
-
-def test_cli_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    parser = cli.build_parser()
-    args = parser.parse_args(
-        [
-            *("--url", "wss://127.0.0.1:9443", "--rooms", "3", "--players", "2"),
-            *("--duration", "1.5", "--state-dir", str(tmp_path), "--seed", "5"),
-            *("--room-prefix", "load"),
-        ]
-    )
-    with pytest.raises(ValueError, match="no development CA"):
-        cli.config_from_args(args)
-    (tmp_path / "dev-ca.pem").write_text("x")
-    config = cli.config_from_args(args)
-    assert config.ca_file == str(tmp_path / "dev-ca.pem")
-    assert (config.rooms, config.players, config.duration, config.seed) == (3, 2, 1.5, 5)
-    assert config.room_names == ["load-0", "load-1", "load-2"]
-    remote = parser.parse_args(["--url", "wss://example.com"])
-    assert cli.config_from_args(remote).ca_file is None
-    with pytest.raises(SystemExit) as info:
-        cli.main(["--url", "wss://127.0.0.1:9", "--state-dir", str(tmp_path / "none")])
-    assert info.value.code == 2
-    with pytest.raises(SystemExit):
-        cli.main(["--url", "ws://127.0.0.1:9", "--rooms", "0"])
-
-
-def test_cli_main_against_unreachable_server(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    report_file = tmp_path / "out" / "report.json"
-    code = cli.main(["--url", "ws://127.0.0.1:1", "--duration", "1", "--report", str(report_file)])
-    assert code == 1
-    assert '"connect": 1' in report_file.read_text()
-    assert "0/1 bots connected" in capsys.readouterr().out
-
-
-def test_behaviours() -> None:
-    schema = INPUT
-    a = Wander(random.Random(1))
-    b = Wander(random.Random(1))
-    seq_a = [a.next_values(schema) for _ in range(500)]
-    assert seq_a == [b.next_values(schema) for _ in range(500)]
-    assert all(-1 <= v["dx"] <= 1 and -1 <= v["dy"] <= 1 for v in seq_a)
-    assert len({round(v["dx"], 2) for v in seq_a}) > 50  # it does move
-    steps = [abs(x["dx"] - y["dx"]) for x, y in itertools.pairwise(seq_a)]
-    assert max(steps) <= 0.25 + 1e-9
-    assert isinstance(make_behaviour("idle", random.Random()), Idle)
-    with pytest.raises(ValueError):
-        make_behaviour("dance", random.Random())

@@ -1,5 +1,5 @@
-"""gamebots: many bots in one process, for load tests (``gamebots --help``)."""
+"""gamebots: a load tester on the lean bot engine (``gamebots --help``)."""
 
-from clients.bots.runner import BotConfig, run_bots
+from clients.bots.loadtest import LoadConfig, merge_reports, run_load
 
-__all__ = ["BotConfig", "run_bots"]
+__all__ = ["LoadConfig", "merge_reports", "run_load"]

@@ -1,86 +1,207 @@
-"""What a bot does each tick: a behaviour turns the client's view into the next input.
+"""What a lean bot does: a behaviour steers the bot before each of its inputs.
 
-A behaviour is any object with ``next_input(client) -> dict`` (input field name -> value).
-Behaviours are made per bot by :func:`make_behaviour` from a name and the bot's own
-``random.Random``, so a run is reproducible from its seed.
+A behaviour is a stateless object shared by every bot that has it; per-bot state lives on the
+:class:`~clients.bots.lean.Bot` (its ``heading``, ``next_event_at``, ``own_id``, own random
+generator). ``start(bot, now)`` runs once when the bot enters the engine, ``step(bot, now)``
+before each input; it calls ``bot.steer(dx, dy)`` when the direction changes (the encoded input
+is cached) and may send a room event. Bots whose behaviour has ``sends_inputs = False`` are
+never scheduled; those with ``needs_replica = True`` keep a full replica.
+
+* ``wander``: a random walk: keep a heading, turn by up to 90 degrees on ~10% of inputs;
+* ``chase``: steer toward the nearest other player (by the bot's replica);
+* ``idle``: join and read; never send anything;
+* ``chatty``: wander, plus a room event ("chat") every ~2 s.
+
+:func:`parse_mix` reads ``--behaviour``: a name, or ``wander:0.6,chase:0.2,...``.
+:func:`assign` picks a bot's behaviour from its global index so that every run with the same
+rooms, players and mix gets the same bots, however the rooms are split over processes.
 """
 
 from __future__ import annotations
 
-import random
-from typing import Any, Protocol
+import math
+from typing import TYPE_CHECKING, ClassVar
 
-import attrs
+from shared.messages import Event
 
-from clients.client import GameClient
-from shared.schema import Bool, Float, InputSchema
+if TYPE_CHECKING:
+    from clients.bots.lean import Bot
 
-#: the names :func:`make_behaviour` knows
-BEHAVIOURS: tuple[str, ...] = ("wander", "idle")
-
-
-class Behaviour(Protocol):
-    def next_input(self, client: GameClient) -> dict[str, Any]:
-        """The values of the next input to send (fields left out take their defaults)."""
-        ...
+#: the chance that a wandering bot turns before an input
+TURN_CHANCE = 0.1
+#: seconds between a chatty bot's room events (uniformly 0.75x..1.25x of this)
+CHAT_PERIOD = 2.0
+_GOLDEN = (math.sqrt(5) - 1) / 2
 
 
-def _reflect(value: float, lo: float, hi: float) -> float:
-    """Fold ``value`` back into [lo, hi] as if it bounced off the ends."""
-    span = hi - lo
-    if span <= 0:
-        return lo
-    offset = (value - lo) % (2 * span)
-    return lo + (offset if offset <= span else 2 * span - offset)
+class Behaviour:
+    name: ClassVar[str] = ""
+    needs_replica: ClassVar[bool] = False
+    sends_inputs: ClassVar[bool] = True
+
+    def start(self, bot: Bot, now: float) -> None:
+        """The bot enters the engine (it has joined)."""
+
+    def step(self, bot: Bot, now: float) -> None:
+        """Before each input: steer, maybe send an event."""
+
+    def __repr__(self) -> str:
+        return f"<behaviour {self.name}>"
 
 
-@attrs.define
-class Wander:
-    """A random walk on every Float input field (dx/dy in arena), bouncing off the ends.
+class Wander(Behaviour):
+    name = "wander"
 
-    Each call moves each value by a uniform step of up to ``step`` times half its range; Bool
-    fields flip with probability ``flip``; other fields keep their defaults.
+    def start(self, bot: Bot, now: float) -> None:
+        bot.heading = bot.rng.uniform(0.0, 2 * math.pi)
+        bot.steer(math.cos(bot.heading), math.sin(bot.heading))
+
+    def step(self, bot: Bot, now: float) -> None:
+        rng = bot.rng
+        if rng.random() < TURN_CHANCE:
+            bot.heading += rng.uniform(-math.pi / 2, math.pi / 2)
+            bot.steer(math.cos(bot.heading), math.sin(bot.heading))
+
+
+class Idle(Behaviour):
+    name = "idle"
+    sends_inputs = False
+
+
+class Chatty(Wander):
+    name = "chatty"
+
+    def start(self, bot: Bot, now: float) -> None:
+        super().start(bot, now)
+        bot.next_event_at = now + bot.rng.uniform(0.0, CHAT_PERIOD)
+        bot.event_bytes = Event("chat", f"hello from {bot.name}".encode()).to_bytes()
+
+    def step(self, bot: Bot, now: float) -> None:
+        super().step(bot, now)
+        if now >= bot.next_event_at:
+            bot.next_event_at = now + CHAT_PERIOD * bot.rng.uniform(0.75, 1.25)
+            bot.send_event()
+
+
+def steer_toward(
+    own: tuple[float, float], others: list[tuple[float, float]]
+) -> tuple[float, float]:
+    """The unit vector from ``own`` toward the nearest of ``others``; (0, 0) if none or there."""
+    ox, oy = own
+    best = None
+    best_d2 = math.inf
+    for x, y in others:
+        d2 = (x - ox) ** 2 + (y - oy) ** 2
+        if d2 < best_d2:
+            best, best_d2 = (x, y), d2
+    if best is None or best_d2 < 1e-12:
+        return 0.0, 0.0
+    d = math.sqrt(best_d2)
+    return (best[0] - ox) / d, (best[1] - oy) / d
+
+
+def player_positions(bot: Bot) -> tuple[tuple[float, float] | None, list[tuple[float, float]]]:
+    """(this bot's position or None, the other players' positions), from what the bot holds:
+    its replica (entities of type ``player`` with ``x``, ``y``, ``owner``; its own is the one
+    whose ``owner`` is the bot's player number) or the JSON baseline's last state."""
+    own = None
+    others: list[tuple[float, float]] = []
+    replica = bot.replica
+    if replica is not None:
+        etype = replica.schema.by_name.get("player")
+        if etype is None or not {"x", "y", "owner"} <= set(etype.names):
+            return None, []
+        ix, iy, io = etype.index["x"], etype.index["y"], etype.index["owner"]
+        tx, ty = etype.types[ix].to_value, etype.types[iy].to_value
+        for ent in replica.entities.values():
+            if ent.etype is not etype:
+                continue
+            codes = ent.codes
+            pos = (tx(codes[ix]), ty(codes[iy]))
+            if codes[io] == bot.player:
+                own = pos
+                bot.own_id = ent.id
+            else:
+                others.append(pos)
+        return own, others
+    state = bot.json_state
+    if state is not None:
+        for ent in state.get("entities", ()):
+            if ent.get("type") != "player":
+                continue
+            pos = (float(ent["x"]), float(ent["y"]))
+            if ent.get("owner") == bot.player:
+                own = pos
+            else:
+                others.append(pos)
+    return own, others
+
+
+class Chase(Wander):
+    """Steer toward the nearest other player; wander while there is none (or no replica)."""
+
+    name = "chase"
+    needs_replica = True
+
+    def step(self, bot: Bot, now: float) -> None:
+        own, others = player_positions(bot)
+        if own is None or not others:
+            super().step(bot, now)
+            return
+        dx, dy = steer_toward(own, others)
+        if (dx, dy) != (bot.dx, bot.dy):
+            bot.steer(dx, dy)
+
+
+WANDER = Wander()
+CHASE = Chase()
+IDLE = Idle()
+CHATTY = Chatty()
+BEHAVIOURS: dict[str, Behaviour] = {b.name: b for b in (WANDER, CHASE, IDLE, CHATTY)}
+
+Mix = tuple[tuple[str, float], ...]
+
+
+def parse_mix(spec: str) -> Mix:
+    """``"wander"`` or ``"wander:0.6,chase:0.2,idle:0.1,chatty:0.1"`` -> normalized weights.
+
+    Raises ValueError with a message for the user.
     """
-
-    rng: random.Random
-    step: float = 0.25
-    flip: float = 0.05
-    values: dict[str, Any] = attrs.field(factory=dict)
-
-    def next_input(self, client: GameClient) -> dict[str, Any]:
-        return self.next_values(client.joined.input_schema)
-
-    def next_values(self, schema: InputSchema) -> dict[str, Any]:
-        values = self.values
-        for name, ftype in schema.fields.items():
-            if isinstance(ftype, Float):
-                lo, hi = ftype.lo, ftype.hi
-                current = values.get(name, min(max(0.0, lo), hi))
-                delta = self.rng.uniform(-self.step, self.step) * (hi - lo) / 2
-                values[name] = _reflect(current + delta, lo, hi)
-            elif isinstance(ftype, Bool):
-                current = bool(values.get(name, False))
-                values[name] = (not current) if self.rng.random() < self.flip else current
-        return dict(values)
-
-
-@attrs.define
-class Idle:
-    """Sends the default input every time (all zeros in arena): keeps the connection busy."""
-
-    def next_input(self, client: GameClient) -> dict[str, Any]:
-        return {}
+    parts = [p.strip() for p in spec.split(",") if p.strip()]
+    if not parts:
+        raise ValueError("--behaviour is empty")
+    weights: dict[str, float] = {}
+    for part in parts:
+        name, sep, weight = part.partition(":")
+        name = name.strip()
+        if name not in BEHAVIOURS:
+            raise ValueError(f"unknown behaviour {name!r}; known: {', '.join(BEHAVIOURS)}")
+        if name in weights:
+            raise ValueError(f"behaviour {name!r} given twice")
+        try:
+            w = float(weight) if sep else 1.0
+        except ValueError:
+            raise ValueError(f"bad weight {weight!r} for {name!r}") from None
+        if not (w >= 0 and math.isfinite(w)):
+            raise ValueError(f"weight for {name!r} must be a non-negative number")
+        weights[name] = w
+    total = sum(weights.values())
+    if total <= 0:
+        raise ValueError("the behaviour weights add up to 0")
+    return tuple((n, w / total) for n, w in weights.items() if w > 0)
 
 
-def wander(rng: random.Random, step: float = 0.25) -> Wander:
-    """The ``wander`` behaviour: a bouncing random walk on dx/dy."""
-    return Wander(rng, step)
+def assign(mix: Mix, global_index: int) -> Behaviour:
+    """The behaviour of the bot with this global index (0, 1, ... over every room of a run).
 
-
-def make_behaviour(name: str, rng: random.Random) -> Behaviour:
-    """A fresh behaviour by name (see :data:`BEHAVIOURS`)."""
-    if name == "wander":
-        return wander(rng)
-    if name == "idle":
-        return Idle()
-    raise ValueError(f"unknown behaviour {name!r}; known: {', '.join(BEHAVIOURS)}")
+    Bot ``i`` takes the point ``frac(i * golden ratio)`` of the unit interval, cut into the
+    mix's weights: any run of consecutive bots gets each behaviour in close proportion to its
+    weight, and a bot's behaviour doesn't depend on how the rooms are split over processes.
+    """
+    u = (global_index * _GOLDEN) % 1.0
+    acc = 0.0
+    for name, w in mix:
+        acc += w
+        if u < acc:
+            return BEHAVIOURS[name]
+    return BEHAVIOURS[mix[-1][0]]

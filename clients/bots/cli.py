@@ -1,47 +1,155 @@
-"""``gamebots``: load-test a gameserver with many bots from one process.
+"""``gamebots``: load-test a gameserver with many lean bots, in one process or several.
 
 ::
 
-    gamebots --url wss://127.0.0.1:8443 --rooms 2 --players 4 --duration 10 --report bots.json
+    gamebots --url wss://127.0.0.1:8443 --rooms 75 --players 8 --duration 10 --report r.json
 
-Exit status: 0 if every bot connected, played and left without error or desync; 1 otherwise;
-2 for bad arguments (including a missing CA file).
+The bots join ``--rooms`` rooms (``PREFIX-0`` ...) with ``--players`` bots each, at ``--ramp``
+bots per second; after the last join and ``--settle`` seconds, every process opens its measured
+window at the same wall-clock time, for ``--duration`` seconds. ``--procs N`` spreads the rooms
+over N worker processes (``python -m clients.bots.cli --worker``, configured over stdin), and
+the parent merges their figures. With ``--metrics-url`` the server's Prometheus metrics are
+scraped as the window opens and closes.
+
+The JSON report (``--report``)::
+
+    players                       {target, connected, failed}
+    duration_s, ramp_s            the measured window; the time to start every bot
+    tick_rate                     the rooms' tick rate (from JOINED)
+    updates_per_player_per_s      mean over connected bots; also _p5 and _p50 (per-bot rates)
+    latency_ms                    {p50, p95, p99, samples}: input sent -> first state acking it
+    bytes_down_per_player_per_s   WebSocket payload bytes; also bytes_up_per_player_per_s
+    snapshot_resyncs              snapshots received beyond each bot's first
+    desyncs                       checksum or tick mismatches seen by verifying bots
+    errors                        failed bots by kind ({"connect": 2, "ServerError:4005": 1})
+    disconnects                   sessions the server ended, by close code (1006: no close)
+    behaviours, verifying         bots per behaviour; bots that keep a replica and verify
+    inputs_sent, room_events      {sent, received}
+    loadgen                       {procs, cpu_percent, cpu_ms_per_player_per_s,
+                                   input_slots_late}: what the bots themselves cost
+    server                        null without --metrics-url; else {window_s, rooms, players,
+                                   tick_rate_config, tick_rate_measured (per room), tick_ms_p50,
+                                   tick_ms_p99, ticks_late, ticks_skipped, cpu_percent, rss_mb,
+                                   bytes_out_per_s, bytes_in_per_s, deltas_skipped,
+                                   snapshot_resyncs, inputs_dropped, slow_disconnects,
+                                   connections_refused} or {error}
+    config                        the run's settings (seed included)
+    result                        {ok, failures: [reasons]}
+
+Exit status: 0 if every bot played, no bot saw a desync and the 5th-percentile update rate is
+at least 95% of the tick rate (JSON baseline: of ``--input-hz``, else 20 Hz); 1 otherwise (the
+reasons are printed); 2 for bad arguments (including a missing CA file).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
+import random
 import signal
-import ssl
+import subprocess
 import sys
-from collections.abc import Sequence
+import time
+import urllib.parse
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import attrs
 import trio
 
-from clients.bots.behaviours import BEHAVIOURS
-from clients.bots.runner import (
-    BotConfig,
-    default_ca_file,
-    default_state_dir,
-    format_summary,
-    run_bots,
-)
-from clients.client import make_ssl_context
+from clients.bots.behaviours import parse_mix
+from clients.bots.lean import LatencyHistogram
+from clients.bots.loadtest import LoadConfig, merge_reports, run_load
+from clients.bots.server_metrics import ScrapeError, metrics_url, scrape, server_section
+
+DEV_CA = "dev-ca.pem"
+SECRET_FILE = "secret.key"
+SECRET_ENV = "GAMESERVER_SECRET"
+LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+#: the 5th-percentile update rate must reach this share of the tick rate
+MIN_UPDATE_SHARE = 0.95
+JSON_DEFAULT_HZ = 20.0
+
+
+# ------------------------------------------------------------------ defaults
+def default_state_dir() -> Path:
+    """``$XDG_STATE_HOME/gameserver``, else ``~/.local/state/gameserver``: the server's default
+    state directory (mirrors ``gameserver.tls.default_state_dir``)."""
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(
+        os.path.expanduser("~"), ".local", "state"
+    )
+    return Path(base) / "gameserver"
+
+
+def _is_local(url: str) -> bool:
+    return (urllib.parse.urlsplit(url).hostname or "").lower() in LOCAL_HOSTS
+
+
+def default_ca_file(url: str, state_dir: str | os.PathLike[str] | None = None) -> Path | None:
+    """The development CA a local server made, for ``wss://`` URLs on this machine; else None
+    (verify against the system's CAs)."""
+    if urllib.parse.urlsplit(url).scheme.lower() != "wss" or not _is_local(url):
+        return None
+    return Path(state_dir if state_dir is not None else default_state_dir()) / DEV_CA
+
+
+def find_secret(
+    url: str,
+    secret_file: Path | None,
+    state_dir: Path | None,
+    env: dict[str, str] | None = None,
+) -> bytes | None:
+    """The token signing secret: ``--secret-file``, else ``$GAMESERVER_SECRET``, else the
+    local server's ``<state-dir>/secret.key`` if it exists; None: send no tokens."""
+    environ = os.environ if env is None else env
+    if secret_file is not None:
+        try:
+            return secret_file.read_bytes().strip()
+        except OSError as exc:
+            raise ValueError(f"cannot read --secret-file {secret_file}: {exc.strerror}") from None
+    if environ.get(SECRET_ENV):
+        return environ[SECRET_ENV].encode().strip()
+    if _is_local(url):
+        path = (state_dir if state_dir is not None else default_state_dir()) / SECRET_FILE
+        if path.is_file():
+            return path.read_bytes().strip()
+    return None
+
+
+# ------------------------------------------------------------------ arguments
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if not (value >= 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError("must be a non-negative number")
+    return value
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError("must be a positive number")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="gamebots",
-        description="Run rooms x players bots against a gameserver and report what they saw.",
+        description="Load-test a gameserver: rooms x players bots, a measured window, a report.",
     )
     p.add_argument("--url", required=True, help="server URL, wss://host:port (ws:// allowed)")
-    p.add_argument("--rooms", type=int, default=1, help="rooms to fill (default 1)")
-    p.add_argument("--players", type=int, default=1, help="bots per room (default 1)")
-    p.add_argument("--duration", type=float, default=10.0, help="seconds to play (default 10)")
+    p.add_argument("--rooms", type=_positive_int, default=1, help="rooms to fill (default 1)")
+    p.add_argument("--players", type=_positive_int, default=1, help="bots per room (default 1)")
+    p.add_argument("--duration", type=_positive, default=10.0, help="seconds measured (default 10)")
     p.add_argument("--report", type=Path, help="write the JSON report to this file")
     p.add_argument("--game", default="arena", help="game to ask for (default arena)")
     p.add_argument(
@@ -53,27 +161,80 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--state-dir",
         type=Path,
-        help=f"the server's state directory (default {default_state_dir()})",
+        help=f"the local server's state directory (default {default_state_dir()})",
+    )
+    p.add_argument(
+        "--secret-file",
+        type=Path,
+        help="token signing secret, to give each bot a token; default: $GAMESERVER_SECRET, "
+        "else <state-dir>/secret.key of a server on this machine, else no tokens",
     )
     p.add_argument("--room-prefix", default="bots", help="rooms are named PREFIX-0, PREFIX-1, ...")
     p.add_argument("--seed", type=int, help="random seed (default: random, shown in the report)")
     p.add_argument(
-        "--behaviour", choices=BEHAVIOURS, default="wander", help="what bots do (default wander)"
+        "--ramp",
+        type=_non_negative,
+        default=200.0,
+        metavar="PER_SECOND",
+        help="bots started per second (default 200; 0 = as fast as possible)",
     )
     p.add_argument(
-        "--input-rate", type=float, help="inputs per second per bot (default: the tick rate)"
+        "--input-hz", type=_positive, help="inputs per second per bot (default: the tick rate)"
     )
     p.add_argument(
-        "--ramp-up", type=float, default=0.0, help="seconds to spread the connections over"
+        "--behaviour",
+        default="wander",
+        help="wander, chase, idle or chatty, or a mix such as "
+        "wander:0.6,chase:0.2,idle:0.1,chatty:0.1 (default wander)",
     )
     p.add_argument(
-        "--connect-timeout", type=float, default=10.0, help="seconds to connect and join"
+        "--verify-sample",
+        type=int,
+        default=-1,
+        metavar="N",
+        help="bots that keep a full replica and verify checksums (default: all)",
+    )
+    p.add_argument("--procs", type=_positive_int, default=1, help="worker processes (default 1)")
+    p.add_argument(
+        "--metrics-url",
+        help="the server's Prometheus endpoint (http://host:port[/metrics]), scraped as the "
+        "window opens and closes",
+    )
+    p.add_argument(
+        "--protocol",
+        choices=("gamesync", "json"),
+        default="gamesync",
+        help="gamesync (default) or json (tools/baseline_server.py)",
+    )
+    p.add_argument(
+        "--settle",
+        type=_non_negative,
+        default=1.0,
+        help="seconds between the last join and the window (default 1)",
+    )
+    p.add_argument(
+        "--connect-timeout",
+        type=_positive,
+        default=30.0,
+        help="seconds for a bot to connect and join (default 30)",
     )
     return p
 
 
-def config_from_args(args: argparse.Namespace) -> BotConfig:
-    """The run's config; raises ValueError with a message for the user."""
+@attrs.frozen
+class Options:
+    config: LoadConfig
+    procs: int
+    metrics_url: str | None
+    report: Path | None
+    behaviour_spec: str
+
+
+def options_from_args(args: argparse.Namespace) -> Options:
+    """The run's settings; raises ValueError with a message for the user."""
+    parts = urllib.parse.urlsplit(args.url)
+    if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        raise ValueError(f"--url must be wss://host:port or ws://host:port, not {args.url!r}")
     ca_file: Path | None = args.ca_file
     if ca_file is None:
         ca_file = default_ca_file(args.url, args.state_dir)
@@ -84,60 +245,520 @@ def config_from_args(args: argparse.Namespace) -> BotConfig:
             )
     elif not ca_file.is_file():
         raise ValueError(f"--ca-file {ca_file} is not a file")
-    return BotConfig(
+    if args.verify_sample < -1:
+        raise ValueError("--verify-sample must be 0 or more")
+    mix = parse_mix(args.behaviour)
+    secret = None
+    if args.protocol == "gamesync":
+        secret = find_secret(args.url, args.secret_file, args.state_dir)
+    murl = metrics_url(args.metrics_url) if args.metrics_url else None
+    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
+    if args.procs > args.rooms:
+        raise ValueError(f"--procs {args.procs} is more than --rooms {args.rooms}")
+    config = LoadConfig(
         url=args.url,
         rooms=args.rooms,
         players=args.players,
         duration=args.duration,
+        ramp=args.ramp,
+        input_hz=args.input_hz,
+        verify_sample=args.verify_sample,
+        ca_file=None if ca_file is None or parts.scheme == "ws" else str(ca_file),
         game=args.game,
-        ca_file=None if ca_file is None else str(ca_file),
         room_prefix=args.room_prefix,
-        seed=args.seed,
-        behaviour=args.behaviour,
-        input_rate=args.input_rate,
-        ramp_up=args.ramp_up,
+        rooms_total=args.rooms,
+        seed=seed,
+        protocol=args.protocol,
+        behaviour=mix,
+        secret_hex=secret.hex() if secret else None,
         connect_timeout=args.connect_timeout,
+        settle=args.settle,
     )
+    return Options(config, args.procs, murl, args.report, args.behaviour)
 
 
-async def _run(config: BotConfig) -> dict[str, Any]:
-    """Run the bots; the first SIGINT/SIGTERM ends them early (they leave, and are reported)."""
+# ------------------------------------------------------------------ progress
+class Progress:
+    """The live status line: the latest status of each process, summed."""
+
+    def __init__(self) -> None:
+        self.statuses: dict[int, dict[str, Any]] = {}
+
+    def update(self, worker: int, status: dict[str, Any]) -> None:
+        self.statuses[worker] = status
+
+    def line(self) -> str:
+        hist = LatencyHistogram()
+        connected = errors = 0
+        updates = 0.0
+        phases = set()
+        for s in self.statuses.values():
+            connected += s.get("connected", 0)
+            errors += s.get("errors", 0)
+            updates += s.get("updates_s", 0.0)
+            hist.merge(s.get("latency", {}))
+            phases.add(s.get("phase", ""))
+        p99 = hist.quantile(0.99)
+        phase = "/".join(sorted(p for p in phases if p))
+        return (
+            f"{phase:>6}  connected {connected:6d}  updates/s {updates:9.0f}  "
+            f"p99 {'-' if p99 is None else f'{p99:.1f}':>7} ms  errors {errors:5d}"
+        )
+
+
+async def _print_progress(progress: Progress) -> None:
+    try:
+        while True:
+            await trio.sleep(1.0)
+            if progress.statuses:
+                sys.stderr.write("\r" + progress.line() + "  ")
+                sys.stderr.flush()
+    finally:
+        if progress.statuses:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+# ------------------------------------------------------------------ one run
+class Window:
+    """When the measured window opens (wall clock), once the processes are ready."""
+
+    def __init__(self) -> None:
+        self.start_at = 0.0
+        self.set_event = trio.Event()
+
+    def set(self, start_at: float) -> None:
+        self.start_at = start_at
+        self.set_event.set()
+
+
+def _trio_time(wall: float) -> float:
+    return trio.current_time() + (wall - time.time())
+
+
+async def _scrape_window(
+    url: str, window: Window, duration: float, stop: trio.Event, out: dict[str, Any]
+) -> None:
+    await window.set_event.wait()
+    await trio.sleep_until(_trio_time(window.start_at))
+    try:
+        before = await scrape(url)
+        with trio.move_on_at(_trio_time(window.start_at + duration)):
+            await stop.wait()
+        after = await scrape(url)
+    except ScrapeError as exc:
+        out["error"] = str(exc)
+        return
+    out.update(server_section(before, after))
+
+
+async def run(
+    opts: Options,
+    *,
+    progress: bool = False,
+    stop: trio.Event | None = None,
+) -> dict[str, Any]:
+    """Run the load test of ``opts`` (in this process or its workers); returns the report."""
+    cfg = opts.config
+    stop = stop if stop is not None else trio.Event()
+    window = Window()
+    server: dict[str, Any] = {}
+    status = Progress() if progress else None
+    async with trio.open_nursery() as nursery:
+        scraper_done = trio.Event()
+
+        async def scraper() -> None:
+            try:
+                assert opts.metrics_url is not None
+                await _scrape_window(opts.metrics_url, window, cfg.duration, stop, server)
+            finally:
+                scraper_done.set()
+
+        if opts.metrics_url:
+            nursery.start_soon(scraper)
+        else:
+            scraper_done.set()
+        if status is not None:
+            nursery.start_soon(_print_progress, status)
+        if opts.procs == 1:
+
+            async def ready() -> float:
+                start_at = time.time() + cfg.settle
+                window.set(start_at)
+                return start_at
+
+            on_status = None if status is None else (lambda s: status.update(0, s))
+            raws = [await run_load(cfg, ready=ready, on_status=on_status, stop=stop)]
+        else:
+            raws = await run_workers(cfg, opts.procs, window, status, stop)
+        with trio.move_on_after(10):
+            await scraper_done.wait()
+        nursery.cancel_scope.cancel()
+    report = merge_reports(raws)
+    report["server"] = (server or {"error": "no scrape"}) if opts.metrics_url else None
+    report["config"] = {
+        "url": cfg.url,
+        "game": cfg.game,
+        "protocol": cfg.protocol,
+        "rooms": cfg.rooms,
+        "players": cfg.players,
+        "duration": cfg.duration,
+        "ramp": cfg.ramp,
+        "settle": cfg.settle,
+        "input_hz": cfg.input_hz,
+        "behaviour": opts.behaviour_spec,
+        "verify_sample": cfg.verify_sample,
+        "procs": opts.procs,
+        "room_prefix": cfg.room_prefix,
+        "seed": cfg.seed,
+        "tokens": cfg.secret_hex is not None,
+    }
+    failures = verdict(report, protocol=cfg.protocol, input_hz=cfg.input_hz)
+    report["result"] = {"ok": not failures, "failures": failures}
+    return report
+
+
+# ------------------------------------------------------------------ worker processes
+def split_rooms(rooms: int, procs: int) -> list[tuple[int, int]]:
+    """(room offset, room count) for each process: as even as possible, none empty."""
+    procs = max(1, min(procs, rooms))
+    base, extra = divmod(rooms, procs)
+    out = []
+    offset = 0
+    for k in range(procs):
+        n = base + (1 if k < extra else 0)
+        out.append((offset, n))
+        offset += n
+    return out
+
+
+class LineReader:
+    def __init__(self, stream: trio.abc.ReceiveStream) -> None:
+        self.stream = stream
+        self.buf = bytearray()
+
+    async def readline(self) -> bytes | None:
+        """The next line without its newline; None at EOF."""
+        while True:
+            i = self.buf.find(b"\n")
+            if i >= 0:
+                line = bytes(self.buf[:i])
+                del self.buf[: i + 1]
+                return line
+            data = await self.stream.receive_some(65536)
+            if not data:
+                return None
+            self.buf += data
+
+
+def _worker_env() -> dict[str, str]:
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parents[2])  # the directory holding ``clients``
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+def _lost_worker(cfg: LoadConfig, why: str) -> dict[str, Any]:
+    n = cfg.rooms * cfg.players
+    return {"target": n, "connected": 0, "failed": n, "errors": {why: n}, "window_s": 0.0}
+
+
+async def run_workers(
+    cfg: LoadConfig,
+    procs: int,
+    window: Window,
+    status: Progress | None,
+    stop: trio.Event,
+) -> list[dict[str, Any]]:
+    """Run ``cfg`` over ``procs`` worker processes; their raw figures (one per process)."""
+    shares = split_rooms(cfg.rooms, procs)
+    configs = [
+        attrs.evolve(
+            cfg,
+            rooms=n,
+            room_offset=cfg.room_offset + offset,
+            rooms_total=cfg.run_rooms,
+            ramp=cfg.ramp / len(shares),
+        )
+        for offset, n in shares
+    ]
+    results: list[dict[str, Any] | None] = [None] * len(configs)
+    ready = [False] * len(configs)
+    all_ready = trio.Event()
+    procs_: list[trio.Process] = []
+    env = _worker_env()
+
+    def check_ready() -> None:
+        if all(ready) and not all_ready.is_set():
+            all_ready.set()
+
+    async def send(proc: trio.Process, msg: dict[str, Any]) -> None:
+        assert proc.stdin is not None
+        try:
+            await proc.stdin.send_all(json.dumps(msg).encode() + b"\n")
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+
+    async def worker(k: int, proc: trio.Process) -> None:
+        assert proc.stdout is not None
+        lines = LineReader(proc.stdout)
+        try:
+            while True:
+                line = await lines.readline()
+                if line is None:
+                    break
+                try:
+                    msg = json.loads(line)
+                except ValueError:
+                    sys.stderr.write(f"gamebots: worker {k}: {line[:200]!r}\n")
+                    continue
+                if "ready" in msg:
+                    ready[k] = True
+                    check_ready()
+                elif "status" in msg and status is not None:
+                    status.update(k, msg["status"])
+                elif "result" in msg:
+                    results[k] = msg["result"]
+        finally:
+            code = await proc.wait()
+            if results[k] is None:
+                results[k] = _lost_worker(configs[k], f"worker_exit:{code}")
+            ready[k] = True  # a dead worker must not hold the others back
+            check_ready()
+
+    async def stopper() -> None:
+        await stop.wait()
+        for proc in procs_:
+            await send(proc, {"stop": True})
+
+    try:
+        async with trio.open_nursery() as outer:
+            outer.start_soon(stopper)
+            async with trio.open_nursery() as nursery:
+                for k, wcfg in enumerate(configs):
+                    proc = await trio.lowlevel.open_process(
+                        [sys.executable, "-m", "clients.bots.cli", "--worker"],
+                        stdin=subprocess.PIPE,
+                        stdout=subprocess.PIPE,
+                        env=env,
+                    )
+                    procs_.append(proc)
+                    await send(proc, {"config": attrs.asdict(wcfg), "progress": status is not None})
+                    nursery.start_soon(worker, k, proc)
+                await all_ready.wait()
+                start_at = time.time() + (0.0 if stop.is_set() else cfg.settle)
+                window.set(start_at)
+                for proc in procs_:
+                    await send(proc, {"start_at": start_at})
+            outer.cancel_scope.cancel()  # every worker has finished
+    finally:
+        for proc in procs_:
+            if proc.returncode is None:
+                proc.kill()
+    return [r for r in results if r is not None]
+
+
+async def _worker(lines: LineReader, cfg: LoadConfig, progress: bool) -> None:
+    start = trio.Event()
     stop = trio.Event()
-    report: dict[str, Any] = {}
+    start_at = [0.0]
 
-    async def watch_signals(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            task_status.started()
-            async for _ in signals:
-                if stop.is_set():
-                    raise KeyboardInterrupt
-                print("gamebots: stopping (again to abort)", file=sys.stderr)
-                stop.set()
+    def emit(msg: dict[str, Any]) -> None:
+        sys.stdout.write(json.dumps(msg) + "\n")
+        sys.stdout.flush()
+
+    async def ready() -> float:
+        emit({"ready": True})
+        await start.wait()
+        return start_at[0]
 
     async with trio.open_nursery() as nursery:
+
+        async def commands() -> None:
+            while True:
+                line = await lines.readline()
+                if line is None:  # the parent is gone: give up
+                    nursery.cancel_scope.cancel()
+                    return
+                msg = json.loads(line)
+                if "start_at" in msg:
+                    start_at[0] = float(msg["start_at"])
+                    start.set()
+                if msg.get("stop"):
+                    stop.set()
+
+        nursery.start_soon(commands)
+        on_status = (lambda s: emit({"status": s})) if progress else None
+        raw = await run_load(cfg, ready=ready, on_status=on_status, stop=stop)
+        emit({"result": raw})
+        nursery.cancel_scope.cancel()
+
+
+def worker_main() -> int:
+    """``python -m clients.bots.cli --worker``: one share of a run, driven over stdin/stdout."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+
+    async def main() -> None:
+        stdin = trio.lowlevel.FdStream(os.dup(sys.stdin.fileno()))
+        lines = LineReader(stdin)
+        first = await lines.readline()
+        if first is None:
+            return
+        msg = json.loads(first)
+        cfg = LoadConfig(**msg["config"])
+        await _worker(lines, cfg, bool(msg.get("progress")))
+
+    trio.run(main)
+    return 0
+
+
+# ------------------------------------------------------------------ verdict and summary
+def verdict(report: dict[str, Any], *, protocol: str, input_hz: float | None) -> list[str]:
+    """Why the run failed; empty if it passed."""
+    out = []
+    players = report["players"]
+    errors = ", ".join(f"{k} x{v}" for k, v in report.get("errors", {}).items())
+    if not players["connected"]:
+        out.append(f"no bot is connected at the end ({errors or 'no errors recorded'})")
+    elif players["failed"]:
+        out.append(f"{players['failed']} of {players['target']} bots failed ({errors})")
+    if any(k.endswith(":4001") for k in report.get("errors", {})):
+        out.append(
+            "the server wants player tokens: pass --secret-file (or --state-dir of a local server)"
+        )
+    if report["desyncs"]:
+        out.append(f"{report['desyncs']} desync(s)")
+    expected = report.get("tick_rate") if protocol == "gamesync" else input_hz or JSON_DEFAULT_HZ
+    p5 = report.get("updates_per_player_per_s_p5")
+    if expected and p5 is not None and p5 < MIN_UPDATE_SHARE * expected:
+        out.append(
+            f"5th-percentile update rate {p5:.2f}/s is below {MIN_UPDATE_SHARE:.0%} of "
+            f"{expected:g} Hz"
+        )
+    return out
+
+
+def _num(v: Any, fmt: str = ".1f") -> str:
+    return "-" if v is None else format(v, fmt)
+
+
+def _counts(d: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in d.items()) or "none"
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """The short human summary printed at the end."""
+    players = report["players"]
+    cfg = report.get("config", {})
+    lat = report["latency_ms"]
+    lg = report["loadgen"]
+    rows = [
+        (
+            "players",
+            f"{players['connected']}/{players['target']} connected, {players['failed']} failed"
+            f"  ({cfg.get('rooms', '?')} rooms x {cfg.get('players', '?')})",
+        ),
+        ("window", f"{report['duration_s']:.1f} s after a {report['ramp_s']:.1f} s ramp"),
+        (
+            "updates/player/s",
+            f"mean {_num(report['updates_per_player_per_s'], '.2f')}  "
+            f"p5 {_num(report['updates_per_player_per_s_p5'], '.2f')}  "
+            f"p50 {_num(report['updates_per_player_per_s_p50'], '.2f')}  "
+            f"(tick rate {_num(report['tick_rate'], 'g')} Hz)",
+        ),
+        (
+            "input latency ms",
+            f"p50 {_num(lat['p50'])}  p95 {_num(lat['p95'])}  p99 {_num(lat['p99'])}"
+            f"  ({lat['samples']} samples)",
+        ),
+        (
+            "bytes/player/s",
+            f"down {_num(report['bytes_down_per_player_per_s'])}  "
+            f"up {_num(report['bytes_up_per_player_per_s'])}",
+        ),
+        ("behaviours", _counts(report.get("behaviours", {}))),
+        (
+            "verification",
+            f"{report.get('verifying', 0)} verifying bots, {report['desyncs']} desyncs, "
+            f"{report['snapshot_resyncs']} snapshot resyncs",
+        ),
+        ("errors", _counts(report["errors"])),
+        ("disconnects", _counts(report["disconnects"])),
+    ]
+    server = report.get("server")
+    if server is not None:
+        if "error" in server:
+            rows.append(("server", f"scrape failed: {server['error']}"))
+        else:
+            rows.append(
+                (
+                    "server",
+                    f"tick {_num(server['tick_rate_measured'], '.2f')} Hz/room "
+                    f"(config {_num(server['tick_rate_config'], 'g')})  "
+                    f"tick ms p50 {_num(server['tick_ms_p50'], '.2f')} "
+                    f"p99 {_num(server['tick_ms_p99'], '.2f')}  "
+                    f"late {_num(server['ticks_late'], 'd')} "
+                    f"skipped {_num(server['ticks_skipped'], 'd')}  "
+                    f"cpu {_num(server['cpu_percent'])}%  rss {_num(server['rss_mb'])} MB",
+                )
+            )
+    rows.append(
+        (
+            "load generator",
+            f"{lg['procs']} proc(s), cpu {_num(lg['cpu_percent'])}% "
+            f"({_num(lg['cpu_ms_per_player_per_s'], '.3f')} ms per player per s), "
+            f"late input slots {lg['input_slots_late']}",
+        )
+    )
+    width = max(len(k) for k, _ in rows)
+    lines = ["gamebots"] + [f"  {k:<{width}}  {v}" for k, v in rows]
+    result = report.get("result")
+    if result is not None:
+        lines.append("result: PASS" if result["ok"] else "result: FAIL")
+        lines += [f"  - {why}" for why in result["failures"]]
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ main
+async def _main_async(opts: Options, progress: bool) -> dict[str, Any]:
+    """Run; the first SIGINT/SIGTERM closes the window early (the run is still reported)."""
+    stop = trio.Event()
+    async with trio.open_nursery() as nursery:
+
+        async def watch_signals(
+            task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+        ) -> None:
+            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                task_status.started()
+                async for _ in signals:
+                    if stop.is_set():
+                        raise KeyboardInterrupt
+                    print("\ngamebots: stopping early (again to abort)", file=sys.stderr)
+                    stop.set()
+
         await nursery.start(watch_signals)
-        report = await run_bots(config, stop=stop)
+        report = await run(opts, progress=progress, stop=stop)
         nursery.cancel_scope.cancel()
     return report
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, isatty: Callable[[], bool] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--worker"]:
+        return worker_main()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        config = config_from_args(args)
-        # made once here, shared by every bot (and a bad URL or CA file fails before the run)
-        context = make_ssl_context(config.url, ca_file=config.ca_file)
-    except (ValueError, OSError, ssl.SSLError) as exc:
+        opts = options_from_args(args)
+    except ValueError as exc:
         parser.error(str(exc))
-    report = trio.run(_run, attrs.evolve(config, ssl_context=context))
-    if args.report is not None:
-        args.report.parent.mkdir(parents=True, exist_ok=True)
-        args.report.write_text(json.dumps(report, indent=2) + "\n")
-    print(format_summary(report))
-    players = report["players"]
-    failed = players["failed"] or report["desyncs"] or players["connected"] < players["target"]
-    return 1 if failed else 0
+    progress = (isatty or sys.stderr.isatty)()
+    report = trio.run(_main_async, opts, progress)
+    if opts.report is not None:
+        opts.report.parent.mkdir(parents=True, exist_ok=True)
+        opts.report.write_text(json.dumps(report, indent=2) + "\n")
+    print(format_table(report))
+    return 0 if report["result"]["ok"] else 1
 
 
 if __name__ == "__main__":

@@ -1,29 +1,32 @@
 """The lean bot engine: many bots in one process, cheap enough to load-test the server.
 
-A bot here is not a task. Each process has one epoll object; one trio task waits for it to
-become readable and then serves every ready bot synchronously (``recv`` -> TLS -> frames ->
-messages), and one task sends every bot's inputs on a fixed schedule with a random phase per
-bot. TLS is the stdlib's ``SSLObject`` over memory BIOs on a non-blocking socket. Only the
-opening handshake awaits per bot.
+A bot here is neither a task nor a thread. Each bot opens its connection (TCP, TLS, WebSocket
+upgrade, JOIN) in the trio thread, and is then handed to the process's :class:`Engine`: one
+thread with one epoll object that serves every ready bot synchronously (``recv_into`` -> TLS ->
+frame -> message) and sends every bot's inputs on a fixed schedule, each bot in a random phase
+slot. TLS is the stdlib's ``SSLObject`` over memory BIOs on a non-blocking socket. In the
+steady state no trio machinery runs at all: the trio thread sleeps until the window closes.
 
 Bots with ``verify=True`` keep a full :class:`~shared.replica.Replica` and check every server
-checksum; the others read only what they measure (tick, their own input ack) from each state
-message. Latency is the time from sending input ``seq`` until the first state message whose ack
-for this bot is at least ``seq``.
+checksum; chase bots keep a replica too (they steer by it), checked only if they verify. The
+others read only what they measure from a state message, by direct indexing: its tick (which
+must follow the previous one) and their own input ack. Latency is the time from sending input
+``seq`` until the first state message whose ack for this bot is at least ``seq``.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import random
 import select
 import socket
 import ssl
+import threading
 import time
+from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import trio
@@ -34,15 +37,14 @@ from shared.messages import (
     Close,
     Delta,
     Error,
-    Input,
     Join,
     Joined,
-    RoomEvent,
     Snapshot,
     parse_server_message,
 )
 from shared.protocol import SUBPROTOCOL, Kind
 from shared.replica import Replica
+from shared.schema import Code, InputSchema
 from shared.wsframe import (
     OP_BINARY,
     OP_CLOSE,
@@ -58,46 +60,120 @@ from shared.wsframe import (
     parse_close,
 )
 
+if TYPE_CHECKING:
+    from clients.bots.behaviours import Behaviour
+
 READ_CHUNK = 65536
 LATENCY_BUCKET_MS = 0.5  # histogram resolution
 LATENCY_BUCKETS = 4000  # up to 2 s; slower lands in the last bucket
+_BUCKETS_PER_S = 1000.0 / LATENCY_BUCKET_MS
+_LAST_BUCKET = LATENCY_BUCKETS - 1
+#: send times of the last RING inputs are kept; an ack further behind than that loses samples
+RING = 256
+_RING_MASK = RING - 1
+#: bytes a bot may have waiting to be sent before it counts as failed
+MAX_BACKLOG = 1 << 20
+#: input slots per input period: the phase resolution (3.1 ms at 20 Hz)
+SLOTS = 16
+#: a slot that starts this much after its time counts as late (the engine is overloaded);
+#: a few ms are normal scheduling jitter (epoll timeouts have millisecond resolution)
+LATE_SLOT_S = 0.010
+
+_EPOLLIN = select.EPOLLIN
+_EPOLLOUT = select.EPOLLOUT
+_EPOLL_READ_EVENTS = select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR
+
+_KIND_SNAPSHOT = int(Kind.SNAPSHOT)
+_KIND_DELTA = int(Kind.DELTA)
+_KIND_ROOM_EVENT = int(Kind.ROOM_EVENT)
+_KIND_ERROR = int(Kind.ERROR)
+_KIND_CLOSE = int(Kind.CLOSE)
+_KIND_INPUT = int(Kind.INPUT)
+
+#: the WebSocket masking keys only need to be unpredictable to intermediaries, not to anyone
+#: who can read this process; a Mersenne twister draw costs a fraction of os.urandom's syscall
+_mask_bits = random.Random(os.urandom(16)).getrandbits
+# for masking a payload of n < 126 bytes with one integer XOR: the 4-byte key repeated
+_MASK_REPEAT = [0] + [sum(1 << (32 * i) for i in range((n + 3) // 4)) for n in range(1, 126)]
+_MASK_LOW = [(1 << (8 * n)) - 1 for n in range(126)]
+# INPUT message heads for seq < 128 (one varint byte)
+_INPUT_HEAD = [bytes((_KIND_INPUT, s)) for s in range(128)]
 
 
 class BotFailed(Exception):
-    def __init__(self, kind: str, detail: str = "") -> None:
+    """A bot stopped playing. ``kind`` is what the report counts it under; ``close_code`` is
+    the WebSocket or protocol close code when the server ended the session."""
+
+    def __init__(self, kind: str, detail: str = "", close_code: int | None = None) -> None:
         super().__init__(f"{kind}: {detail}" if detail else kind)
         self.kind = kind
+        self.close_code = close_code
 
 
 class LatencyHistogram:
-    """Fixed 0.5 ms buckets; mergeable across processes."""
+    """Fixed 0.5 ms buckets up to 2 s; mergeable across bots and processes."""
 
     def __init__(self) -> None:
         self.counts = [0] * LATENCY_BUCKETS
 
     def add(self, ms: float) -> None:
         i = int(ms / LATENCY_BUCKET_MS)
-        self.counts[i if i < LATENCY_BUCKETS else LATENCY_BUCKETS - 1] += 1
+        self.counts[i if i < LATENCY_BUCKETS else _LAST_BUCKET] += 1
 
-    def merge(self, counts: list[int]) -> None:
-        for i, c in enumerate(counts):
-            self.counts[i] += c
+    def merge(self, counts: list[int] | dict[str, int] | dict[int, int]) -> None:
+        """Add another histogram: a full list of counts, or a sparse ``{bucket: count}``."""
+        mine = self.counts
+        if isinstance(counts, dict):
+            for i, c in counts.items():
+                mine[min(int(i), _LAST_BUCKET)] += c
+        else:
+            for i, c in enumerate(counts):
+                if c:
+                    mine[i] += c
+
+    def sparse(self) -> dict[str, int]:
+        """The non-zero buckets, JSON-ready."""
+        return {str(i): c for i, c in enumerate(self.counts) if c}
+
+    def reset(self) -> None:
+        """Zero every bucket in place (bots hold a reference to ``counts``)."""
+        self.counts[:] = [0] * LATENCY_BUCKETS
 
     @property
     def total(self) -> int:
         return sum(self.counts)
 
     def quantile(self, q: float) -> float | None:
+        """The ``q``-quantile in ms (bucket midpoint, nearest rank); None without samples."""
         total = self.total
         if not total:
             return None
-        rank = q * total
+        rank = max(1, q * total)
         seen = 0
         for i, c in enumerate(self.counts):
             seen += c
-            if seen >= rank and c:
+            if c and seen >= rank:
                 return round((i + 0.5) * LATENCY_BUCKET_MS, 2)
         return round(LATENCY_BUCKETS * LATENCY_BUCKET_MS, 2)
+
+
+def masked_frame(opcode: int, payload: bytes) -> bytes:
+    """A final client frame with a fresh masking key (what ``wsframe.frame`` makes, cheaper)."""
+    n = len(payload)
+    key = _mask_bits(32)
+    if n < 126:
+        # the whole frame as one little-endian integer: head (2 bytes), key (4), payload
+        masked = int.from_bytes(payload, "little") ^ (key * _MASK_REPEAT[n] & _MASK_LOW[n])
+        head = (0x80 | opcode) | (0x80 | n) << 8
+        return (masked << 48 | key << 16 | head).to_bytes(n + 6, "little")
+    return frame(opcode, payload, key.to_bytes(4, "little"))
+
+
+def _varint_at(data: bytes, pos: int) -> tuple[int, int]:
+    """(value, next position) of the varint at ``pos``; RemoteProtocolError if malformed."""
+    r = wire.Reader(data, pos)
+    value = r.varint()
+    return value, r.pos
 
 
 class LeanConnection:
@@ -109,12 +185,18 @@ class LeanConnection:
         self.incoming = ssl.MemoryBIO()
         self.outgoing = ssl.MemoryBIO()
         self.reader = FrameReader(max_message_size=1 << 24, require_mask=False)
+        #: the reader holds part of a frame: the single-frame fast path must not be taken
+        self.partial = False
         self.backlog = bytearray()
+        #: called when the backlog becomes non-empty (the engine then waits for EPOLLOUT)
+        self.on_backlog: Callable[[LeanConnection], None] | None = None
         self.eof = False
         self.closed_by_peer: tuple[int, str] | None = None
         self.bytes_down = 0  # WebSocket payload bytes
         self.bytes_up = 0
         self.unread: list[bytes] = []  # messages read during the handshake phase
+        #: a receive buffer shared by every connection of one engine (None: plain recv)
+        self.rview: memoryview | None = None
 
     @classmethod
     async def connect(
@@ -129,33 +211,35 @@ class LeanConnection:
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        err = sock.connect_ex(addr)
-        if err not in (0, 115, 36):  # EINPROGRESS
-            sock.close()
-            raise BotFailed("connect", os.strerror(err))
-        await trio.lowlevel.wait_writable(sock)
-        err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-        if err:
-            sock.close()
-            raise BotFailed("connect", os.strerror(err))
-        sslobj = None
         conn = cls(sock, None)
         try:
+            err = sock.connect_ex(addr)
+            if err not in (0, 115, 36):  # EINPROGRESS
+                raise BotFailed("connect", os.strerror(err))
+            await trio.lowlevel.wait_writable(sock)
+            err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if err:
+                raise BotFailed("connect", os.strerror(err))
             if secure:
                 ctx = ssl_context or ssl.create_default_context()
-                sslobj = ctx.wrap_bio(conn.incoming, conn.outgoing, server_hostname=host)
-                conn.ssl = sslobj
+                conn.ssl = ctx.wrap_bio(conn.incoming, conn.outgoing, server_hostname=host)
                 await conn._tls_handshake()
             key = new_key()
             path = parts.path or "/"
             conn._write_plain(client_request(f"{host}:{port}", path, key, subprotocols))
             await conn.drain()
             head = await conn._read_http_head()
-            check_response(head, key)
+            try:
+                check_response(head, key)
+            except RemoteProtocolError as exc:
+                raise BotFailed("handshake", str(exc)) from None
         except BaseException:
             sock.close()
             raise
         return conn
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
 
     async def _tls_handshake(self) -> None:
         assert self.ssl is not None
@@ -167,9 +251,14 @@ class LeanConnection:
                 self._send_raw(self.outgoing.read())
                 await self.drain()
                 await trio.lowlevel.wait_readable(self.sock)
-                data = self.sock.recv(READ_CHUNK)
+                try:
+                    data = self.sock.recv(READ_CHUNK)
+                except BlockingIOError:
+                    continue
+                except OSError as exc:
+                    raise BotFailed("tls", str(exc)) from None
                 if not data:
-                    raise BotFailed("tls", "EOF during TLS handshake") from None
+                    raise BotFailed("tls", "EOF during the TLS handshake") from None
                 self.incoming.write(data)
             except ssl.SSLError as exc:
                 raise BotFailed("tls", str(exc)) from None
@@ -185,7 +274,9 @@ class LeanConnection:
             if len(buf) > 65536:
                 raise BotFailed("handshake", "response head too large")
         head, _, rest = buf.partition(b"\r\n\r\n")
-        self.reader.feed(rest)
+        if rest:
+            self.reader.feed(rest)
+            self.partial = True
         return head
 
     # -------------------------------------------------------------- raw I/O
@@ -193,7 +284,7 @@ class LeanConnection:
         if not data:
             return
         if self.backlog:
-            self.backlog += data
+            self._queue(data)
             return
         try:
             sent = self.sock.send(data)
@@ -202,45 +293,81 @@ class LeanConnection:
         except OSError as exc:
             raise BotFailed("send", str(exc)) from None
         if sent < len(data):
-            self.backlog += data[sent:]
+            self._queue(data[sent:])
 
-    async def drain(self) -> None:
+    def _queue(self, data: bytes) -> None:
+        was_empty = not self.backlog
+        self.backlog += data
+        if len(self.backlog) > MAX_BACKLOG:
+            raise BotFailed("send_backlog", f"{len(self.backlog)} bytes unsent")
+        if was_empty and self.on_backlog is not None:
+            self.on_backlog(self)
+
+    def flush(self) -> bool:
+        """Send what the backlog holds, without blocking; True once it is empty."""
         while self.backlog:
-            await trio.lowlevel.wait_writable(self.sock)
             try:
                 sent = self.sock.send(self.backlog)
             except BlockingIOError:
-                continue
+                return False
             except OSError as exc:
                 raise BotFailed("send", str(exc)) from None
             del self.backlog[:sent]
+        return True
+
+    async def drain(self) -> None:
+        while not self.flush():
+            await trio.lowlevel.wait_writable(self.sock)
 
     def _write_plain(self, data: bytes) -> None:
-        if self.ssl is None:
+        sslobj = self.ssl
+        if sslobj is None:
             self._send_raw(data)
             return
-        self.ssl.write(data)
+        sslobj.write(data)
         self._send_raw(self.outgoing.read())
 
     def _recv_plain(self) -> bytes:
+        view = self.rview
         try:
-            data = self.sock.recv(READ_CHUNK)
-        except BlockingIOError:
+            if view is None:
+                data = self.sock.recv(READ_CHUNK)
+                n = len(data)
+            else:
+                n = self.sock.recv_into(view)
+        except (BlockingIOError, InterruptedError):
             return b""
         except OSError as exc:
             raise BotFailed("recv", str(exc)) from None
-        if not data:
+        sslobj = self.ssl
+        if not n:
             self.eof = True
-        if self.ssl is None:
-            return data
-        if data:
-            self.incoming.write(data)
-        else:
+            if sslobj is None:
+                return b""
             self.incoming.write_eof()
-        chunks = []
+        elif sslobj is None:
+            return data if view is None else bytes(view[:n])
+        else:
+            self.incoming.write(data if view is None else view[:n])
+        assert sslobj is not None
+        try:
+            plain = sslobj.read(READ_CHUNK)
+        except ssl.SSLWantReadError:
+            return b""
+        except ssl.SSLZeroReturnError:
+            self.eof = True
+            return b""
+        except ssl.SSLError as exc:
+            raise BotFailed("tls", str(exc)) from None
+        if not plain:
+            self.eof = True
+            return b""
+        if not self.incoming.pending and not sslobj.pending():
+            return plain  # the usual case: one TLS record, one read
+        chunks = [plain]
         while True:
             try:
-                chunk = self.ssl.read(READ_CHUNK)
+                plain = sslobj.read(READ_CHUNK)
             except ssl.SSLWantReadError:
                 break
             except ssl.SSLZeroReturnError:
@@ -248,62 +375,185 @@ class LeanConnection:
                 break
             except ssl.SSLError as exc:
                 raise BotFailed("tls", str(exc)) from None
-            if not chunk:
+            if not plain:
                 self.eof = True
                 break
-            chunks.append(chunk)
+            chunks.append(plain)
         return b"".join(chunks)
 
     # -------------------------------------------------------------- messages
     def send(self, payload: bytes, opcode: int = OP_BINARY) -> None:
         self.bytes_up += len(payload)
-        self._write_plain(frame(opcode, payload, os.urandom(4)))
+        data = masked_frame(opcode, payload)
+        sslobj = self.ssl
+        if sslobj is not None:
+            sslobj.write(data)
+            data = self.outgoing.read()
+        if self.backlog:
+            self._queue(data)
+            return
+        try:
+            sent = self.sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            raise BotFailed("send", str(exc)) from None
+        if sent < len(data):
+            self._queue(data[sent:])
 
     def read_messages(self) -> list[bytes]:
         """Read what arrived and return complete data messages (text is returned encoded)."""
         data = self._recv_plain()
-        if data:
-            self.reader.feed(data)
+        if not data:
+            return []
+        if not self.partial:
+            # fast path: exactly one whole unfragmented binary frame (one tick's message)
+            n = len(data)
+            if n > 2 and data[0] == 0x82:
+                length = data[1]
+                if length < 126:
+                    if length == n - 2:
+                        self.bytes_down += length
+                        return [data[2:]]
+                elif length == 126 and n > 4 and (data[2] << 8 | data[3]) == n - 4:
+                    self.bytes_down += n - 4
+                    return [data[4:]]
+        reader = self.reader
+        reader.feed(data)
         out = []
         while True:
-            item = self.reader.next()
+            item = reader.next()
             if item is None:
                 break
             opcode, payload = item
-            if opcode in (OP_BINARY, OP_TEXT):
+            if opcode == OP_BINARY or opcode == OP_TEXT:
                 self.bytes_down += len(payload)
                 out.append(payload)
             elif opcode == OP_PING:
-                self._write_plain(frame(OP_PONG, payload, os.urandom(4)))
+                self._write_plain(masked_frame(OP_PONG, payload))
             elif opcode == OP_CLOSE:
                 self.closed_by_peer = parse_close(payload)
                 break
+        self.partial = reader.buffered > 0
         return out
 
     async def next_message(self) -> bytes:
-        """Await one message (only while joining; afterwards the epoll task reads)."""
+        """Await one message (only while joining; afterwards the engine reads)."""
         while True:
             if self.unread:
                 return self.unread.pop(0)
-            self.unread = self.read_messages()
+            try:
+                self.unread = self.read_messages()
+            except RemoteProtocolError as exc:
+                raise BotFailed("protocol", str(exc)) from None
             if self.unread:
                 continue
             if self.closed_by_peer is not None:
-                raise BotFailed(f"closed:{self.closed_by_peer[0]}", self.closed_by_peer[1])
+                code, reason = self.closed_by_peer
+                raise BotFailed(f"closed:{code}", reason, code)
             if self.eof:
-                raise BotFailed("eof", "server closed the connection")
+                raise BotFailed("eof", "the server closed the connection", 1006)
             await trio.lowlevel.wait_readable(self.sock)
 
     def close(self, code: int = 1000) -> None:
+        """Send a close frame if the socket takes it right away, then close the socket."""
         try:
-            self._write_plain(frame(OP_CLOSE, close_payload(code), os.urandom(4)))
+            if not self.backlog and self.closed_by_peer is None and not self.eof:
+                self._write_plain(masked_frame(OP_CLOSE, close_payload(code)))
         except (BotFailed, ssl.SSLError, OSError):
             pass
         self.sock.close()
 
 
+class InputEncoder:
+    """Input field bytes for a (dx, dy) steer, cached per pair of wire codes.
+
+    Fields named ``dx`` and ``dy`` take the steer (quantized by their field type); every other
+    field keeps its default. The cache is bounded by the fields' code ranges (201 x 201 codes
+    for arena's axes), so steering never encodes the same input twice.
+    """
+
+    _shared: dict[bytes, InputEncoder] = {}
+
+    def __init__(self, schema: InputSchema) -> None:
+        self.schema = schema
+        self.ix = schema.index.get("dx")
+        self.iy = schema.index.get("dy")
+        self.to_code_x = schema.types[self.ix].to_code if self.ix is not None else None
+        self.to_code_y = schema.types[self.iy].to_code if self.iy is not None else None
+        self.defaults: list[Code] = list(schema.defaults)
+        self.cache: dict[tuple[Code | None, Code | None], bytes] = {}
+        self.idle = self.encode(0.0, 0.0)
+
+    @classmethod
+    def for_schema(cls, schema: InputSchema) -> InputEncoder:
+        """One encoder per distinct input schema, shared by all bots of the process."""
+        key = schema.to_bytes()
+        enc = cls._shared.get(key)
+        if enc is None:
+            enc = cls._shared[key] = cls(schema)
+        return enc
+
+    def encode(self, dx: float, dy: float) -> bytes:
+        cx = self.to_code_x(dx) if self.to_code_x is not None else None
+        cy = self.to_code_y(dy) if self.to_code_y is not None else None
+        key = (cx, cy)
+        data = self.cache.get(key)
+        if data is None:
+            codes = list(self.defaults)
+            if self.ix is not None:
+                codes[self.ix] = cx  # type: ignore[assignment]
+            if self.iy is not None:
+                codes[self.iy] = cy  # type: ignore[assignment]
+            data = self.cache[key] = self.schema.encode_all(codes)
+        return data
+
+
 class Bot:
     """One simulated player on the lean engine."""
+
+    __slots__ = (
+        "acked",
+        "behaviour",
+        "bytes_down0",
+        "bytes_up0",
+        "close_code",
+        "codes",
+        "conn",
+        "desyncs",
+        "dx",
+        "dy",
+        "encoder",
+        "event_bytes",
+        "events_received",
+        "events_sent",
+        "failed",
+        "heading",
+        "index",
+        "inputs_sent",
+        "joined",
+        "json_state",
+        "lat",
+        "name",
+        "next_event_at",
+        "own_id",
+        "player",
+        "player_id",
+        "protocol",
+        "replica",
+        "rng",
+        "room",
+        "sent_ring",
+        "seq",
+        "slot",
+        "snapshots",
+        "snapshots0",
+        "tick",
+        "token",
+        "updates",
+        "updates0",
+        "verify",
+    )
 
     def __init__(
         self,
@@ -312,35 +562,66 @@ class Bot:
         *,
         verify: bool,
         rng: random.Random,
-        behaviour: Callable[[Bot], tuple[float, float]] | None = None,
+        behaviour: Behaviour | None = None,
         protocol: str = "gamesync",
+        name: str = "",
+        player_id: str = "",
+        token: str = "",
+        latency: LatencyHistogram | None = None,
     ) -> None:
+        if behaviour is None:
+            from clients.bots.behaviours import WANDER
+
+            behaviour = WANDER
         self.index = index
         self.room = room
         self.verify = verify
         self.rng = rng
-        self.behaviour = behaviour or wander
+        self.behaviour = behaviour
         self.protocol = protocol
+        self.name = name or f"bot{index}"
+        self.player_id = player_id or self.name
+        self.token = token
         self.conn: LeanConnection | None = None
         self.joined: Joined | None = None
         self.player = 0
         self.replica: Replica | None = None
+        self.json_state: dict[str, Any] | None = None
+        self.encoder: InputEncoder | None = None
+        self.codes = b""
+        self.dx = 0.0
+        self.dy = 0.0
+        self.heading = 0.0
+        self.own_id = 0
+        self.next_event_at = 0.0
+        self.event_bytes = b""
         self.seq = 0
         self.acked = 0
-        self.sent_at: dict[int, float] = {}
-        self.dir = (0.0, 0.0)
+        self.sent_ring = [-1.0] * RING  # send times by seq % RING; -1: none waiting
+        self.slot = rng.randrange(SLOTS)  # the bot's phase within an input period
         self.tick = -1
-        # measurements (reset when the measured window opens)
+        #: latency samples go straight into this list of bucket counts (shared per process)
+        self.lat = (latency or LatencyHistogram()).counts
+        # measurements: running totals, and their values when the measured window opened
         self.updates = 0
+        self.updates0 = 0
         self.snapshots = 0
-        self.latency = LatencyHistogram()
+        self.snapshots0 = 0
+        self.bytes_down0 = 0
+        self.bytes_up0 = 0
+        self.inputs_sent = 0
+        self.events_sent = 0
+        self.events_received = 0
         self.desyncs = 0
         self.failed: str | None = None
         self.close_code: int | None = None
-        self.bytes_down0 = 0
-        self.bytes_up0 = 0
+
+    @property
+    def needs_replica(self) -> bool:
+        return self.verify or self.behaviour.needs_replica
 
     async def start(self, url: str, ssl_context: ssl.SSLContext | None, game: str) -> None:
+        """Connect and join; returns once JOINED arrived (the snapshot may follow)."""
         if self.protocol == "json":
             self.conn = await LeanConnection.connect(url, ssl_context, [])
             self.conn.send(json.dumps({"type": "join", "room": self.room}).encode(), OP_TEXT)
@@ -349,93 +630,155 @@ class Bot:
                 if msg.get("type") == "joined":
                     self.player = int(msg["player"])
                     return
+                if msg.get("type") == "error":
+                    code = int(msg.get("code", 0))
+                    raise BotFailed(f"ServerError:{code}", str(msg.get("message", "")), code)
         self.conn = await LeanConnection.connect(url, ssl_context, [SUBPROTOCOL])
-        self.conn.send(Join(self.room, game, f"bot{self.index}").to_bytes())
-        msg = parse_server_message(await self.conn.next_message())
-        if isinstance(msg, Error | Close):
-            raise BotFailed(
-                f"ServerError:{msg.code}", msg.message if isinstance(msg, Error) else msg.reason
-            )
+        self.conn.send(Join(self.room, game, self.name, self.token).to_bytes())
+        try:
+            msg = parse_server_message(await self.conn.next_message())
+        except RemoteProtocolError as exc:
+            raise BotFailed("protocol", str(exc)) from None
+        if isinstance(msg, Error):
+            raise BotFailed(f"ServerError:{msg.code}", msg.message, msg.code)
+        if isinstance(msg, Close):
+            raise BotFailed(f"closed:{msg.code}", msg.reason, msg.code)
         if not isinstance(msg, Joined):
             raise BotFailed("protocol", f"expected JOINED, got {type(msg).__name__}")
+        self.on_joined(msg)
+
+    def on_joined(self, msg: Joined) -> None:
         self.joined = msg
         self.player = msg.player
-        if self.verify:
+        self.encoder = InputEncoder.for_schema(msg.input_schema)
+        self.codes = self.encoder.idle
+        if self.needs_replica:
             self.replica = Replica(msg.schema)
 
+    @property
+    def tick_rate(self) -> float:
+        """The room's tick rate (JOINED); 20 Hz for the JSON baseline, which doesn't say."""
+        return float(self.joined.tick_rate) if self.joined is not None else 20.0
+
+    # -------------------------------------------------------------- sending
+    def steer(self, dx: float, dy: float) -> None:
+        """Set the direction the following inputs carry."""
+        self.dx = dx
+        self.dy = dy
+        if self.encoder is not None:
+            self.codes = self.encoder.encode(dx, dy)
+
     def send_input(self, now: float) -> None:
+        self.behaviour.step(self, now)
+        seq = self.seq + 1
+        self.seq = seq
+        self.sent_ring[seq & _RING_MASK] = now
+        self.inputs_sent += 1
         conn = self.conn
         assert conn is not None
-        dx, dy = self.behaviour(self)
-        self.seq += 1
-        self.sent_at[self.seq] = now
-        if self.protocol == "json":
-            conn.send(
-                json.dumps(
-                    {"type": "input", "seq": self.seq, "dx": round(dx, 2), "dy": round(dy, 2)}
-                ).encode(),
-                OP_TEXT,
-            )
+        if self.encoder is None:  # the JSON baseline
+            msg = {"type": "input", "seq": seq, "dx": round(self.dx, 2), "dy": round(self.dy, 2)}
+            conn.send(json.dumps(msg).encode(), OP_TEXT)
             return
-        assert self.joined is not None
-        schema = self.joined.input_schema
-        conn.send(Input(self.seq, schema.codes_for({"dx": dx, "dy": dy})).to_bytes(schema))
+        if seq < 0x80:
+            conn.send(_INPUT_HEAD[seq] + self.codes)
+        elif seq < 0x4000:
+            conn.send(bytes((_KIND_INPUT, (seq & 0x7F) | 0x80, seq >> 7)) + self.codes)
+        else:
+            conn.send(b"\x03" + wire.varint(seq) + self.codes)
 
+    def send_event(self) -> None:
+        """Send this bot's room event (chatty bots); the JSON baseline has none."""
+        if self.encoder is None or not self.event_bytes:
+            return
+        assert self.conn is not None
+        self.conn.send(self.event_bytes)
+        self.events_sent += 1
+
+    # -------------------------------------------------------------- receiving
     def on_readable(self, now: float) -> None:
         conn = self.conn
         assert conn is not None
-        msgs = conn.read_messages()
-        if conn.unread:
-            msgs = conn.unread + msgs
-            conn.unread = []
+        try:
+            msgs = conn.read_messages()
+        except RemoteProtocolError as exc:
+            self.failed = "protocol"
+            raise BotFailed("protocol", str(exc)) from None
         for data in msgs:
             self.on_message(data, now)
-        if conn.closed_by_peer is not None and self.failed is None:
-            self.close_code = conn.closed_by_peer[0]
-            self.failed = f"closed:{self.close_code}"
-        elif conn.eof and self.failed is None:
+        if conn.closed_by_peer is not None:
+            code, reason = conn.closed_by_peer
+            self.close_code = code
+            self.failed = f"closed:{code}"
+            raise BotFailed(self.failed, reason, code)
+        if conn.eof:
+            self.close_code = 1006
             self.failed = "eof"
+            raise BotFailed("eof", "the server closed the connection", 1006)
 
     def _ack(self, ack: int, now: float) -> None:
-        if ack <= self.acked:
+        acked = self.acked
+        if ack <= acked:
             return
-        sent_at = self.sent_at
-        for seq in range(self.acked + 1, ack + 1):
-            t = sent_at.pop(seq, None)
-            if t is not None:
-                self.latency.add((now - t) * 1000.0)
+        if ack - acked > RING:
+            acked = ack - RING
+        ring = self.sent_ring
+        lat = self.lat
+        for seq in range(acked + 1, ack + 1):
+            i = seq & _RING_MASK
+            t = ring[i]
+            if t >= 0.0:
+                ring[i] = -1.0
+                b = int((now - t) * _BUCKETS_PER_S)
+                lat[b if b < LATENCY_BUCKETS else _LAST_BUCKET] += 1
         self.acked = ack
 
     def on_message(self, data: bytes, now: float) -> None:
-        if self.protocol == "json":
-            msg = json.loads(data)
-            if "tick" in msg:
-                self.updates += 1
-                ack = msg.get("acks", {}).get(str(self.player))
-                if ack is not None:
-                    self._ack(int(ack), now)
-            return
-        kind = data[0] if data else 0
+        """Handle one server message (raises BotFailed when the bot must stop)."""
         if self.replica is not None:
-            self._on_message_verified(data, now)
+            self._on_message_replica(data, now)
+            return
+        if self.encoder is None:
+            self._on_json(data, now)
             return
         try:
-            if kind == Kind.DELTA:
-                r = wire.Reader(data, 1)
-                flags = r.u8()
-                tick = r.varint()
-                if flags & 1:
-                    r.fixed(4)
-                if self.tick >= 0 and tick != self.tick + 1:
-                    raise BotFailed("desync", f"delta {tick} after {self.tick}")
+            kind = data[0]
+            if kind == _KIND_DELTA:
+                b = data[2]
+                if b < 0x80:
+                    tick = b
+                    pos = 3
+                elif data[3] < 0x80:  # ticks 128..16383
+                    tick = (b & 0x7F) | data[3] << 7
+                    pos = 4
+                else:
+                    tick, pos = _varint_at(data, 2)
+                if data[1] & 1:
+                    pos += 4
+                if tick != self.tick + 1 and self.tick >= 0:
+                    self.desyncs += 1
+                    self.failed = "desync"
+                    raise BotFailed("desync", f"delta for tick {tick} after tick {self.tick}")
                 self.tick = tick
                 self.updates += 1
+                n = data[pos]
+                if not n:
+                    return
+                pos += 1
+                if n < 0x80 and self.player < 0x80:
+                    pairs = data[pos : pos + 2 * n]
+                    if len(pairs) == 2 * n and pairs.isascii():  # every varint is one byte
+                        i = pairs[::2].find(self.player)
+                        if i >= 0 and pairs[2 * i + 1]:
+                            self._ack(self.acked + pairs[2 * i + 1], now)
+                        return
+                r = wire.Reader(data, pos - 1)
                 for _ in range(r.varint()):
                     player = r.varint()
                     inc = r.varint()
                     if player == self.player and inc:
                         self._ack(self.acked + inc, now)
-            elif kind == Kind.SNAPSHOT:
+            elif kind == _KIND_SNAPSHOT:
                 r = wire.Reader(data, 1)
                 self.tick = r.varint()
                 r.fixed(4)
@@ -446,115 +789,321 @@ class Bot:
                     seq = r.varint()
                     if player == self.player:
                         self._ack(seq, now)
-            elif kind in (Kind.ERROR, Kind.CLOSE):
-                msg = parse_server_message(data)
-                assert isinstance(msg, Error | Close)
-                self.failed = f"ServerError:{msg.code}"
-        except RemoteProtocolError as exc:
+            else:
+                self._on_other(data)
+        except (RemoteProtocolError, IndexError) as exc:
             self.failed = "protocol"
-            raise BotFailed("protocol", str(exc)) from None
+            raise BotFailed("protocol", str(exc) or "message truncated") from None
 
-    def _on_message_verified(self, data: bytes, now: float) -> None:
+    def _on_other(self, data: bytes) -> None:
+        kind = data[0] if data else 0
+        if kind == _KIND_ROOM_EVENT:
+            self.events_received += 1
+        elif kind == _KIND_ERROR or kind == _KIND_CLOSE:
+            msg = parse_server_message(data)
+            assert isinstance(msg, Error | Close)
+            self.close_code = msg.code
+            if isinstance(msg, Error):
+                self.failed = f"ServerError:{msg.code}"
+                raise BotFailed(self.failed, msg.message, msg.code)
+            self.failed = f"closed:{msg.code}"
+            raise BotFailed(self.failed, msg.reason, msg.code)
+
+    def _on_message_replica(self, data: bytes, now: float) -> None:
         replica = self.replica
         assert replica is not None and self.joined is not None
+        kind = data[0] if data else 0
+        if kind != _KIND_DELTA and kind != _KIND_SNAPSHOT:
+            try:
+                self._on_other(data)
+            except RemoteProtocolError as exc:
+                self.failed = "protocol"
+                raise BotFailed("protocol", str(exc)) from None
+            return
         try:
             msg = parse_server_message(data, self.joined.schema, replica.type_of)
-            if isinstance(msg, Snapshot):
+            if isinstance(msg, Delta):
+                replica.apply_delta(msg, verify=self.verify)
+            elif isinstance(msg, Snapshot):
                 replica.apply_snapshot(msg)
                 self.snapshots += 1
-                self.updates += 1
-            elif isinstance(msg, Delta):
-                replica.apply_delta(msg)
-                self.updates += 1
-            elif isinstance(msg, Error | Close):
-                self.failed = f"ServerError:{msg.code}"
-                return
-            elif isinstance(msg, RoomEvent):
-                return
-            else:
-                return
         except RemoteProtocolError as exc:
             self.desyncs += 1
             self.failed = "desync"
             raise BotFailed("desync", str(exc)) from None
+        self.updates += 1
         self.tick = replica.tick
         ack = replica.acks.get(self.player)
         if ack is not None:
             self._ack(ack, now)
 
+    def _on_json(self, data: bytes, now: float) -> None:
+        if self.behaviour.needs_replica or b'"tick"' not in data:
+            msg = json.loads(data)
+            if "tick" not in msg:
+                if msg.get("type") == "error":
+                    code = int(msg.get("code", 0))
+                    self.failed = f"ServerError:{code}"
+                    raise BotFailed(self.failed, str(msg.get("message", "")), code)
+                return
+            self.json_state = msg
+            self.updates += 1
+            ack = msg.get("acks", {}).get(str(self.player))
+            if ack is not None:
+                self._ack(int(ack), now)
+            return
+        # the lean path: only the tick and this bot's ack
+        self.updates += 1
+        start = data.find(b'"acks"')
+        if start < 0:
+            return
+        start = data.find(b"{", start)
+        end = data.find(b"}", start)
+        acks = json.loads(data[start : end + 1])
+        ack = acks.get(str(self.player))
+        if ack is not None:
+            self._ack(int(ack), now)
+
+    # -------------------------------------------------------------- the measured window
     def open_window(self) -> None:
         assert self.conn is not None
-        self.updates = 0
-        self.snapshots = 0
-        self.latency = LatencyHistogram()
+        self.updates0 = self.updates
+        self.snapshots0 = self.snapshots
         self.bytes_down0 = self.conn.bytes_down
         self.bytes_up0 = self.conn.bytes_up
 
+    def window_figures(self, window: float) -> tuple[float, int, int, int]:
+        """(updates per second, bytes down, bytes up, snapshot resyncs) since open_window."""
+        assert self.conn is not None
+        # the first snapshot a bot ever gets is not a resync
+        resyncs = self.snapshots - max(self.snapshots0, 1)
+        return (
+            (self.updates - self.updates0) / window if window > 0 else 0.0,
+            self.conn.bytes_down - self.bytes_down0,
+            self.conn.bytes_up - self.bytes_up0,
+            max(resyncs, 0),
+        )
 
-def wander(bot: Bot) -> tuple[float, float]:
-    """A random walk: keep a heading, turn a little each input."""
-    if bot.dir == (0.0, 0.0) or bot.rng.random() < 0.1:
-        angle = bot.rng.uniform(0, 2 * math.pi)
-        bot.dir = (math.cos(angle), math.sin(angle))
-    return bot.dir
 
+class Engine:
+    """Every joined bot of a process: one thread, one epoll object, synchronous I/O.
 
-class Poller:
-    """One epoll object for all bots of a process; one task serves whatever is ready."""
+    The trio thread hands bots over with :meth:`add` once they have joined, sets the measured
+    window with :meth:`schedule_window` and waits on :attr:`window_closed`. The engine thread
+    reads every readable bot, sends each input slot's bots their input on schedule, opens and
+    closes the window at its (``time.perf_counter``) times, and calls ``on_error`` (from this
+    thread) for each bot that fails; failed bots leave the engine.
+    """
 
-    def __init__(self, on_error: Callable[[Bot, BotFailed], None]) -> None:
-        self.ep = select.epoll()
-        self.bots: dict[int, Bot] = {}
+    def __init__(
+        self,
+        on_error: Callable[[Bot, BotFailed], None],
+        *,
+        input_hz: float | None = None,
+        slots: int = SLOTS,
+        on_window_close: Callable[[float], None] | None = None,
+    ) -> None:
         self.on_error = on_error
+        self.on_window_close = on_window_close
+        self.input_hz = input_hz
+        self.slots = slots
+        self.ep = select.epoll()
+        self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_r, False)
+        os.set_blocking(self.wake_w, False)
+        self.ep.register(self.wake_r, _EPOLLIN)
+        self.bots: dict[int, Bot] = {}
+        self.slot_lists: list[list[Bot]] = [[] for _ in range(slots)]
+        self.pending: deque[Bot] = deque()
+        self.latency = LatencyHistogram()
+        self.rview = memoryview(bytearray(READ_CHUNK))
+        self.hz: float | None = None
+        self.late_slots = 0
+        self.open_at = float("inf")
+        self.close_at = float("inf")
+        self.opened_at: float | None = None
+        self.closed_at: float | None = None
+        self.cpu_opened = 0.0
+        self.cpu_closed = 0.0
+        #: bumped when the window opens (the latency histogram starts over)
+        self.epoch = 0
+        self.window_closed = threading.Event()
+        self.crashed: BaseException | None = None
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+
+    # -------------------------------------------------------------- control (any thread)
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._main, name="gamebots-engine", daemon=True)
+        self._thread.start()
 
     def add(self, bot: Bot) -> None:
-        assert bot.conn is not None
-        fd = bot.conn.sock.fileno()
-        self.bots[fd] = bot
-        self.ep.register(fd, select.EPOLLIN)
-        if bot.conn.unread:
-            bot.on_readable(time.perf_counter())
+        """Take over a bot that has joined (the caller must not touch it afterwards)."""
+        self.pending.append(bot)
+        self._wake()
 
-    def remove(self, bot: Bot) -> None:
-        if bot.conn is None:
-            return
-        fd = bot.conn.sock.fileno()
+    def schedule_window(self, open_at: float, close_at: float) -> None:
+        """Open and close the measured window at these ``time.perf_counter()`` times."""
+        self.open_at = open_at
+        self.close_at = close_at
+        self._wake()
+
+    def close_window_now(self) -> None:
+        self.close_at = 0.0
+        if self.opened_at is None:
+            self.open_at = 0.0
+        self._wake()
+
+    def stop(self) -> None:
+        """End the thread (and wait for it); the bots' connections stay open."""
+        self._stopping = True
+        self._wake()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def close(self) -> None:
+        self.stop()
+        self.ep.close()
+        os.close(self.wake_r)
+        os.close(self.wake_w)
+
+    def _wake(self) -> None:
+        try:
+            os.write(self.wake_w, b"x")
+        except (BlockingIOError, OSError):
+            pass
+
+    # -------------------------------------------------------------- the engine thread
+    def _main(self) -> None:
+        try:
+            self._loop()
+        except BaseException as exc:  # a bug: don't leave the trio side waiting forever
+            self.crashed = exc
+            self.window_closed.set()
+
+    def _admit(self, now: float) -> None:
+        while self.pending:
+            bot = self.pending.popleft()
+            conn = bot.conn
+            assert conn is not None
+            fd = conn.fileno()
+            conn.rview = self.rview
+            conn.on_backlog = self._want_write
+            self.bots[fd] = bot
+            self.ep.register(fd, _EPOLLIN)
+            if self.hz is None:
+                self.hz = self.input_hz or bot.tick_rate
+            bot.behaviour.start(bot, now)
+            if bot.behaviour.sends_inputs:
+                self.slot_lists[bot.slot % self.slots].append(bot)
+            if self.opened_at is not None:
+                bot.open_window()
+            unread, conn.unread = conn.unread, []
+            try:
+                for data in unread:
+                    bot.on_message(data, now)
+                if conn.backlog:
+                    self._want_write(conn)
+                # a message that arrived along with JOINED may sit in the TLS buffer
+                bot.on_readable(time.perf_counter())
+            except BotFailed as exc:
+                self._fail(bot, exc)
+
+    def _want_write(self, conn: LeanConnection) -> None:
+        fd = conn.fileno()
+        if fd in self.bots:
+            self.ep.modify(fd, _EPOLLIN | _EPOLLOUT)
+
+    def _fail(self, bot: Bot, exc: BotFailed) -> None:
+        conn = bot.conn
+        assert conn is not None
+        fd = conn.fileno()
         if self.bots.pop(fd, None) is not None:
             try:
                 self.ep.unregister(fd)
             except OSError:
                 pass
+            lst = self.slot_lists[bot.slot % self.slots]
+            if bot in lst:
+                lst.remove(bot)
+        if bot.failed is None:
+            bot.failed = exc.kind
+        if bot.close_code is None:
+            bot.close_code = exc.close_code
+        self.on_error(bot, exc)
 
-    async def serve(self) -> None:
-        try:
-            while True:
-                await trio.lowlevel.wait_readable(self.ep.fileno())
-                now = time.perf_counter()
-                for fd, _ in self.ep.poll(0, 1024):
-                    bot = self.bots.get(fd)
-                    if bot is None:
-                        continue
+    def _open_window(self, now: float) -> None:
+        self.latency.reset()
+        self.late_slots = 0
+        self.epoch += 1
+        for bot in self.bots.values():
+            bot.open_window()
+        self.opened_at = now
+        self.cpu_opened = time.process_time()
+
+    def _close_window(self, now: float) -> None:
+        self.closed_at = now
+        self.cpu_closed = time.process_time()
+        if self.on_window_close is not None:
+            self.on_window_close(now - (self.opened_at or now))
+        self.window_closed.set()
+
+    def _loop(self) -> None:
+        poll = self.ep.poll
+        bots = self.bots
+        perf = time.perf_counter
+        wake_r = self.wake_r
+        slots = self.slots
+        slot_lists = self.slot_lists
+        slot = 0
+        next_slot = 0.0
+        step = 0.0  # seconds between slots; 0 until the input rate is known
+        while not self._stopping:
+            now = perf()
+            if self.pending:
+                self._admit(now)
+            if self.opened_at is None and now >= self.open_at:
+                self._open_window(now)
+            if self.closed_at is None and now >= self.close_at:
+                self._close_window(now)
+            if not step and self.hz:
+                step = 1.0 / self.hz / slots
+                next_slot = now
+            if step and now >= next_slot:
+                if now - next_slot > LATE_SLOT_S:
+                    self.late_slots += 1
+                    if now - next_slot > step * slots:  # a whole period behind: skip ahead
+                        next_slot = now
+                failures: list[tuple[Bot, BotFailed]] | None = None
+                for sender in slot_lists[slot]:
                     try:
-                        bot.on_readable(now)
+                        sender.send_input(perf())
                     except BotFailed as exc:
-                        self.on_error(bot, exc)
-                        continue
-                    if bot.failed is not None:
-                        self.on_error(bot, BotFailed(bot.failed))
-        finally:
-            self.ep.close()
-
-
-def report_fields(bots: list[Bot], window: float) -> dict[str, Any]:
-    """Per-process raw figures; :func:`merge_reports` turns them into the final report."""
-    hist = LatencyHistogram()
-    rates = []
-    down = up = 0
-    for bot in bots:
-        if bot.conn is None or bot.failed is not None:
-            continue
-        hist.merge(bot.latency.counts)
-        rates.append(bot.updates / window)
-        down += bot.conn.bytes_down - bot.bytes_down0
-        up += bot.conn.bytes_up - bot.bytes_up0
-    return {"latency_counts": hist.counts, "rates": rates, "bytes_down": down, "bytes_up": up}
+                        failures = [*(failures or ()), (sender, exc)]
+                for sender, failure in failures or ():
+                    self._fail(sender, failure)
+                slot = slot + 1 if slot + 1 < slots else 0
+                next_slot += step
+            deadline = next_slot if step else now + 0.05
+            if self.opened_at is None and self.open_at < deadline:
+                deadline = self.open_at
+            elif self.closed_at is None and self.close_at < deadline:
+                deadline = self.close_at
+            timeout = deadline - perf()
+            for fd, ev in poll(timeout if timeout > 0 else 0, 1024):
+                bot: Bot | None = bots.get(fd)
+                if bot is None:
+                    if fd == wake_r:
+                        try:
+                            os.read(wake_r, 4096)
+                        except BlockingIOError:
+                            pass
+                    continue
+                try:
+                    if ev & _EPOLLOUT and bot.conn.flush():  # type: ignore[union-attr]
+                        self.ep.modify(fd, _EPOLLIN)
+                    if ev & _EPOLL_READ_EVENTS:
+                        bot.on_readable(perf())
+                except BotFailed as exc:
+                    self._fail(bot, exc)

@@ -1,7 +1,8 @@
-"""Run many lean bots in one process: ramp up, measure a window, report.
+"""Run many lean bots in one process: ramp up, settle, measure a window, report.
 
-``run_load(config)`` returns this process's raw figures; ``merge_reports`` combines the figures
-of one or more processes into the final report (see ``clients.bots.cli``).
+``raw = await run_load(config)`` runs this process's share of the rooms and returns its raw
+figures (JSON-ready; latency as a sparse histogram); :func:`merge_reports` combines the raw
+figures of one or more processes into the report (see ``clients.bots.cli``).
 """
 
 from __future__ import annotations
@@ -9,190 +10,300 @@ from __future__ import annotations
 import math
 import random
 import ssl
-import sys
+import threading
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import attrs
 import trio
 
-from clients.bots.lean import Bot, BotFailed, LatencyHistogram, Poller
+from clients.bots.behaviours import Mix, assign
+from clients.bots.lean import Bot, BotFailed, Engine, LatencyHistogram
+
+
+def _mix(value: Any) -> Mix:
+    return tuple((str(n), float(w)) for n, w in value)
 
 
 @attrs.frozen
 class LoadConfig:
     url: str
+    #: rooms this process fills: ``{room_prefix}-{room_offset}`` ... (``rooms`` of them)
     rooms: int = 1
     players: int = 8
     duration: float = 10.0
-    ramp: float = 0.0  # bots started per second; 0 = all at once (bounded concurrency)
-    input_hz: float | None = None  # default: the room's tick rate
-    verify_sample: int = -1  # bots with full replicas; -1 = all
+    #: bots started per second; 0 = as fast as ``connect_concurrency`` allows
+    ramp: float = 0.0
+    #: inputs per second per bot; None: the room's tick rate
+    input_hz: float | None = None
+    #: how many bots of the whole run keep a replica and verify checksums; -1 = all
+    verify_sample: int = -1
     ca_file: str | None = None
     game: str = ""
     room_prefix: str = "bots"
     room_offset: int = 0
+    #: rooms of the whole run (over every process); 0 = ``rooms``
+    rooms_total: int = 0
     seed: int = 1
-    protocol: str = "gamesync"  # or "json" for the baseline server
-    progress: bool = False
+    protocol: str = "gamesync"  # or "json" for tools/baseline_server.py
+    behaviour: Mix = attrs.field(default=(("wander", 1.0),), converter=_mix)
+    #: hex of the token signing secret; each bot gets its own token (None: no tokens)
+    secret_hex: str | None = None
     connect_concurrency: int = 64
-    settle: float = 1.0  # seconds between the last join and the measured window
+    connect_timeout: float = 30.0
+    #: seconds between the last join and the measured window
+    settle: float = 1.0
+    #: seconds the bots keep playing after the window closed (so that a scrape of the server
+    #: at the window's end still sees every bot connected)
+    linger: float = 0.5
+
+    @property
+    def run_rooms(self) -> int:
+        return self.rooms_total or self.rooms
 
 
-def _ssl_context(cfg: LoadConfig) -> ssl.SSLContext | None:
+def ssl_context_for(cfg: LoadConfig) -> ssl.SSLContext | None:
     if not cfg.url.startswith("wss:"):
         return None
     return ssl.create_default_context(cafile=cfg.ca_file)
 
 
-async def run_load(cfg: LoadConfig) -> dict[str, Any]:
-    rng = random.Random(cfg.seed)
-    ctx = _ssl_context(cfg)
+def make_bots(cfg: LoadConfig, latency: LatencyHistogram | None = None) -> list[Bot]:
+    """This process's bots. Room ``g`` (global index) holds players ``p = 0..players-1``; a
+    bot verifies if ``p * rooms_total + g < verify_sample``, so the verifying sample covers as
+    many rooms as it can, and no bot's role depends on how rooms are split over processes."""
+    mint = _token_minter(cfg)
     bots: list[Bot] = []
     for r in range(cfg.rooms):
-        for _ in range(cfg.players):
-            i = len(bots)
-            verify = cfg.verify_sample < 0 or i < cfg.verify_sample
+        g = cfg.room_offset + r
+        room = f"{cfg.room_prefix}-{g}"
+        for p in range(cfg.players):
+            gi = g * cfg.players + p
+            rank = p * cfg.run_rooms + g
+            player_id = f"{room}-{p}"
             bots.append(
                 Bot(
-                    i,
-                    f"{cfg.room_prefix}-{r + cfg.room_offset}",
-                    verify=verify,
-                    rng=random.Random(rng.random()),
+                    len(bots),
+                    room,
+                    verify=(cfg.verify_sample < 0 or rank < cfg.verify_sample)
+                    and cfg.protocol != "json",
+                    rng=random.Random(f"{cfg.seed}:{room}:{p}"),
+                    behaviour=assign(cfg.behaviour, gi),
                     protocol=cfg.protocol,
+                    name=player_id[-32:],
+                    player_id=player_id,
+                    token=mint(player_id) if mint else "",
+                    latency=latency,
                 )
             )
+    return bots
+
+
+def _token_minter(cfg: LoadConfig) -> Callable[[str], str] | None:
+    if not cfg.secret_hex or cfg.protocol == "json":
+        return None
+    # the server's own token format (bots are a dev tool shipped with the server)
+    from gameserver.auth import mint_token
+
+    secret = bytes.fromhex(cfg.secret_hex)
+    ttl = max(3600.0, cfg.duration * 2 + 600.0)
+    return lambda player_id: mint_token(secret, player_id, name=player_id[-32:], ttl=ttl)
+
+
+#: called once a second with a progress status (see :func:`run_load`)
+StatusCallback = Callable[[dict[str, Any]], None]
+
+
+async def run_load(
+    cfg: LoadConfig,
+    *,
+    ready: Callable[[], Awaitable[float]] | None = None,
+    on_status: StatusCallback | None = None,
+    stop: trio.Event | None = None,
+) -> dict[str, Any]:
+    """Run ``cfg.rooms * cfg.players`` bots; return this process's raw figures.
+
+    ``ready()`` is awaited once every bot has joined (or failed) and returns the wall-clock
+    (``time.time()``) start of the measured window; by default ``cfg.settle`` seconds later.
+    Processes that are given the same start open their windows together. ``on_status`` gets
+    ``{"phase", "connected", "updates_s", "errors", "latency"}`` once a second (latency: the
+    last second's sparse histogram). Setting ``stop`` ends the ramp and the window early.
+    """
+    stop = stop if stop is not None else trio.Event()
+    lock = threading.Lock()
     errors: Counter[str] = Counter()
     disconnects: Counter[str] = Counter()
     failed: set[int] = set()
+    raw: dict[str, Any] = {}
 
-    def on_error(bot: Bot, exc: BotFailed) -> None:
-        if bot.index in failed:
-            return
-        failed.add(bot.index)
-        errors[exc.kind] += 1
-        if bot.close_code is not None:
-            disconnects[str(bot.close_code)] += 1
-        poller.remove(bot)
+    def on_error(bot: Bot, exc: BotFailed) -> None:  # from either thread
+        with lock:
+            if bot.index in failed:
+                return
+            failed.add(bot.index)
+            errors[exc.kind] += 1
+            code = exc.close_code if exc.close_code is not None else bot.close_code
+            if code is not None:
+                disconnects[str(code)] += 1
 
-    poller = Poller(on_error)
-    by_fd = poller.bots
+    def on_window_close(window: float) -> None:  # in the engine thread
+        with lock:
+            raw.update(_raw(cfg, bots, engine, window, errors, disconnects, failed))
+
+    engine = Engine(on_error, input_hz=cfg.input_hz, on_window_close=on_window_close)
+    bots = make_bots(cfg, engine.latency)
+    ctx = ssl_context_for(cfg)
     limiter = trio.CapacityLimiter(cfg.connect_concurrency)
+    phase = "ramp"
 
     async def start(bot: Bot) -> None:
         async with limiter:
+            if stop.is_set():
+                on_error(bot, BotFailed("stopped", "the run was stopped before this bot joined"))
+                return
             try:
-                with trio.fail_after(30):
+                with trio.fail_after(cfg.connect_timeout):
                     await bot.start(cfg.url, ctx, cfg.game)
             except BotFailed as exc:
+                bot.close_code = exc.close_code
                 on_error(bot, exc)
+                _close(bot)
                 return
-            except (OSError, trio.TooSlowError, ssl.SSLError) as exc:
+            except (OSError, ssl.SSLError) as exc:
                 on_error(bot, BotFailed("connect", str(exc)))
+                _close(bot)
                 return
-        poller.add(bot)
+            except trio.TooSlowError:
+                on_error(bot, BotFailed("connect_timeout", f"{cfg.connect_timeout}s"))
+                _close(bot)
+                return
+        engine.add(bot)
 
-    async def send_inputs() -> None:
-        slots = 10
-        next_at = trio.current_time()
-        slot = 0
-        while True:
-            hz = cfg.input_hz or _tick_rate(bots)
-            if hz <= 0:
-                await trio.sleep(0.05)
-                next_at = trio.current_time()
-                continue
-            next_at += 1.0 / hz / slots
-            await trio.sleep_until(next_at)
-            now = time.perf_counter()
-            for bot in list(by_fd.values()):
-                if bot.index % slots == slot and bot.failed is None:
-                    try:
-                        bot.send_input(now)
-                    except BotFailed as exc:
-                        on_error(bot, exc)
-            slot = (slot + 1) % slots
-
-    async def progress() -> None:
-        last = 0
+    async def status() -> None:
+        assert on_status is not None
+        last_updates = 0
+        last_counts = [0] * len(engine.latency.counts)
+        epoch = engine.epoch
+        t_last = time.perf_counter()
         while True:
             await trio.sleep(1.0)
-            total = sum(b.updates for b in bots)
-            p99 = LatencyHistogram()
-            for b in bots:
-                p99.merge(b.latency.counts)
-            q = p99.quantile(0.99)
-            sys.stderr.write(
-                f"\rconnected {len(by_fd):5d}  updates/s {total - last:7d}  "
-                f"p99 {q if q is not None else '-':>7} ms  errors {sum(errors.values()):4d}  "
+            now = time.perf_counter()
+            updates = sum(b.updates for b in bots)
+            counts = list(engine.latency.counts)
+            if engine.epoch != epoch:  # the window opened: the histogram started over
+                epoch = engine.epoch
+                last_counts = [0] * len(counts)
+            recent = {
+                str(i): c - p
+                for i, (c, p) in enumerate(zip(counts, last_counts, strict=True))
+                if c > p
+            }
+            with lock:
+                n_errors = sum(errors.values())
+            on_status(
+                {
+                    "phase": phase,
+                    "connected": sum(
+                        1 for b in bots if (b.joined or b.player) and b.index not in failed
+                    ),
+                    "updates_s": round((updates - last_updates) / (now - t_last), 1),
+                    "errors": n_errors,
+                    "latency": recent,
+                }
             )
-            sys.stderr.flush()
-            last = total
+            last_updates, last_counts, t_last = updates, counts, now
 
-    t_start = time.perf_counter()
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(poller.serve)
-        nursery.start_soon(send_inputs)
-        if cfg.progress:
-            nursery.start_soon(progress)
-        async with trio.open_nursery() as starters:
-            for bot in bots:
-                starters.start_soon(start, bot)
-                if cfg.ramp > 0:
-                    await trio.sleep(1.0 / cfg.ramp)
-        ramp_s = time.perf_counter() - t_start
-        await trio.sleep(cfg.settle)
+    t0 = time.perf_counter()
+    engine.start()
+    try:
+        async with trio.open_nursery() as nursery:
+            if on_status is not None:
+                nursery.start_soon(status)
+            async with trio.open_nursery() as starters:
+                ramp_t0 = trio.current_time()
+                for i, bot in enumerate(bots):
+                    if cfg.ramp > 0:
+                        with trio.move_on_at(ramp_t0 + i / cfg.ramp):
+                            await stop.wait()
+                    starters.start_soon(start, bot)
+            ramp_s = time.perf_counter() - t0
+            phase = "settle"
+            start_at = await ready() if ready is not None else time.time() + cfg.settle
+            open_at = time.perf_counter() + max(0.0, start_at - time.time())
+            engine.schedule_window(open_at, open_at + cfg.duration)
+            if stop.is_set():
+                engine.close_window_now()
+
+            async def stopper() -> None:
+                await stop.wait()
+                engine.close_window_now()
+
+            async def window_phase() -> None:
+                nonlocal phase
+                await trio.sleep(max(0.0, open_at - time.perf_counter()))
+                phase = "window"
+
+            nursery.start_soon(stopper)
+            nursery.start_soon(window_phase)
+            await trio.to_thread.run_sync(engine.window_closed.wait, abandon_on_cancel=True)
+            if cfg.linger > 0 and not stop.is_set():
+                await trio.sleep(cfg.linger)
+            nursery.cancel_scope.cancel()
+    finally:
+        engine.close()
         for bot in bots:
-            if bot.conn is not None:
-                bot.open_window()
-        w0 = time.perf_counter()
-        await trio.sleep(cfg.duration)
-        window = time.perf_counter() - w0
-        raw = _raw(bots, window, errors, disconnects, failed)
-        raw["ramp_s"] = round(ramp_s, 2)
-        nursery.cancel_scope.cancel()
-    if cfg.progress:
-        sys.stderr.write("\n")
-    for bot in bots:
-        if bot.conn is not None:
-            bot.conn.close()
+            _close(bot)
+    if engine.crashed is not None:
+        raise RuntimeError("the bot engine crashed") from engine.crashed
+    raw["ramp_s"] = round(ramp_s, 2)
     return raw
 
 
-def _tick_rate(bots: list[Bot]) -> float:
-    for bot in bots:
-        if bot.joined is not None:
-            return float(bot.joined.tick_rate)
-    return 20.0 if any(b.protocol == "json" and b.conn for b in bots) else 0.0
+def _close(bot: Bot) -> None:
+    if bot.conn is not None:
+        bot.conn.close()
 
 
 def _raw(
+    cfg: LoadConfig,
     bots: list[Bot],
+    engine: Engine,
     window: float,
     errors: Counter[str],
     disconnects: Counter[str],
     failed: set[int],
 ) -> dict[str, Any]:
-    hist = LatencyHistogram()
+    """This process's figures for the window that just closed (run in the engine thread)."""
     rates: list[float] = []
     down = up = resyncs = desyncs = connected = 0
+    inputs = events_sent = events_received = 0
+    behaviours: Counter[str] = Counter()
+    tick_rate = None
     for bot in bots:
         desyncs += bot.desyncs
-        if bot.conn is None or bot.index in failed:
+        behaviours[bot.behaviour.name] += 1
+        inputs += bot.inputs_sent
+        events_sent += bot.events_sent
+        events_received += bot.events_received
+        if bot.conn is None or bot.index in failed or not (bot.joined or bot.player):
             continue
         connected += 1
-        hist.merge(bot.latency.counts)
-        rates.append(bot.updates / window)
-        down += bot.conn.bytes_down - bot.bytes_down0
-        up += bot.conn.bytes_up - bot.bytes_up0
-        resyncs += max(0, bot.snapshots)
+        tick_rate = bot.tick_rate
+        rate, d, u, rs = bot.window_figures(window)
+        rates.append(round(rate, 3))
+        down += d
+        up += u
+        resyncs += rs
+    cpu = engine.cpu_closed - engine.cpu_opened if engine.opened_at is not None else 0.0
     return {
         "target": len(bots),
         "connected": connected,
         "failed": len(bots) - connected,
         "window_s": window,
-        "latency_counts": hist.counts,
+        "tick_rate": tick_rate,
+        "latency": engine.latency.sparse(),
         "rates": rates,
         "bytes_down": down,
         "bytes_up": up,
@@ -200,10 +311,18 @@ def _raw(
         "desyncs": desyncs,
         "errors": dict(errors),
         "disconnects": dict(disconnects),
+        "behaviours": dict(behaviours),
+        "verifying": sum(1 for b in bots if b.verify),
+        "inputs_sent": inputs,
+        "events_sent": events_sent,
+        "events_received": events_received,
+        "cpu_s": round(cpu, 4),
+        "input_slots_late": engine.late_slots,
     }
 
 
 def _pct(values: list[float], q: float) -> float | None:
+    """Nearest-rank percentile (0 < q <= 1); None for no values."""
     if not values:
         return None
     s = sorted(values)
@@ -211,32 +330,51 @@ def _pct(values: list[float], q: float) -> float | None:
 
 
 def merge_reports(raws: list[dict[str, Any]]) -> dict[str, Any]:
-    """Combine per-process raw figures into the report (keys documented in the README)."""
+    """Combine per-process raw figures into the report (the schema is in ``clients.bots.cli``)."""
     hist = LatencyHistogram()
     rates: list[float] = []
     errors: Counter[str] = Counter()
     disconnects: Counter[str] = Counter()
+    behaviours: Counter[str] = Counter()
     down = up = 0
-    target = connected = failed = resyncs = desyncs = 0
-    window = 0.0
+    target = connected = failed = resyncs = desyncs = verifying = 0
+    inputs = events_sent = events_received = late = 0
+    window = cpu = ramp = 0.0
+    tick_rates = []
     for raw in raws:
-        hist.merge(raw["latency_counts"])
-        rates += raw["rates"]
-        errors.update(raw["errors"])
-        disconnects.update(raw["disconnects"])
-        down += raw["bytes_down"]
-        up += raw["bytes_up"]
-        target += raw["target"]
-        connected += raw["connected"]
-        failed += raw["failed"]
-        resyncs += raw["snapshot_resyncs"]
-        desyncs += raw["desyncs"]
-        window = max(window, raw["window_s"])
+        hist.merge(raw.get("latency", {}))
+        rates += raw.get("rates", [])
+        errors.update(raw.get("errors", {}))
+        disconnects.update(raw.get("disconnects", {}))
+        behaviours.update(raw.get("behaviours", {}))
+        down += raw.get("bytes_down", 0)
+        up += raw.get("bytes_up", 0)
+        target += raw.get("target", 0)
+        connected += raw.get("connected", 0)
+        failed += raw.get("failed", 0)
+        resyncs += raw.get("snapshot_resyncs", 0)
+        desyncs += raw.get("desyncs", 0)
+        verifying += raw.get("verifying", 0)
+        inputs += raw.get("inputs_sent", 0)
+        events_sent += raw.get("events_sent", 0)
+        events_received += raw.get("events_received", 0)
+        late += raw.get("input_slots_late", 0)
+        cpu += raw.get("cpu_s", 0.0)
+        window = max(window, raw.get("window_s", 0.0))
+        ramp = max(ramp, raw.get("ramp_s", 0.0))
+        if raw.get("tick_rate"):
+            tick_rates.append(raw["tick_rate"])
     n = max(connected, 1)
+
+    def per_player_s(total: float) -> float | None:
+        return round(total / n / window, 1) if window > 0 and connected else None
+
     return {
         "players": {"target": target, "connected": connected, "failed": failed},
-        "duration_s": round(window, 2),
-        "updates_per_player_per_s": round(sum(rates) / len(rates), 2) if rates else 0.0,
+        "duration_s": round(window, 3),
+        "ramp_s": ramp,
+        "tick_rate": max(tick_rates) if tick_rates else None,
+        "updates_per_player_per_s": round(sum(rates) / len(rates), 2) if rates else None,
         "updates_per_player_per_s_p5": _pct(rates, 0.05),
         "updates_per_player_per_s_p50": _pct(rates, 0.50),
         "latency_ms": {
@@ -245,29 +383,22 @@ def merge_reports(raws: list[dict[str, Any]]) -> dict[str, Any]:
             "p99": hist.quantile(0.99),
             "samples": hist.total,
         },
-        "bytes_down_per_player_per_s": round(down / n / window, 1) if window else 0.0,
-        "bytes_up_per_player_per_s": round(up / n / window, 1) if window else 0.0,
+        "bytes_down_per_player_per_s": per_player_s(down),
+        "bytes_up_per_player_per_s": per_player_s(up),
         "snapshot_resyncs": resyncs,
         "desyncs": desyncs,
-        "errors": dict(errors),
-        "disconnects": dict(disconnects),
+        "errors": dict(sorted(errors.items())),
+        "disconnects": dict(sorted(disconnects.items())),
+        "behaviours": dict(sorted(behaviours.items())),
+        "verifying": verifying,
+        "inputs_sent": inputs,
+        "room_events": {"sent": events_sent, "received": events_received},
+        "loadgen": {
+            "procs": len(raws),
+            "cpu_percent": round(cpu / window * 100, 1) if window > 0 else None,
+            "cpu_ms_per_player_per_s": round(cpu * 1000 / n / window, 3)
+            if window > 0 and connected
+            else None,
+            "input_slots_late": late,
+        },
     }
-
-
-if (
-    __name__ == "__main__"
-):  # quick manual runs: python -m clients.bots.loadtest URL ROOMS PLAYERS SECS
-    import json
-
-    url, rooms, players, secs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
-    ca = sys.argv[5] if len(sys.argv) > 5 else None
-    cfg = LoadConfig(
-        url=url,
-        rooms=rooms,
-        players=players,
-        duration=secs,
-        ca_file=ca,
-        verify_sample=int(sys.argv[6]) if len(sys.argv) > 6 else -1,
-        progress=True,
-    )
-    print(json.dumps(merge_reports([trio.run(run_load, cfg)]), indent=1))
