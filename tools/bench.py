@@ -872,6 +872,9 @@ def render_markdown(results: dict[str, Any], chart: str = "bench/chart.png") -> 
     odd = oddities(results)
     if odd:
         out += ["", "## Notes on this run", ""] + [f"- {line}" for line in odd]
+    notes = Path(__file__).resolve().parent.parent / "bench" / "notes.md"
+    if notes.exists():  # measurements made by other tools, each with its own command
+        out += ["", notes.read_text().rstrip()]
     return "\n".join(out) + "\n"
 
 
