@@ -50,12 +50,6 @@ class TransportClosed(Exception):
     """The TCP connection is gone (EOF, reset, or a TLS failure)."""
 
 
-def raw_stream(conn: WebSocketConnection | WebSocketRequest) -> trio.abc.Stream:
-    connection = conn._connection if isinstance(conn, WebSocketRequest) else conn
-    stream: trio.abc.Stream = connection._stream
-    return stream
-
-
 async def close_stream(stream: trio.abc.Stream) -> None:
     """Close a stream now (no TLS close_notify wait), e.g. after a refused handshake."""
     with trio.move_on_after(0.5) as scope:

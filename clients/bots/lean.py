@@ -389,17 +389,7 @@ class LeanConnection:
         if sslobj is not None:
             sslobj.write(data)
             data = self.outgoing.read()
-        if self.backlog:
-            self._queue(data)
-            return
-        try:
-            sent = self.sock.send(data)
-        except BlockingIOError:
-            sent = 0
-        except OSError as exc:
-            raise BotFailed("send", str(exc)) from None
-        if sent < len(data):
-            self._queue(data[sent:])
+        self._send_raw(data)
 
     def read_messages(self) -> list[bytes]:
         """Read what arrived and return complete data messages (text is returned encoded)."""
