@@ -73,6 +73,8 @@ _LIMITS: list[tuple[str, str, type, str]] = [
     ("--idle-timeout", "idle_timeout", float, "seconds of silence before a close"),
     ("--outbound-limit", "outbound_limit", int, "bytes of queued reliable messages per player"),
     ("--room-grace", "room_grace", float, "seconds an empty room lives"),
+    ("--room-create-rate", "room_create_rate", float, "rooms per second one player may create"),
+    ("--room-create-burst", "room_create_burst", float, "room creation burst per player"),
     ("--cpu-budget", "cpu_budget", float, "refuse joins above this share of a core (0 = off)"),
 ]
 

@@ -14,6 +14,10 @@ class TokenBucket:
         self.tokens = capacity
         self.stamp = now
 
+    def full(self, now: float) -> bool:
+        """Whether the bucket has refilled completely (nothing to remember about its owner)."""
+        return self.tokens + (now - self.stamp) * self.rate >= self.capacity
+
     def take(self, now: float) -> bool:
         tokens = self.tokens + (now - self.stamp) * self.rate
         self.stamp = now

@@ -31,7 +31,7 @@ from gameserver import _tws
 from gameserver._tws import FastConnection, TransportClosed
 from gameserver.auth import AuthError, Identity, TokenVerifier
 from gameserver.game import MAX_TICK_RATE, Game, GameRegistry, Player
-from gameserver.limits import MessageLimiter
+from gameserver.limits import MessageLimiter, TokenBucket
 from gameserver.outbound import Outbound, OutboundOverflow
 from gameserver.room import PRIVATE_ROOM_RE, ROOM_NAME_RE, Room, RoomConfig, RoomFull
 from gameserver.stats import ServerStats
@@ -109,6 +109,10 @@ class ServerConfig:
     idle_timeout: float = 30.0
     #: browser Origins allowed to connect ("*" = any); requests without Origin are not browsers
     allowed_origins: tuple[str, ...] = ()
+    #: rooms one player id may create: a sustained rate per second and a burst (a player hopping
+    #: through new room names must not fill ``max_rooms`` for everyone)
+    room_create_rate: float = 0.2
+    room_create_burst: float = 5.0
     #: refuse new joins (4006 "server full") while the process uses more than this share of
     #: one core, measured over the last ``load_window`` seconds; 0 disables the check
     cpu_budget: float = 0.85
@@ -395,13 +399,30 @@ class RoomDirectory:
         self.stats = stats
         self.rooms: dict[str, RoomHost] = {}
         self._seeds = itertools.count(1)
+        self._creations: dict[str, TokenBucket] = {}  # room creations per player id
 
-    def create_private(self, game_cls: type[Game]) -> RoomHost:
+    def create_private(self, game_cls: type[Game], creator: str) -> RoomHost:
         """A new room with an unguessable id (``~`` and 22 URL-safe characters)."""
         name = "~" + secrets.token_urlsafe(16)
-        return self.get_or_create(name, game_cls, private=True)
+        return self.get_or_create(name, game_cls, creator, private=True)
 
-    def get_or_create(self, name: str, game_cls: type[Game], private: bool = False) -> RoomHost:
+    def _may_create(self, creator: str) -> bool:
+        cfg = self.config
+        now = trio.current_time()
+        buckets = self._creations
+        if len(buckets) > 10_000:  # forget players whose buckets have refilled
+            for key in [k for k, b in buckets.items() if b.full(now)]:
+                del buckets[key]
+        bucket = buckets.get(creator)
+        if bucket is None:
+            bucket = buckets[creator] = TokenBucket(
+                cfg.room_create_rate, cfg.room_create_burst, now
+            )
+        return bucket.take(now)
+
+    def get_or_create(
+        self, name: str, game_cls: type[Game], creator: str, private: bool = False
+    ) -> RoomHost:
         host = self.rooms.get(name)
         if host is not None and not host.closed:
             if host.room.game_cls is not game_cls:
@@ -411,6 +432,11 @@ class RoomDirectory:
             return host
         if len(self.rooms) >= self.config.max_rooms:
             raise SessionEnd(CloseCode.SERVER_FULL, "server full: no more rooms can be created")
+        if not self._may_create(creator):
+            self.stats.refused["room_create_rate"] += 1
+            raise SessionEnd(
+                CloseCode.POLICY_VIOLATION, "creating rooms too fast; join one or wait a little"
+            )
         cfg = self.config
         room_cfg = RoomConfig(
             max_players=cfg.max_players or game_cls.max_players,
@@ -653,7 +679,7 @@ class GameServer:
         if join.private:
             if not identity.may_join("*"):
                 raise self._forbid("this token may not create private rooms", "forbidden_room")
-            return self.rooms.create_private(game_cls)
+            return self.rooms.create_private(game_cls, identity.player_id)
         if PRIVATE_ROOM_RE.fullmatch(join.room):
             host = self.rooms.rooms.get(join.room)
             if host is None or not host.private or host.closed:
@@ -666,7 +692,7 @@ class GameServer:
             )
         if not identity.may_join(join.room):
             raise self._forbid(f"this token may not join room {join.room!r}", "forbidden_room")
-        return self.rooms.get_or_create(join.room, game_cls)
+        return self.rooms.get_or_create(join.room, game_cls, identity.player_id)
 
     def _take_over_player(self, player_id: str) -> None:
         """A newer connection for ``player_id`` takes its seat: close and unseat the old one

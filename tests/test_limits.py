@@ -221,3 +221,11 @@ def test_verdicts_are_exactly_true_false_or_none() -> None:
     assert lim.take_input(0.0) is False
     assert lim.take_input(0.0) is None
     assert math.isclose(lim.abuse.tokens, 0.0, abs_tol=1e-9)
+
+
+def test_bucket_reports_full_once_refilled() -> None:
+    bucket = TokenBucket(rate=1.0, capacity=2.0, now=0.0)
+    assert bucket.full(0.0)
+    assert bucket.take(0.0)
+    assert not bucket.full(0.5)
+    assert bucket.full(1.0)

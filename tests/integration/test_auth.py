@@ -384,3 +384,33 @@ async def test_tokens_never_appear_in_logs(
             assert token not in text, f"the {name} token is in a log record: {message!r}"
             # ... nor its signature, the secret part
             assert token.rsplit(".", 1)[-1] not in text
+
+
+@pytest.mark.parametrize(
+    "server_config",
+    [ServerConfig(port=0, cpu_budget=0, room_create_rate=0.5, room_create_burst=3)],
+)
+async def test_one_player_cannot_fill_the_server_with_rooms(
+    nursery: trio.Nursery,
+    auth_server: GameServer,
+    client_ssl: ssl.SSLContext,
+    mint: Callable[..., str],
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    token = mint("hopper")
+    codes = []
+    for i in range(5):  # hop through new room names as fast as possible
+        try:
+            client = await connect(nursery, auth_server.url, client_ssl, f"hop-{i}", token=token)
+            codes.append(0)
+            await client.ws.aclose()
+        except JoinRefused as exc:
+            codes.append(exc.code)
+    assert codes == [0, 0, 0, 1008, 1008]  # the burst of 3, then refused
+    assert auth_server.stats.refused["room_create_rate"] == 2
+    # joining an existing room is not creating one, and others can still create rooms
+    await connect(nursery, auth_server.url, client_ssl, "hop-0", token=token)
+    await connect(nursery, auth_server.url, client_ssl, "own", token=mint("other"))
+    # the bucket refills: one more room after 2 s
+    await trio.sleep(2.1)
+    await connect(nursery, auth_server.url, client_ssl, "hop-9", token=mint("hopper"))
