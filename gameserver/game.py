@@ -63,6 +63,11 @@ class RoomContext:
         self._check_event(name, data)
         self._outbox.append((0, name, data, player.number))
 
+    def take_outbox(self) -> list[tuple[int, str, bytes, int | None]]:
+        """The events queued this tick, (sender, name, data, target or None); empties it."""
+        out, self._outbox = self._outbox, []
+        return out
+
     @staticmethod
     def _check_event(name: str, data: bytes) -> None:
         if len(name.encode()) > MAX_NAME_BYTES or len(data) > MAX_EVENT_DATA_BYTES:

@@ -185,18 +185,15 @@ class Room:
         delta = ctx.state.encode_delta(tick, ack_changes, interval > 0 and tick % interval == 0)
         self.state_tick = tick
         self.counters.ticks += 1
-        events: tuple[tuple[bytes, int | None], ...] = ()
-        if ctx._outbox:
-            events = tuple(
-                (RoomEvent(sender, name, data).to_bytes(), target)
-                for sender, name, data, target in ctx._outbox
-            )
-            ctx._outbox.clear()
+        events = tuple(
+            (RoomEvent(sender, name, data).to_bytes(), target)
+            for sender, name, data, target in ctx.take_outbox()
+        )
         return TickOutput(tick, delta, tuple(joined), events)
 
     # ------------------------------------------------------------ outgoing state
     def joined_message(self, player: Player) -> bytes:
-        """JOINED for ``player``: the cached schema part with this player's number."""
+        """JOINED for ``player``: its number, the room, the tick rate and both schemas."""
         return Joined(
             player.number,
             self.name,
