@@ -268,6 +268,17 @@ async def settled(server: GameServer, observer: Observer, timeout: float = 10.0)
             await trio.sleep(0.05)
 
 
+async def wrap_up(
+    server: GameServer, observer: Observer, memory: MemoryProbe, logs: pytest.LogCaptureFixture
+) -> None:
+    """The end of every case: the server is back to the observer alone, the observer kept its
+    full update rate with no desync (b), memory stayed bounded (c), and nothing was logged."""
+    await settled(server, observer)
+    await observer.end()
+    memory.check()
+    assert_quiet(logs)
+
+
 # ---------------------------------------------------------------- raw clients
 
 
@@ -561,10 +572,7 @@ async def test_per_ip_connection_cap_closes_extra_connections_before_tls(
         late = await RawWS.open(auth_server.port, client_ssl)
         await late.join(mint("late"))
         await late.stream.aclose()
-    await settled(auth_server, observer)
-    await observer.end()
-    memory.check()
-    assert_quiet(logs)
+    await wrap_up(auth_server, observer, memory, logs)
 
 
 @pytest.mark.parametrize("server_config", config(max_connections=3))
@@ -585,10 +593,7 @@ async def test_total_connection_cap(
         assert auth_server.stats.refused["connection_limit"] == 1
         for h in holders:
             await h.aclose()
-    await settled(auth_server, observer)
-    await observer.end()
-    memory.check()
-    assert_quiet(logs)
+    await wrap_up(auth_server, observer, memory, logs)
 
 
 # ---------------------------------------------------------------- the HTTP upgrade
@@ -627,10 +632,7 @@ async def test_plain_http_get_without_upgrade(
     # (a) an HTTP 4xx, and the TCP connection closed
     assert 400 <= status < 500
     assert how == "eof"
-    await settled(auth_server, observer)
-    await observer.end()
-    memory.check()
-    assert_quiet(logs)
+    await wrap_up(auth_server, observer, memory, logs)
 
 
 async def test_wrong_subprotocol(
@@ -685,10 +687,7 @@ async def test_disallowed_origin(
         await browser.stream.aclose()
         await native.stream.aclose()
     assert auth_server.stats.refused["origin"] == 3
-    await settled(auth_server, observer)
-    await observer.end()
-    memory.check()
-    assert_quiet(logs)
+    await wrap_up(auth_server, observer, memory, logs)
 
 
 # ---------------------------------------------------------------- JOIN
@@ -728,10 +727,7 @@ async def test_join_without_a_valid_token(
     assert code == CloseCode.UNAUTHORIZED
     assert auth_server.stats.refused[failure.value] == 1
     assert auth_server.stats.rooms_created == 1
-    await settled(auth_server, observer)
-    await observer.end()
-    memory.check()
-    assert_quiet(logs)
+    await wrap_up(auth_server, observer, memory, logs)
 
 
 async def test_no_join_within_the_join_timeout(
@@ -755,10 +751,7 @@ async def test_no_join_within_the_join_timeout(
     assert code == CloseCode.JOIN_TIMEOUT
     assert trio.current_time() - start <= BASE.join_timeout + BASE.close_timeout + 0.5
     assert auth_server.stats.refused["join_timeout"] == 1
-    await settled(auth_server, observer)
-    await observer.end()
-    memory.check()
-    assert_quiet(logs)
+    await wrap_up(auth_server, observer, memory, logs)
 
 
 # ---------------------------------------------------------------- after JOIN
@@ -825,10 +818,7 @@ async def test_oversized_frame_header_is_refused_before_its_payload(
         told, close_code = await ws.until_closed()
     assert [(type(m), m.code) for m in told] == [(Error, CloseCode.MESSAGE_TOO_BIG)]
     assert close_code == CloseCode.MESSAGE_TOO_BIG
-    await settled(auth_server, observer)
-    await observer.end()
-    memory.check()
-    assert_quiet(logs)
+    await wrap_up(auth_server, observer, memory, logs)
 
 
 # an abuse allowance of 1 s: 60 dropped inputs beyond the rate (60/s) before the 1008 close
@@ -894,10 +884,7 @@ async def test_input_flood(
     assert allowance <= limiter.dropped - bucket_drops_before <= allowance + 1
     assert stats.inputs_dropped - dropped_before >= limiter.dropped - bucket_drops_before
     assert room.counters.inputs_applied - applied <= burst
-    await settled(auth_server, observer)
-    await observer.end()
-    memory.check()
-    assert_quiet(logs)
+    await wrap_up(auth_server, observer, memory, logs)
 
 
 @pytest.mark.parametrize("server_config", config(idle_timeout=5.0, ping_interval=2.0))
@@ -1029,7 +1016,4 @@ async def test_ping_flood_before_join_from_a_client_that_never_reads(
     # (c) a connection that has not even sent JOIN holds a bounded amount of server memory
     assert grown < 4 * MB, f"server memory grew by {grown} bytes"
     await ws.stream.aclose()
-    await settled(auth_server, observer)
-    await observer.end()
-    memory.check()
-    assert_quiet(logs)
+    await wrap_up(auth_server, observer, memory, logs)
