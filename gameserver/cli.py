@@ -1,29 +1,50 @@
-"""``gameserver`` command line.
+"""The ``gameserver`` command line: serve, token, games and config.
 
-``gameserver serve [options]`` runs the server; ``gameserver token --player ID ...`` prints a
-signed player token. Both find the signing secret the same way: ``--secret-file``, else
-``$GAMESERVER_SECRET``, else ``<state dir>/secret.key`` (created by the first ``serve``).
+Every setting of ``serve`` comes from a flag, a ``GAMESERVER_<NAME>`` environment variable or a
+TOML file (``--config``), in that order of precedence (see :mod:`gameserver.settings`). A wrong
+value is refused before anything starts with one line and exit status 2; a server that cannot
+start (address in use, certificate, state directory...) says why in one line and exits 1.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
+import importlib.metadata
 import logging
 import signal
+import socket
 import ssl
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import partial
 from pathlib import Path
+from typing import Any, NoReturn
 
 import attrs
 import trio
 
 from gameserver.admin import AdminAPI
 from gameserver.auth import SecretError, TokenVerifier, load_secret, mint_token, read_secret_file
-from gameserver.game import MAX_TICK_RATE, default_registry
+from gameserver.game import GameRegistry
+from gameserver.loader import GameLoadError, GameSource, build_registry
 from gameserver.metrics import make_registry, serve_metrics
 from gameserver.server import ServerConfig, open_gameserver
+from gameserver.settings import (
+    GAMES_SETTINGS,
+    LOG_LEVELS,
+    SERVE_SETTINGS,
+    TOKEN_SETTINGS,
+    Kind,
+    Setting,
+    SettingError,
+    Settings,
+    config_path,
+    describe,
+    environ_snapshot,
+    resolve,
+    unknown_environment,
+)
 from gameserver.tls import (
     CertificateError,
     default_state_dir,
@@ -32,129 +53,221 @@ from gameserver.tls import (
 )
 
 log = logging.getLogger("gameserver")
-_DEFAULTS = ServerConfig()
+_ALL_NAMES = [s.name for s in SERVE_SETTINGS]
+_TOKEN_TTL_MAX = 10 * 365 * 86400.0
 
 
-def _tick_rate(text: str) -> int:
-    value = int(text)
-    if not 1 <= value <= MAX_TICK_RATE:
-        raise argparse.ArgumentTypeError(f"must be 1..{MAX_TICK_RATE}")
-    return value
+class StartupError(Exception):
+    """The server cannot start (exit status 1). ``str()`` is the one line to print."""
 
 
-def _add_secret_args(p: argparse.ArgumentParser) -> None:
+def version() -> str:
+    try:
+        return importlib.metadata.version("gameserver")
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - run from a checkout
+        return "unknown"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and exit status 2), not the usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+_DESCRIPTION = """\
+Server-authoritative multiplayer game state sync over secure WebSockets.
+`gameserver serve` runs it on wss://127.0.0.1:8443 with a development certificate.
+
+Every serve setting is also a TOML key in --config FILE and an environment
+variable GAMESERVER_<NAME> (for example GAMESERVER_MAX_ROOMS); a flag wins over
+the environment, which wins over the file. `gameserver serve --help` lists them.
+"""
+
+
+def _add_setting(group: argparse._ArgumentGroup, s: Setting) -> None:
+    dest = s.name.replace("-", "_")
+    parts = []
+    if s.lo is not None or s.hi is not None:
+        parts.append(s.range_text())
+    if s.note.startswith("default"):
+        parts.append(s.note)
+    elif s.default is not None and s.default != () and s.default is not False:
+        parts.append(f"default {_default_text(s.default)}")
+    text = f"{s.help} ({'; '.join(parts)})" if parts else s.help
+    text = text.replace("%", "%%")
+    if s.kind is Kind.BOOL:
+        group.add_argument(
+            s.flag,
+            dest=dest,
+            action=argparse.BooleanOptionalAction,
+            default=argparse.SUPPRESS,
+            help=text,
+        )
+    elif s.repeatable:
+        group.add_argument(
+            s.flag,
+            dest=dest,
+            action="append",
+            default=argparse.SUPPRESS,
+            metavar=_metavar(s),
+            help=text + " (repeatable)",
+        )
+    else:
+        group.add_argument(
+            s.flag, dest=dest, default=argparse.SUPPRESS, metavar=_metavar(s), help=text
+        )
+
+
+def _default_text(value: Any) -> str:
+    if isinstance(value, tuple):
+        return ",".join(map(str, value)) or "none"
+    return str(value)
+
+
+def _metavar(s: Setting) -> str:
+    return {
+        Kind.INT: "N",
+        Kind.FLOAT: "X",
+        Kind.PATH: "PATH",
+        Kind.PATH_LIST: "PATH",
+        Kind.LIST: "MODULE:ATTR" if s.name == "game" else "VALUE",
+    }.get(s.kind, "VALUE")
+
+
+_SECTIONS = {
+    "network": "network and TLS",
+    "auth": "authentication",
+    "game": "games",
+    "limits": "limits",
+    "metrics": "metrics and logging",
+}
+
+
+def _add_settings(p: argparse.ArgumentParser, settings: Sequence[Setting]) -> None:
     p.add_argument(
-        "--state-dir",
+        "--config",
         type=Path,
-        default=None,
-        help=f"dev certificate and signing secret (default {default_state_dir()})",
+        metavar="FILE.toml",
+        help="read settings from this TOML file (same names as the flags; default "
+        "$GAMESERVER_CONFIG)",
     )
-    p.add_argument(
-        "--secret-file",
-        type=Path,
-        help="token signing secret (default: $GAMESERVER_SECRET, else <state-dir>/secret.key)",
-    )
-
-
-# (flag, ServerConfig field, type, help) for the numeric limits; defaults come from ServerConfig
-_LIMITS: list[tuple[str, str, type, str]] = [
-    ("--max-rooms", "max_rooms", int, "rooms at once; more joins get 4006"),
-    ("--max-message-size", "max_message_size", int, "bytes; a bigger message closes with 1009"),
-    ("--max-connections", "max_connections", int, "open connections in total (0 = no limit)"),
-    ("--max-connections-per-ip", "max_connections_per_ip", int, "from one IP (0 = no limit)"),
-    ("--connect-timeout", "connect_timeout", float, "seconds for the TLS + WebSocket handshake"),
-    ("--join-timeout", "join_timeout", float, "seconds from the handshake to a valid JOIN"),
-    ("--input-rate", "input_rate", float, "inputs/s per player, at least 3 per tick"),
-    ("--input-burst", "input_burst", float, "input burst per player"),
-    ("--event-rate", "event_rate", float, "room events per second per player"),
-    ("--event-burst", "event_burst", float, "room event burst per player"),
-    ("--abuse-allowance", "abuse_allowance", float, "seconds of excess before a 1008 close"),
-    ("--ping-interval", "ping_interval", float, "seconds of silence before a ping"),
-    ("--idle-timeout", "idle_timeout", float, "seconds of silence before a close"),
-    ("--outbound-limit", "outbound_limit", int, "bytes of queued reliable messages per player"),
-    ("--room-grace", "room_grace", float, "seconds an empty room lives"),
-    ("--room-create-rate", "room_create_rate", float, "rooms per second one player may create"),
-    ("--room-create-burst", "room_create_burst", float, "room creation burst per player"),
-    ("--cpu-budget", "cpu_budget", float, "refuse joins above this share of a core (0 = off)"),
-]
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for s in settings:
+        group = groups.get(s.section)
+        if group is None:
+            group = groups[s.section] = p.add_argument_group(_SECTIONS[s.section])
+        _add_setting(group, s)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gameserver", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="run the game server (WSS by default)")
-    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    serve.add_argument(
-        "--port", type=int, default=8443, help="port (0 picks a free one; default 8443)"
+    parser = _Parser(
+        prog="gameserver",
+        description=_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    _add_secret_args(serve)
-    serve.add_argument(
-        "--previous-secret-file",
-        type=Path,
-        action="append",
-        default=[],
-        help="also accept tokens signed with this old secret (key rotation; repeatable)",
+    parser.add_argument("--version", action="version", version=f"gameserver {version()}")
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=_Parser
     )
-    serve.add_argument("--cert", type=Path, help="TLS certificate chain (PEM); with --key")
-    serve.add_argument("--key", type=Path, help="TLS private key (PEM); with --cert")
-    serve.add_argument(
-        "--insecure",
-        action="store_true",
-        help="serve plain ws:// (only behind a TLS-terminating proxy)",
+    serve_p = sub.add_parser(
+        "serve",
+        help="run the game server",
+        description="Run the game server. Every flag is also a TOML key in --config and an "
+        "environment variable GAMESERVER_<NAME>.",
     )
-    serve.add_argument("--tick-rate", type=_tick_rate, help="override every game's tick rate (Hz)")
-    serve.add_argument("--max-players", type=int, help="override every game's room size")
-    for flag, field, kind, text in _LIMITS:
-        default = getattr(_DEFAULTS, field)
-        serve.add_argument(flag, type=kind, default=default, help=f"{text} (default {default})")
-    serve.add_argument(
-        "--allow-origin",
-        action="append",
-        default=[],
-        help="a browser Origin allowed to connect (repeatable; '*' = any; default: none)",
+    _add_settings(serve_p, SERVE_SETTINGS)
+    config_p = sub.add_parser(
+        "config",
+        help="print the effective settings and where each came from",
+        description="Print the settings `serve` would run with, as TOML, each with where it "
+        "came from (flag, environment, file or default). Takes the same flags as serve. "
+        "Secrets are never printed.",
     )
-    serve.add_argument(
-        "--metrics-port",
-        type=int,
-        default=None,
-        help="serve /metrics, /healthz and the admin API on this port (default: off)",
+    _add_settings(config_p, SERVE_SETTINGS)
+    games_p = sub.add_parser(
+        "games",
+        help="list the games the server would offer",
+        description="List the games `serve` would offer with the same --game and --config: "
+        "name, tick rate, room size, entity types and input fields. The first is the default.",
     )
-    serve.add_argument(
-        "--metrics-host", default="127.0.0.1", help="metrics address (default 127.0.0.1)"
-    )
-    serve.add_argument("--log-level", default="INFO")
+    _add_settings(games_p, GAMES_SETTINGS)
 
-    token = sub.add_parser("token", help="print a signed player token")
-    token.add_argument("--player", required=True, help="player id (one seat per id)")
-    token.add_argument("--name", default="", help="display name (default: the player id)")
-    token.add_argument(
+    token_p = sub.add_parser(
+        "token",
+        help="print a signed player token",
+        description="Print a signed player token (a JWT) for the server's signing secret.",
+    )
+    token_p.add_argument("--player", required=True, help="player id (one seat per id)")
+    token_p.add_argument("--name", default="", help="display name (default: the player id)")
+    token_p.add_argument(
         "--room", action="append", default=[], help="a room it may join (repeatable; default any)"
     )
-    token.add_argument(
+    token_p.add_argument(
         "--game", action="append", default=[], help="a game it may play (repeatable; default any)"
     )
-    token.add_argument("--ttl", type=float, default=3600.0, help="seconds valid (default 3600)")
-    token.add_argument("--admin", action="store_true", help="allow the admin API")
-    _add_secret_args(token)
+    token_p.add_argument(
+        "--ttl",
+        default="3600",
+        metavar="SECONDS",
+        help="seconds valid, greater than 0 (default 3600)",
+    )
+    token_p.add_argument("--admin", action="store_true", help="allow the admin API")
+    _add_settings(token_p, TOKEN_SETTINGS)
     return parser
+
+
+def _given(args: argparse.Namespace, settings: Sequence[Setting]) -> dict[str, Any]:
+    given = vars(args)
+    return {s.name: given[d] for s in settings if (d := s.name.replace("-", "_")) in given}
+
+
+def _resolve(
+    args: argparse.Namespace, settings: Sequence[Setting], environ: Mapping[str, str]
+) -> Settings:
+    path, _ = config_path(args.config, environ)
+    return resolve(settings, _given(args, settings), environ, path, all_names=_ALL_NAMES)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "token":
-        return token(args)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(message)s"
-    )
-    return serve(args)
-
-
-def token(args: argparse.Namespace) -> int:
+    environ = environ_snapshot()
     try:
-        secret = load_secret(args.secret_file, args.state_dir or default_state_dir(), create=False)
-    except SecretError as exc:
+        if args.command == "token":
+            return token(args, environ)
+        if args.command == "games":
+            return games(args, environ)
+        if args.command == "config":
+            print(describe(_resolve(args, SERVE_SETTINGS, environ), SERVE_SETTINGS, environ))
+            return 0
+        return serve(args, environ)
+    except (SettingError, GameLoadError) as exc:
         print(f"gameserver: {exc}", file=sys.stderr)
         return 2
+    except StartupError as exc:
+        print(f"gameserver: {exc}", file=sys.stderr)
+        return 1
+
+
+# ---------------------------------------------------------------- token
+
+
+def token(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    try:
+        ttl = float(args.ttl)
+    except ValueError:
+        raise SettingError(f"--ttl {args.ttl}: not a number") from None
+    if not 0 < ttl <= _TOKEN_TTL_MAX:
+        raise SettingError(
+            f"--ttl {args.ttl}: must be greater than 0, at most {_TOKEN_TTL_MAX:.0f}"
+        )
+    if not args.player.strip():
+        raise SettingError("--player: must not be empty")
+    s = _resolve(args, TOKEN_SETTINGS, environ)
+    try:
+        secret = load_secret(s["secret-file"], s["state-dir"] or default_state_dir(), create=False)
+    except SecretError as exc:
+        raise StartupError(str(exc)) from None
     print(
         mint_token(
             secret,
@@ -162,98 +275,201 @@ def token(args: argparse.Namespace) -> int:
             name=args.name,
             rooms=args.room or ["*"],
             games=args.game or ["*"],
-            ttl=args.ttl,
+            ttl=ttl,
             admin=args.admin,
         )
     )
     return 0
 
 
-def serve(args: argparse.Namespace) -> int:
-    def fail(message: str) -> int:
-        print(f"gameserver: {message}", file=sys.stderr)
-        return 2
+# ---------------------------------------------------------------- games
 
-    if (args.cert is None) != (args.key is None):
-        return fail("--cert and --key go together")
-    state_dir = args.state_dir or default_state_dir()
-    ssl_context = None
-    if args.insecure:
-        if args.cert:
-            return fail("--insecure does not take --cert/--key")
+
+def games(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    s = _resolve(args, GAMES_SETTINGS, environ)
+    warnings: list[str] = []
+    _, sources = build_registry(s["game"], warn=warnings)
+    for line in warnings:
+        print(f"gameserver: warning: {line}", file=sys.stderr)
+    print(format_games(sources))
+    return 0
+
+
+def format_games(sources: Sequence[GameSource]) -> str:
+    """``gameserver games``: each game with its rates, size, entity types and input fields."""
+    out = []
+    for i, source in enumerate(sources):
+        g = source.game
+        default = "  (default)" if i == 0 else ""
+        out.append(f"{g.name}{default}")
+        out.append(f"  from:      {source.origin} ({g.__module__}:{g.__qualname__})")
+        out.append(f"  tick rate: {g.tick_rate} Hz")
+        out.append(f"  room size: {g.max_players} players")
+        for etype in g.schema:
+            out.append(f"  entity:    {etype.name}({', '.join(etype.names)})")
+        out.append(f"  input:     {', '.join(g.input_schema.names) or '(none)'}")
+    return "\n".join(out)
+
+
+# ---------------------------------------------------------------- serve
+
+
+def _log_level(s: Settings) -> int:
+    name = str(s["log-level"]).upper()
+    if name not in LOG_LEVELS:
+        raise StartupError(
+            f"--log-level {s['log-level']}: not a log level; use one of {', '.join(LOG_LEVELS)}"
+        )
+    return int(getattr(logging, name))
+
+
+@attrs.define
+class _Phase:
+    """What the server was doing, to name the flag a start-up error belongs to."""
+
+    flag: str = "--port"
+    host: str = ""
+    port: int = 0
+
+
+def serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    s = _resolve(args, SERVE_SETTINGS, environ)
+    level = _log_level(s)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(message)s")
+    for name in unknown_environment(environ):
+        print(f"gameserver: warning: {name} names no setting; ignored", file=sys.stderr)
+    warnings: list[str] = []
+    registry, _ = build_registry(s["game"], warn=warnings)
+    for line in warnings:
+        print(f"gameserver: warning: {line}", file=sys.stderr)
+    config = s.server_config()
+    state_dir: Path = s["state-dir"] or default_state_dir()
+    ssl_context = _ssl_context(s, state_dir)
+    verifier = TokenVerifier(_secrets(s, state_dir))
+    phase = _Phase("--port", config.host, config.port)
+    try:
+        trio.run(_serve, config, registry, ssl_context, verifier, s, phase)
+    except BaseExceptionGroup as group:
+        match, _ = group.split(OSError)
+        if match is None or not phase.flag:
+            raise
+        raise StartupError(_listen_error(_first_leaf(match), phase)) from None
+    except OSError as exc:
+        if not phase.flag:
+            raise
+        raise StartupError(_listen_error(exc, phase)) from None
+    return 0
+
+
+def _first_leaf(group: BaseExceptionGroup[Any]) -> OSError:
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    assert isinstance(exc, OSError)
+    return exc
+
+
+def _listen_error(exc: OSError, phase: _Phase) -> str:
+    where = f"{phase.host}:{phase.port}"
+    host_flag = "--metrics-host" if phase.flag == "--metrics-port" else "--host"
+    if isinstance(exc, socket.gaierror):
+        return (
+            f"{host_flag} {phase.host}: cannot resolve this host name ({exc.strerror}); "
+            "give an IP address or a name this machine can resolve"
+        )
+    if exc.errno == errno.EADDRINUSE:
+        return (
+            f"cannot listen on {where}: the address is already in use; stop what uses it or "
+            f"pick another {phase.flag} (0 picks a free one)"
+        )
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return (
+            f"{host_flag} {phase.host}: cannot listen on {where}: no interface of this machine "
+            "has that address; use 127.0.0.1, 0.0.0.0 (every interface) or one of its addresses"
+        )
+    if exc.errno == errno.EACCES:
+        return (
+            f"cannot listen on {where}: permission denied (ports below 1024 need privileges); "
+            f"pick another {phase.flag}"
+        )
+    return f"cannot listen on {where}: {exc.strerror or exc}"
+
+
+def _state_dir_error(state_dir: Path, exc: OSError) -> StartupError:
+    return StartupError(
+        f"--state-dir {state_dir}: cannot write the state directory ({exc.strerror}); "
+        "choose a writable --state-dir, or give --cert/--key and --secret-file"
+    )
+
+
+def _ssl_context(s: Settings, state_dir: Path) -> ssl.SSLContext | None:
+    if s["insecure"]:
         print(
             "WARNING: --insecure: serving plain ws:// without TLS. Use this only behind a "
             "TLS-terminating proxy.",
             file=sys.stderr,
             flush=True,
         )
-    else:
+        return None
+    if s["cert"] is not None:
         try:
-            if args.cert:
-                ssl_context = server_ssl_context(args.cert, args.key)
-            else:
-                dev = ensure_dev_certificate(state_dir)
-                ssl_context = server_ssl_context(dev.cert_file, dev.key_file)
-                log.info("using the development certificate; clients trust %s", dev.ca_file)
-        except (CertificateError, OSError) as exc:
-            return fail(str(exc))
+            return server_ssl_context(s["cert"], s["key"])
+        except CertificateError as exc:
+            raise StartupError(
+                f"{exc}; give a PEM certificate chain as --cert and its private key as --key"
+            ) from None
     try:
-        secrets = [load_secret(args.secret_file, state_dir, create=True)]
-        secrets += [read_secret_file(p) for p in args.previous_secret_file]
-    except (SecretError, OSError) as exc:
-        return fail(str(exc))
-    try:
-        limits = {field: getattr(args, field) for _, field, _, _ in _LIMITS}
-        config = attrs.evolve(
-            _DEFAULTS,
-            host=args.host,
-            port=args.port,
-            tick_rate=args.tick_rate,
-            max_players=args.max_players,
-            allowed_origins=tuple(args.allow_origin),
-            **limits,
-        )
-    except (ValueError, TypeError) as exc:
-        return fail(str(exc))
-    try:
-        trio.run(
-            _serve,
-            config,
-            ssl_context,
-            TokenVerifier(secrets),
-            args.metrics_host,
-            args.metrics_port,
-        )
+        dev = ensure_dev_certificate(state_dir)
+        context = server_ssl_context(dev.cert_file, dev.key_file)
     except OSError as exc:
-        print(f"gameserver: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
-        return 1
-    return 0
+        raise _state_dir_error(state_dir, exc) from None
+    except CertificateError as exc:
+        raise StartupError(
+            f"{exc}; delete the dev-*.pem files in {state_dir} to make new ones"
+        ) from None
+    log.info("using the development certificate; clients trust %s", dev.ca_file)
+    return context
+
+
+def _secrets(s: Settings, state_dir: Path) -> list[bytes]:
+    try:
+        found = [load_secret(s["secret-file"], state_dir, create=True)]
+        found += [read_secret_file(p) for p in s["previous-secret-file"]]
+    except SecretError as exc:
+        raise StartupError(str(exc)) from None
+    except OSError as exc:
+        raise _state_dir_error(state_dir, exc) from None
+    return found
 
 
 async def _serve(
     config: ServerConfig,
+    registry: GameRegistry,
     ssl_context: ssl.SSLContext | None,
     verifier: TokenVerifier,
-    metrics_host: str,
-    metrics_port: int | None,
+    s: Settings,
+    phase: _Phase,
 ) -> None:
+    metrics_port: int | None = s["metrics-port"]
+    metrics_host: str = s["metrics-host"]
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with (
-            open_gameserver(config, default_registry(), ssl_context, auth=verifier) as server,
+            open_gameserver(config, registry, ssl_context, auth=verifier) as server,
             trio.open_nursery() as nursery,
         ):
             if metrics_port is not None:
-                registry = make_registry(server.stats, server.rooms)
+                phase.flag, phase.host, phase.port = "--metrics-port", metrics_host, metrics_port
                 start = partial(
                     serve_metrics,
                     metrics_host,
                     metrics_port,
-                    registry,
+                    make_registry(server.stats, server.rooms),
                     healthy=lambda: not server.load.overloaded,
                     admin=AdminAPI(server, verifier),
                 )
                 port = await nursery.start(start)
                 print(f"metrics on http://{metrics_host}:{port}/metrics", flush=True)
+            phase.flag = ""
             print(f"listening on {server.url}", flush=True)
             async for signum in signals:
                 log.info("received %s; shutting down", signal.Signals(signum).name)
