@@ -448,7 +448,7 @@ class GameClient:
         return seq, data
 
     async def send_input(self, **values: Any) -> int:
-        """Send one input (fields by name; missing ones take their default); returns its seq."""
+        """Send one input (fields by name; missing ones are neutral: 0, False, ""); returns its seq."""
         self._raise_failure()
         seq, data = self.encode_input(values)
         self._unacked.append((seq, self._clock()))

@@ -1,10 +1,13 @@
 """Everything that reaches below trio-websocket's (and trio's) public API lives here.
 
 trio-websocket does the opening handshake: it parses the HTTP upgrade request, negotiates the
-subprotocol, and writes the 101 response (or the refusal). Its per-connection reader task and
-message queue, and its awaited ``send_message``, cost 60-80 µs per message over TLS (see
-``../shared/stack-limits.md``), which caps a server near 200 players. So after the handshake the
-server takes the connection over:
+subprotocol, and writes the 101 response (or the refusal). After that the server takes the
+connection over, because trio-websocket's per-connection reader task and message queue, and
+its awaited ``send_message``, cost several times more CPU per message than the synchronous
+path below, and an awaited send per player would let one stalled player hold up its room's
+tick.
+``docs/transport.md`` gives the reasons, the measured costs (``tools/bench_transport.py``)
+and the private names relied on; change it together with this module.
 
 1. :func:`receive_request`: the reader task runs in a nursery we own; we cancel it *before*
    accepting, when it is idle in ``receive_some`` (a client sends nothing until it sees the
@@ -15,11 +18,10 @@ server takes the connection over:
    full kernel send buffer makes the writer await (``flush()``), and only a connection that is
    not yet in a room awaits readability. A room reads every player's socket once per tick.
 
-Private attributes used: ``WebSocketConnection._reader_task/_get_request/_stream``,
-``WebSocketRequest._connection``,
-trio's ``SSLStream._ssl_object/_incoming/_outgoing/_delayed_outgoing/_state`` and
-``trio.socket.SocketType._sock``. ``tests/test_tws.py`` pins this behaviour for the versions in
-pyproject.toml.
+Private attributes used: ``WebSocketConnection._reader_task/_get_request/_stream/
+_max_message_size`` (trio-websocket), ``SSLStream._ssl_object/_incoming/_outgoing/
+_delayed_outgoing`` and ``trio.socket.SocketType._sock`` (trio). ``tests/test_tws.py`` pins
+this behaviour; it was last checked with trio 0.35.0, trio-websocket 0.12.2 and wsproto 1.3.2.
 """
 
 from __future__ import annotations

@@ -11,8 +11,19 @@ A game is a class with hooks, run by a room at a fixed tick rate::
         def on_input(self, player, inp): ...
         def update(self, dt): ...
 
-Hooks run inside the tick, in this order: joins, leaves, inputs (per player, in sequence order),
-events, then ``update(dt)``. Everything they change in ``self.state`` goes out in that tick's delta.
+Hooks run inside the tick (``Room.tick`` in ``gameserver/room.py``), in this order:
+
+1. ``on_leave`` for every player who left since the last tick, in the order they left (already
+   gone from ``ctx.players``). A player who left before its first tick gets no hook at all.
+2. Then each seated player in turn, in seating order (player number order):
+   ``on_join`` if it took its seat since the last tick (it is in ``ctx.players`` by then), then
+   ``on_input`` for each of its queued inputs in sequence order, then ``on_event`` for each of
+   its queued events in arrival order. So a new player's ``on_join`` runs after the inputs and
+   events of the players seated before it, and before its own.
+3. ``update(dt)``, once.
+
+Everything they change in ``self.state`` goes out in that tick's delta; events they send go out
+after it.
 """
 
 from __future__ import annotations
@@ -75,7 +86,9 @@ class RoomContext:
 
 
 class Game:
-    """Base class for games. Override the hooks you need; all are optional but ``update``."""
+    """Base class for games. Override the hooks you need; every hook has a default that does
+    nothing (``on_event`` relays the event to everyone), so a game that never moves does not
+    need ``update``."""
 
     name: ClassVar[str]
     schema: ClassVar[Schema]
@@ -88,7 +101,7 @@ class Game:
         self.state = ctx.state
 
     def on_join(self, player: Player) -> None:
-        """A player took a seat (called at the start of the tick after the join)."""
+        """A player took a seat (called in the tick after the join, after that tick's leaves)."""
 
     def on_leave(self, player: Player) -> None:
         """A player left or was disconnected."""
@@ -137,7 +150,9 @@ class GameRegistry:
 def default_registry() -> GameRegistry:
     """A fresh registry holding the bundled games."""
     from gameserver.games.arena import Arena
+    from gameserver.games.pong import Pong
 
     registry = GameRegistry()
     registry.register(Arena, default=True)
+    registry.register(Pong)
     return registry

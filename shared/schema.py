@@ -58,6 +58,11 @@ class FieldType:
     def to_value(self, code: Any) -> Any:
         return code
 
+    def neutral(self) -> Code:
+        """The code an input field takes when a client leaves it out: zero, False or ""
+        (for a Float whose range excludes 0, the bound nearest to it)."""
+        return self.default
+
     def encode(self, code: Any) -> bytes:
         raise NotImplementedError
 
@@ -235,6 +240,9 @@ class Float(FieldType):
 
     def to_value(self, code: Any) -> Any:
         return self.lo + code * self.precision
+
+    def neutral(self) -> Code:
+        return self.to_code(0.0)  # clamped into [lo, hi]
 
     def encode(self, code: Any) -> bytes:
         return int(code).to_bytes(self.width, "little")
@@ -424,12 +432,13 @@ class InputSchema(FieldList):
         return cls(**cls.read_fields(reader))
 
     def codes_for(self, values: dict[str, Any]) -> tuple[Code, ...]:
-        """Codes for named values; missing fields take their default code."""
+        """Codes for named values; a missing field takes its neutral code (zero, False or
+        ""; a Float whose range excludes 0 takes the bound nearest to it)."""
         unknown = set(values) - set(self.names)
         if unknown:
             raise LocalProtocolError(f"unknown input fields {sorted(unknown)}")
         return tuple(
-            t.to_code(values[n]) if n in values else t.default for n, t in self.fields.items()
+            t.to_code(values[n]) if n in values else t.neutral() for n, t in self.fields.items()
         )
 
     def values_for(self, codes: tuple[Code, ...] | list[Code]) -> InputValues:

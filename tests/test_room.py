@@ -1,4 +1,8 @@
-"""gameserver.room.Room with the Arena game: pure tests, no trio and no sockets."""
+"""gameserver.room.Room with the Arena game: pure tests, no trio and no sockets.
+
+Tests of what players receive drive the room through gameserver.testing.RoomHarness, which
+routes each tick's bytes to every seated player as the server does; the rest call Room itself.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import pytest
 from gameserver.game import Player, RoomContext
 from gameserver.games.arena import GEM, GEM_COUNT, INPUT, PLAYER, SCHEMA, SPEED, Arena
 from gameserver.room import Room, RoomConfig, RoomFull, TickOutput
+from gameserver.testing import HarnessClient, RoomHarness
 from shared.messages import (
     Delta,
     Joined,
@@ -74,6 +79,13 @@ def apply(replica: Replica, out: TickOutput) -> Delta:
     msg = parse_server_message(out.delta, SCHEMA, replica.type_of)
     assert isinstance(msg, Delta)
     replica.apply_delta(msg)
+    return msg
+
+
+def last_delta(client: HarnessClient) -> Delta:
+    """The DELTA the last tick sent ``client``."""
+    msg = client.last_update
+    assert isinstance(msg, Delta)
     return msg
 
 
@@ -151,33 +163,35 @@ def test_unseat_before_the_join_completes_is_silent() -> None:
 
 
 def test_leaving_player_gets_ack_zero_and_loses_its_entity() -> None:
-    room = make_room()
-    replica = synced(room)
-    p = room.seat("id-a", "alice")
-    q = room.seat("id-b", "bob")
-    apply(replica, room.tick())
-    avatar_id = avatar_of(room, p.number).id
-    assert room.push_input(p.number, 1, codes(1.0, 0.0))
-    apply(replica, room.tick())
-    assert replica.acks == {1: 1}
-    room.unseat(p.number)
+    h = RoomHarness(RecordingArena)
+    room = h.room
+    alice, bob, carol = h.join("id-a", "alice"), h.join("id-b", "bob"), h.join("id-c", "carol")
+    h.tick()
+    avatar_id = avatar_of(room, alice.number).id
+    alice.input(dx=1.0, dy=0.0)
+    h.tick()
+    assert carol.replica.acks == {1: 1, 2: 0, 3: 0}
+    alice.leave()
     assert not room.is_empty
-    out = room.tick()
-    msg = apply(replica, out)
+    h.tick()
+    msg = last_delta(carol)
     assert msg.acks == ((1, 0),)
     assert msg.removed == (avatar_id,)
-    assert replica.get(avatar_id) is None
-    assert replica.acks == {}
+    assert carol.entity(avatar_id) is None
+    assert carol.replica.acks == {2: 0, 3: 0}
     assert log(room)[-1] == ("leave", 1)
-    assert room.acks == {2: 0}
+    assert room.acks == {2: 0, 3: 0}
     assert 1 not in room.ctx.players
     assert room.counters.leaves == 1
-    # a player that never sent input also gets its ack-0 "left" marker
-    room.unseat(q.number)
-    msg2 = apply(replica, room.tick())
-    assert msg2.acks == ((2, 0),)
-    assert room.is_empty
-    assert replica.of_type("player") == []
+    # a player that never sent input also gets its ack-0 "left" marker, dropped or not
+    bob.drop()
+    h.tick()
+    assert last_delta(carol).acks == ((2, 0),)
+    assert [e.name for e in carol.entities("player")] == ["carol"]
+    h.assert_in_sync()
+    carol.leave()
+    h.tick()
+    assert room.is_empty and room.acks == {}
 
 
 # ---------------------------------------------------------------- inputs
@@ -266,22 +280,21 @@ def test_input_for_an_unknown_player_is_ignored() -> None:
 
 
 def test_acks_in_deltas_are_increments() -> None:
-    room = make_room()
-    replica = synced(room)
-    a = room.seat("id-a", "alice")
-    b = room.seat("id-b", "bob")
-    apply(replica, room.tick())
-    room.push_input(a.number, 3, codes(0, 0))
-    room.push_input(b.number, 10, codes(0, 0))
-    msg = apply(replica, room.tick())
-    assert sorted(msg.acks) == [(1, 3), (2, 10)]
-    room.push_input(a.number, 4, codes(0, 0))
-    room.push_input(a.number, 9, codes(0, 0))
-    msg = apply(replica, room.tick())
-    assert msg.acks == ((1, 6),)  # 3 -> 9
-    msg = apply(replica, room.tick())
-    assert msg.acks == ()  # no input, no ack entry
-    assert replica.acks == {1: 9, 2: 10} == room.acks
+    h = RoomHarness(RecordingArena)
+    a, b = h.join("id-a", "alice"), h.join("id-b", "bob")
+    h.tick()
+    assert a.send_input(3, {"dx": 0, "dy": 0})
+    assert b.send_input(10, {"dx": 0, "dy": 0})
+    h.tick()
+    assert sorted(last_delta(a).acks) == [(1, 3), (2, 10)]
+    a.send_input(4, {})
+    a.send_input(9, {})
+    h.tick()
+    assert last_delta(b).acks == ((1, 6),)  # 3 -> 9
+    h.tick()
+    assert last_delta(b).acks == ()  # no input, no ack entry
+    assert a.replica.acks == b.replica.acks == {1: 9, 2: 10} == h.room.acks
+    assert (a.last_acked, b.last_acked) == (9, 10)
 
 
 # ---------------------------------------------------------------- events
@@ -343,9 +356,23 @@ def test_checksum_every_checksum_interval_ticks() -> None:
     flags = [apply(replica, room.tick()).checksum is not None for _ in range(10)]
     assert flags == [False, False, True, False, False, True, False, False, True, False]
     assert replica.checks == 1 + 3
-    room0 = make_room(checksum_interval=0)
-    replica0 = synced(room0)
-    assert all(apply(replica0, room0.tick()).checksum is None for _ in range(6))
+    # what a player receives: its join tick's SNAPSHOT (checked), then deltas from tick 2
+    h = RoomHarness(RecordingArena, checksum_interval=3)
+    alice = h.join("id-a", "alice")
+    h.tick()
+    flags = []
+    for _ in range(10):
+        h.tick()
+        flags.append(last_delta(alice).checksum is not None)
+    assert flags == [False, True, False, False, True, False, False, True, False, False]
+    assert alice.replica.checks == 1 + 3
+    h0 = RoomHarness(RecordingArena, checksum_interval=0)
+    zero = h0.join("id-a", "alice")
+    h0.tick()
+    for _ in range(6):
+        h0.tick()
+        assert last_delta(zero).checksum is None
+    assert zero.replica.checks == 1  # only the snapshot's
 
 
 def test_delta_checksum_matches_the_state() -> None:
@@ -357,50 +384,56 @@ def test_delta_checksum_matches_the_state() -> None:
         assert msg.checksum == room.ctx.state.checksum()
 
 
-def steer_to_nearest_gem(room: Room, number: int) -> tuple[Any, ...]:
+def steer_to_nearest_gem(room: Room, number: int) -> dict[str, float]:
     avatar = avatar_of(room, number)
     gem = min(room.ctx.state.of_type(GEM), key=lambda g: math.hypot(g.x - avatar.x, g.y - avatar.y))
     dx, dy = gem.x - avatar.x, gem.y - avatar.y
     norm = math.hypot(dx, dy) or 1.0
-    return codes(dx / norm, dy / norm)
+    return {"dx": dx / norm, "dy": dy / norm}
 
 
 def test_snapshot_after_ticks_matches_a_replica_built_from_deltas() -> None:
-    room = make_room(seed=7, checksum_interval=4)
-    replica = synced(room)  # joined at tick 0
-    players = [room.seat(f"id-{i}", f"p{i}") for i in range(3)]
-    apply(replica, room.tick())
-    seqs = dict.fromkeys((p.number for p in players), 0)
+    h = RoomHarness(RecordingArena, seed=7, checksum_interval=4)
+    room = h.room
+    watcher = synced(room)  # follows every delta from tick 0, as seen from the side
+    players = [h.join(f"id-{i}", f"p{i}") for i in range(3)]
+    apply(watcher, h.tick())
+    first = players[0]
     created = removed = 0
-    late = None
+    late: HarnessClient | None = None
     for tick in range(2, 400):
         for p in players:
-            seqs[p.number] += 1
-            assert room.push_input(p.number, seqs[p.number], steer_to_nearest_gem(room, p.number))
+            p.input(**steer_to_nearest_gem(room, p.number))
         if tick == 50:
-            late_player = room.seat("id-late", "late")
-        out = room.tick()
-        msg = apply(replica, out)
+            late = h.join("id-late", "late")
+        out = h.tick()
+        msg = apply(watcher, out)
+        assert msg == last_delta(first)  # every seated player got this tick's delta
         if tick == 50:
-            assert out.joined == (late_player,)
-            late = synced(room)  # the late joiner starts from a snapshot after this tick
-        elif late is not None:
-            apply(late, out)
+            assert late is not None and out.joined == (late.player,)
+            # the late joiner starts from a snapshot after this tick
+            assert isinstance(late.last_update, Snapshot) and late.last_update.tick == 50
         created += sum(r.type_id == GEM.type_id for r in msg.created)
         removed += len(msg.removed)
         if tick % 25 == 0:
+            h.assert_in_sync()  # every player's replica, field by field, and its checksum
             fresh = synced(room)
-            assert view(fresh) == view(replica) == view(room.ctx.state)
-            assert fresh.checksum() == replica.checksum() == room.ctx.state.checksum()
-            assert fresh.tick == replica.tick == tick
-            assert {p: s for p, s in fresh.acks.items() if s} == replica.acks
+            assert view(fresh) == view(watcher) == view(first.replica) == view(room.ctx.state)
+            assert fresh.checksum() == watcher.checksum() == room.ctx.state.checksum()
+            assert fresh.tick == watcher.tick == first.tick == tick
+            assert {p: s for p, s in fresh.acks.items() if s} == watcher.acks
     # gems were picked up: each pickup removes a gem and spawns a new one in the same tick
     assert removed > 0 and created == removed
     scores = [avatar_of(room, p.number).score for p in players]
     assert sum(scores) > 0
-    assert replica.acks == {p.number: seqs[p.number] for p in players}
-    assert late is not None and view(late) == view(replica)
-    assert late.checksum() == replica.checksum()
+    assert watcher.acks == {p.number: p.last_sent for p in players}
+    assert all(p.last_acked == p.last_sent == 398 for p in players)
+    assert late is not None and view(late.replica) == view(watcher)
+    assert late.replica.checksum() == watcher.checksum()
+    # each verified the snapshot's checksum and that of every 4th tick's delta after it
+    assert [p.replica.checks for p in [*players, late]] == [1 + 99] * 3 + [1 + 87]
+    assert not any(p.desyncs for p in [*players, late])
+    h.assert_in_sync()
     assert room.counters.ticks == 399
 
 

@@ -465,11 +465,21 @@ def test_type_for_unknown_id() -> None:
 
 def test_input_codes_and_values() -> None:
     codes = INPUT.codes_for({"dx": 0.25})
-    # a missing field takes its default code; for a Float that is code 0, i.e. ``lo``
-    assert codes == (125, 0)
+    # a missing field is neutral: for a Float, 0 clamped into its range (here code 100)
+    assert codes == (125, 100)
     values = INPUT.values_for(codes)
     assert values.dx == pytest.approx(0.25)
-    assert values.as_dict() == {"dx": pytest.approx(0.25), "dy": pytest.approx(-1.0)}
+    assert values.as_dict() == {"dx": pytest.approx(0.25), "dy": pytest.approx(0.0)}
+    above = InputSchema(a=Float(5, 10, 0.5), b=Bool(), n=UInt8(), s=String(4), v=VarInt())
+    assert above.values_for(above.codes_for({})).as_dict() == {
+        "a": 5.0,
+        "b": False,
+        "n": 0,
+        "s": "",
+        "v": 0,
+    }
+    below = InputSchema(a=Float(-10, -5, 0.5))
+    assert below.values_for(below.codes_for({})).a == -5.0
     with pytest.raises(AttributeError):
         _ = values.dz
     with pytest.raises(LocalProtocolError, match="unknown input fields"):

@@ -3,16 +3,24 @@
 A behaviour is a stateless object shared by every bot that has it; per-bot state lives on the
 :class:`~clients.bots.lean.Bot` (its ``heading``, ``next_event_at``, ``own_id``, own random
 generator). ``start(bot, now)`` runs once when the bot enters the engine, ``step(bot, now)``
-before each input; it calls ``bot.steer(dx, dy)`` when the direction changes (the encoded input
-is cached) and may send a room event. Bots whose behaviour has ``sends_inputs = False`` are
-never scheduled; those with ``needs_replica = True`` keep a full replica.
+before each input; it calls ``bot.steer(...)`` with one value per input field it drives (its
+``inputs``, e.g. ``dx, dy``) when they change (the encoded input is cached) and may send a room
+event. Bots whose behaviour has ``sends_inputs = False`` are never scheduled; those with
+``needs_replica = True`` keep a full replica.
 
-* ``wander``: a random walk: keep a heading, turn by up to 90 degrees on ~10% of inputs;
-* ``chase``: steer toward the nearest other player (by the bot's replica);
-* ``idle``: join and read; never send anything;
-* ``chatty``: wander, plus a room event ("chat") every ~2 s.
+A behaviour fits a game whose input schema (from JOINED) has Float fields for its ``inputs``
+and whose schema has the entity types and fields it ``reads``; :meth:`Behaviour.misfit` says
+why not. A bot whose behaviour doesn't fit fails at JOINED (kind ``misfit:NAME``); for the
+bundled games ``gamebots`` checks before it starts.
 
-:func:`parse_mix` reads ``--behaviour``: a name, or ``wander:0.6,chase:0.2,...``.
+* ``wander`` (arena): a random walk: keep a heading, turn by up to 90 degrees on ~10% of inputs;
+* ``chase`` (arena): steer toward the nearest other player (by the bot's replica);
+* ``idle`` (any game): join and read; never send anything;
+* ``chatty`` (arena): wander, plus a room event ("chat") every ~2 s;
+* ``paddle`` (pong): move the bot's paddle toward the ball (by the bot's replica).
+
+:func:`parse_mix` reads ``--behaviour``: a name, or ``wander:0.6,chase:0.2,...``;
+:func:`default_behaviour` picks one for a game.
 :func:`assign` picks a bot's behaviour from its global index so that every run with the same
 rooms, players and mix gets the same bots, however the rooms are split over processes.
 """
@@ -23,6 +31,7 @@ import math
 from typing import TYPE_CHECKING, ClassVar
 
 from shared.messages import Event
+from shared.schema import Float, InputSchema, Schema
 
 if TYPE_CHECKING:
     from clients.bots.lean import Bot
@@ -31,6 +40,13 @@ if TYPE_CHECKING:
 TURN_CHANCE = 0.1
 #: seconds between a chatty bot's room events (uniformly 0.75x..1.25x of this)
 CHAT_PERIOD = 2.0
+#: a paddle bot's speed is full (dir = +-1) when the ball is this far from its aim point
+PADDLE_SPAN = 20.0
+#: how far off the paddle's middle a paddle bot aims to take the ball, at most (pong's
+#: paddles are 100 long): off-centre returns come back at an angle, so rallies end
+PADDLE_AIM = 40.0
+#: the chance that a paddle bot picks a new aim before an input
+AIM_CHANCE = 0.05
 _GOLDEN = (math.sqrt(5) - 1) / 2
 
 
@@ -38,6 +54,29 @@ class Behaviour:
     name: ClassVar[str] = ""
     needs_replica: ClassVar[bool] = False
     sends_inputs: ClassVar[bool] = True
+    #: the input fields ``bot.steer(...)`` sets, in its argument order; the others stay at
+    #: their defaults
+    inputs: ClassVar[tuple[str, ...]] = ()
+    #: entity types the behaviour reads from the replica, with the fields it needs
+    reads: ClassVar[dict[str, tuple[str, ...]]] = {}
+
+    def misfit(self, input_schema: InputSchema, schema: Schema) -> str | None:
+        """Why this behaviour can't play a game with these schemas; None if it can."""
+        fields = input_schema.fields
+        if not all(isinstance(fields.get(f), Float) for f in self.inputs):
+            have = ", ".join(input_schema.names) or "none"
+            return (
+                f"behaviour {self.name} sends the input fields {', '.join(self.inputs)} "
+                f"(Float); the game's input fields are {have}"
+            )
+        for type_name, needed in self.reads.items():
+            etype = schema.by_name.get(type_name)
+            if etype is None or not set(needed) <= set(etype.names):
+                return (
+                    f"behaviour {self.name} reads {type_name} entities with "
+                    f"{', '.join(needed)}; the game has none"
+                )
+        return None
 
     def start(self, bot: Bot, now: float) -> None:
         """The bot enters the engine (it has joined)."""
@@ -51,6 +90,7 @@ class Behaviour:
 
 class Wander(Behaviour):
     name = "wander"
+    inputs = ("dx", "dy")
 
     def start(self, bot: Bot, now: float) -> None:
         bot.heading = bot.rng.uniform(0.0, 2 * math.pi)
@@ -153,11 +193,55 @@ class Chase(Wander):
             bot.steer(dx, dy)
 
 
+class Paddle(Behaviour):
+    """Pong: move the bot's paddle toward the ball, taking it a little off the paddle's middle
+    (the aim, kept in ``bot.heading``, changes now and then); stand still without a ball."""
+
+    name = "paddle"
+    needs_replica = True
+    inputs = ("dir",)
+    reads = {"paddle": ("y", "owner"), "ball": ("y",)}
+
+    def start(self, bot: Bot, now: float) -> None:
+        bot.heading = bot.rng.uniform(-PADDLE_AIM, PADDLE_AIM)
+        bot.steer(0.0)
+
+    def step(self, bot: Bot, now: float) -> None:
+        own, ball = paddle_and_ball(bot)
+        if bot.rng.random() < AIM_CHANCE:
+            bot.heading = bot.rng.uniform(-PADDLE_AIM, PADDLE_AIM)
+        if own is None or ball is None:
+            direction = 0.0
+        else:
+            direction = min(max((ball - bot.heading - own) / PADDLE_SPAN, -1.0), 1.0)
+        if direction != bot.dx:
+            bot.steer(direction)
+
+
+def paddle_and_ball(bot: Bot) -> tuple[float | None, float | None]:
+    """(the ``y`` of this bot's paddle, the ``y`` of the ball), None where the bot's replica
+    has none; the bot's paddle is the one whose ``owner`` is the bot's player number."""
+    own = ball = None
+    replica = bot.replica
+    if replica is not None:
+        for ent in replica.entities.values():
+            kind = ent.etype.name
+            if kind == "ball":
+                ball = ent.y
+            elif kind == "paddle" and ent.owner == bot.player:
+                own = ent.y
+                bot.own_id = ent.id
+    return own, ball
+
+
 WANDER = Wander()
 CHASE = Chase()
 IDLE = Idle()
 CHATTY = Chatty()
-BEHAVIOURS: dict[str, Behaviour] = {b.name: b for b in (WANDER, CHASE, IDLE, CHATTY)}
+PADDLE = Paddle()
+BEHAVIOURS: dict[str, Behaviour] = {b.name: b for b in (WANDER, CHASE, IDLE, CHATTY, PADDLE)}
+#: the behaviours a game gets by default: the first that fits it
+DEFAULTS = (WANDER, PADDLE)
 
 Mix = tuple[tuple[str, float], ...]
 
@@ -189,6 +273,21 @@ def parse_mix(spec: str) -> Mix:
     if total <= 0:
         raise ValueError("the behaviour weights add up to 0")
     return tuple((n, w / total) for n, w in weights.items() if w > 0)
+
+
+def default_behaviour(input_schema: InputSchema, schema: Schema) -> str | None:
+    """The default behaviour for a game with these schemas (the first of :data:`DEFAULTS` that
+    fits: ``wander`` for arena, ``paddle`` for pong); None if none does."""
+    return next((b.name for b in DEFAULTS if b.misfit(input_schema, schema) is None), None)
+
+
+def check_mix(mix: Mix, input_schema: InputSchema, schema: Schema) -> str | None:
+    """Why a behaviour of ``mix`` can't play a game with these schemas; None if all can."""
+    for name, _ in mix:
+        why = BEHAVIOURS[name].misfit(input_schema, schema)
+        if why is not None:
+            return why
+    return None
 
 
 def assign(mix: Mix, global_index: int) -> Behaviour:

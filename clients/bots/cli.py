@@ -3,6 +3,7 @@
 ::
 
     gamebots --url wss://127.0.0.1:8443 --rooms 75 --players 8 --duration 10 --report r.json
+    gamebots --url wss://127.0.0.1:8443 --game pong --rooms 10 --players 2
 
 The bots join ``--rooms`` rooms (``PREFIX-0`` ...) with ``--players`` bots each, at ``--ramp``
 bots per second; after the last join and ``--settle`` seconds, every process opens its measured
@@ -10,6 +11,11 @@ window at the same wall-clock time, for ``--duration`` seconds. ``--procs N`` sp
 over N worker processes (``python -m clients.bots.cli --worker``, configured over stdin), and
 the parent merges their figures. With ``--metrics-url`` the server's Prometheus metrics are
 scraped as the window opens and closes.
+
+The bots' behaviour must fit the game (see ``clients.bots.behaviours``); without
+``--behaviour`` a bundled game gets the first of ``wander`` and ``paddle`` that fits it
+(``paddle`` for pong). For a bundled game a behaviour that doesn't fit, or ``--players`` above
+its room size, is refused before any bot connects; bots of another game check at JOINED.
 
 The JSON report (``--report``)::
 
@@ -44,6 +50,7 @@ reasons are printed); 2 for bad arguments (including a missing CA file).
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import math
 import os
@@ -55,15 +62,18 @@ import time
 import urllib.parse
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import attrs
 import trio
 
-from clients.bots.behaviours import parse_mix
+from clients.bots.behaviours import check_mix, default_behaviour, parse_mix
 from clients.bots.lean import LatencyHistogram
 from clients.bots.loadtest import LoadConfig, merge_reports, run_load
 from clients.bots.server_metrics import ScrapeError, metrics_url, scrape, server_section
+
+if TYPE_CHECKING:
+    from gameserver.game import Game
 
 DEV_CA = "dev-ca.pem"
 SECRET_FILE = "secret.key"
@@ -141,11 +151,29 @@ def _positive(text: str) -> float:
     return value
 
 
+def version() -> str:
+    """The installed version of the gameserver package (which ships gamebots)."""
+    try:
+        return importlib.metadata.version("gameserver")
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout, not installed
+        from gameserver import __version__
+
+        return __version__
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and exit status 2), not the usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="gamebots",
         description="Load-test a gameserver: rooms x players bots, a measured window, a report.",
     )
+    p.add_argument("--version", action="version", version=f"gamebots {version()}")
     p.add_argument("--url", required=True, help="server URL, wss://host:port (ws:// allowed)")
     p.add_argument("--rooms", type=_positive_int, default=1, help="rooms to fill (default 1)")
     p.add_argument("--players", type=_positive_int, default=1, help="bots per room (default 1)")
@@ -183,9 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--behaviour",
-        default="wander",
-        help="wander, chase, idle or chatty, or a mix such as "
-        "wander:0.6,chase:0.2,idle:0.1,chatty:0.1 (default wander)",
+        help="wander, chase, idle, chatty (arena) or paddle (pong), or a mix such as "
+        "wander:0.6,chase:0.2,idle:0.1,chatty:0.1 (default: wander for arena, paddle for pong)",
     )
     p.add_argument(
         "--verify-sample",
@@ -247,7 +274,23 @@ def options_from_args(args: argparse.Namespace) -> Options:
         raise ValueError(f"--ca-file {ca_file} is not a file")
     if args.verify_sample < -1:
         raise ValueError("--verify-sample must be 0 or more")
-    mix = parse_mix(args.behaviour)
+    # the JSON baseline (tools/baseline_server.py) plays arena, whatever --game says
+    game = bundled_game("arena" if args.protocol == "json" else args.game)
+    spec = args.behaviour
+    if spec is None:
+        spec = "wander" if game is None else default_behaviour(game.input_schema, game.schema)
+        if spec is None:
+            raise ValueError(f"no behaviour fits game {args.game!r}; --behaviour idle only reads")
+    mix = parse_mix(spec)
+    if game is not None:
+        why = check_mix(mix, game.input_schema, game.schema)
+        if why is not None:
+            raise ValueError(f"{why}: pick another --behaviour")
+        if args.players > game.max_players:
+            raise ValueError(
+                f"--players {args.players} is more than a {game.name} room seats "
+                f"({game.max_players}); add rooms with --rooms"
+            )
     secret = None
     if args.protocol == "gamesync":
         secret = find_secret(args.url, args.secret_file, args.state_dir)
@@ -274,7 +317,15 @@ def options_from_args(args: argparse.Namespace) -> Options:
         connect_timeout=args.connect_timeout,
         settle=args.settle,
     )
-    return Options(config, args.procs, murl, args.report, args.behaviour)
+    return Options(config, args.procs, murl, args.report, spec)
+
+
+def bundled_game(name: str) -> type[Game] | None:
+    """The bundled game of this name (arena, pong), to check the bots against before they
+    connect; None for another game (the bots check it at JOINED)."""
+    from gameserver.game import default_registry
+
+    return default_registry().get(name) if name else None
 
 
 # ------------------------------------------------------------------ progress
@@ -625,6 +676,12 @@ def verdict(report: dict[str, Any], *, protocol: str, input_hz: float | None) ->
     if any(k.endswith(":4001") for k in report.get("errors", {})):
         out.append(
             "the server wants player tokens: pass --secret-file (or --state-dir of a local server)"
+        )
+    misfits = sorted(k.partition(":")[2] for k in report.get("errors", {}) if k[:7] == "misfit:")
+    if misfits:
+        out.append(
+            f"behaviour {', '.join(misfits)} does not fit the game's inputs or entities: "
+            "pick another with --behaviour"
         )
     if report["desyncs"]:
         out.append(f"{report['desyncs']} desync(s)")

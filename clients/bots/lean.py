@@ -456,45 +456,43 @@ class LeanConnection:
 
 
 class InputEncoder:
-    """Input field bytes for a (dx, dy) steer, cached per pair of wire codes.
+    """Input field bytes for a steer, cached per tuple of wire codes.
 
-    Fields named ``dx`` and ``dy`` take the steer (quantized by their field type); every other
-    field keeps its default. The cache is bounded by the fields' code ranges (201 x 201 codes
-    for arena's axes), so steering never encodes the same input twice.
+    The steer's values go to the fields named by ``fields`` (a behaviour's ``inputs``: ``dx,
+    dy`` for arena's behaviours, ``dir`` for pong's), quantized by their field types; every
+    other field keeps its default. The cache is bounded by the fields' code ranges (201 x 201
+    codes for arena's axes), so steering never encodes the same input twice.
     """
 
-    _shared: dict[bytes, InputEncoder] = {}
+    _shared: dict[tuple[bytes, tuple[str, ...]], InputEncoder] = {}
 
-    def __init__(self, schema: InputSchema) -> None:
+    def __init__(self, schema: InputSchema, fields: tuple[str, ...] = ("dx", "dy")) -> None:
         self.schema = schema
-        self.ix = schema.index.get("dx")
-        self.iy = schema.index.get("dy")
-        self.to_code_x = schema.types[self.ix].to_code if self.ix is not None else None
-        self.to_code_y = schema.types[self.iy].to_code if self.iy is not None else None
+        #: (position in the steer's values, field index) of each field the schema has
+        self.picks = tuple((k, schema.index[f]) for k, f in enumerate(fields) if f in schema.index)
+        self.to_codes = tuple((k, schema.types[i].to_code) for k, i in self.picks)
         self.defaults: list[Code] = list(schema.defaults)
-        self.cache: dict[tuple[Code | None, Code | None], bytes] = {}
-        self.idle = self.encode(0.0, 0.0)
+        self.cache: dict[tuple[Code, ...], bytes] = {}
+        self.idle = self.encode(*(0.0 for _ in fields))
 
     @classmethod
-    def for_schema(cls, schema: InputSchema) -> InputEncoder:
-        """One encoder per distinct input schema, shared by all bots of the process."""
-        key = schema.to_bytes()
+    def for_schema(
+        cls, schema: InputSchema, fields: tuple[str, ...] = ("dx", "dy")
+    ) -> InputEncoder:
+        """One encoder per distinct input schema and fields, shared by all bots of the process."""
+        key = (schema.to_bytes(), fields)
         enc = cls._shared.get(key)
         if enc is None:
-            enc = cls._shared[key] = cls(schema)
+            enc = cls._shared[key] = cls(schema, fields)
         return enc
 
-    def encode(self, dx: float, dy: float) -> bytes:
-        cx = self.to_code_x(dx) if self.to_code_x is not None else None
-        cy = self.to_code_y(dy) if self.to_code_y is not None else None
-        key = (cx, cy)
+    def encode(self, *values: float) -> bytes:
+        key = tuple([to_code(values[k]) for k, to_code in self.to_codes])
         data = self.cache.get(key)
         if data is None:
             codes = list(self.defaults)
-            if self.ix is not None:
-                codes[self.ix] = cx  # type: ignore[assignment]
-            if self.iy is not None:
-                codes[self.iy] = cy  # type: ignore[assignment]
+            for (_, i), code in zip(self.picks, key, strict=True):
+                codes[i] = code
             data = self.cache[key] = self.schema.encode_all(codes)
         return data
 
@@ -511,8 +509,6 @@ class Bot:
         "codes",
         "conn",
         "desyncs",
-        "dx",
-        "dy",
         "encoder",
         "event_bytes",
         "events_received",
@@ -538,6 +534,7 @@ class Bot:
         "slot",
         "snapshots",
         "snapshots0",
+        "steering",
         "tick",
         "token",
         "updates",
@@ -579,8 +576,8 @@ class Bot:
         self.json_state: dict[str, Any] | None = None
         self.encoder: InputEncoder | None = None
         self.codes = b""
-        self.dx = 0.0
-        self.dy = 0.0
+        #: the values the inputs carry, one per field of ``behaviour.inputs`` (see steer)
+        self.steering: tuple[float, ...] = ()
         self.heading = 0.0
         self.own_id = 0
         self.next_event_at = 0.0
@@ -638,9 +635,13 @@ class Bot:
         self.on_joined(msg)
 
     def on_joined(self, msg: Joined) -> None:
+        behaviour = self.behaviour
+        why = behaviour.misfit(msg.input_schema, msg.schema)
+        if why is not None:
+            raise BotFailed(f"misfit:{behaviour.name}", f"game {msg.game}: {why}")
         self.joined = msg
         self.player = msg.player
-        self.encoder = InputEncoder.for_schema(msg.input_schema)
+        self.encoder = InputEncoder.for_schema(msg.input_schema, behaviour.inputs)
         self.codes = self.encoder.idle
         if self.needs_replica:
             self.replica = Replica(msg.schema)
@@ -651,12 +652,22 @@ class Bot:
         return float(self.joined.tick_rate) if self.joined is not None else 20.0
 
     # -------------------------------------------------------------- sending
-    def steer(self, dx: float, dy: float) -> None:
-        """Set the direction the following inputs carry."""
-        self.dx = dx
-        self.dy = dy
+    def steer(self, *values: float) -> None:
+        """Set what the following inputs carry: one value per field of ``behaviour.inputs``
+        (``dx, dy`` for arena's behaviours, ``dir`` for pong's)."""
+        self.steering = values
         if self.encoder is not None:
-            self.codes = self.encoder.encode(dx, dy)
+            self.codes = self.encoder.encode(*values)
+
+    @property
+    def dx(self) -> float:
+        """The first steering value (arena: the x direction); 0 before any steer."""
+        return self.steering[0] if self.steering else 0.0
+
+    @property
+    def dy(self) -> float:
+        """The second steering value (arena: the y direction); 0 if there is none."""
+        return self.steering[1] if len(self.steering) > 1 else 0.0
 
     def send_input(self, now: float) -> None:
         self.behaviour.step(self, now)
