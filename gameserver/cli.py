@@ -19,11 +19,13 @@ from pathlib import Path
 import attrs
 import trio
 
+from gameserver._tws_surface import TakeoverUnsupported
 from gameserver.admin import AdminAPI
 from gameserver.auth import SecretError, TokenVerifier, load_secret, mint_token, read_secret_file
 from gameserver.game import MAX_TICK_RATE, default_registry
 from gameserver.metrics import make_registry, serve_metrics
 from gameserver.server import ServerConfig, open_gameserver
+from gameserver.signals import run_until_stopped
 from gameserver.tls import (
     CertificateError,
     default_state_dir,
@@ -76,6 +78,7 @@ _LIMITS: list[tuple[str, str, type, str]] = [
     ("--room-create-rate", "room_create_rate", float, "rooms per second one player may create"),
     ("--room-create-burst", "room_create_burst", float, "room creation burst per player"),
     ("--cpu-budget", "cpu_budget", float, "refuse joins above this share of a core (0 = off)"),
+    ("--drain-timeout", "drain_timeout", float, "seconds SIGTERM lets players stay before 1001"),
 ]
 
 
@@ -155,8 +158,8 @@ def token(args: argparse.Namespace) -> int:
     except SecretError as exc:
         print(f"gameserver: {exc}", file=sys.stderr)
         return 2
-    print(
-        mint_token(
+    try:
+        token = mint_token(
             secret,
             args.player,
             name=args.name,
@@ -165,7 +168,10 @@ def token(args: argparse.Namespace) -> int:
             ttl=args.ttl,
             admin=args.admin,
         )
-    )
+    except ValueError as exc:  # e.g. a player id with a control character
+        print(f"gameserver: {exc}", file=sys.stderr)
+        return 2
+    print(token)
     return 0
 
 
@@ -227,6 +233,8 @@ def serve(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"gameserver: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1
+    except TakeoverUnsupported as exc:  # the installed trio / trio-websocket do not fit
+        return fail(str(exc))
     return 0
 
 
@@ -249,16 +257,14 @@ async def _serve(
                     metrics_host,
                     metrics_port,
                     registry,
-                    healthy=lambda: not server.load.overloaded,
+                    healthy=server.healthy,
+                    ready=server.ready,
                     admin=AdminAPI(server, verifier),
                 )
                 port = await nursery.start(start)
                 print(f"metrics on http://{metrics_host}:{port}/metrics", flush=True)
             print(f"listening on {server.url}", flush=True)
-            async for signum in signals:
-                log.info("received %s; shutting down", signal.Signals(signum).name)
-                await server.shutdown()
-                break
+            await run_until_stopped(server, signals, config.drain_timeout)
             nursery.cancel_scope.cancel()
 
 

@@ -12,7 +12,8 @@ A game is a class with hooks, run by a room at a fixed tick rate::
         def update(self, dt): ...
 
 Hooks run inside the tick, in this order: joins, leaves, inputs (per player, in sequence order),
-events, then ``update(dt)``. Everything they change in ``self.state`` goes out in that tick's delta.
+events, ``on_shutdown`` (once, when the server begins to drain), then ``update(dt)``. Everything
+they change in ``self.state`` goes out in that tick's delta.
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ class RoomContext:
         self.tick_rate = tick_rate
         self.tick = 0
         self.players: dict[int, Player] = {}
+        #: the last tick before the server closes the room's players, once it is draining
+        self.shutdown_at: int | None = None
         self.random = random.Random(seed)
         self._outbox: list[tuple[int, str, bytes, int | None]] = []
 
@@ -99,6 +102,17 @@ class Game:
     def on_event(self, player: Player, name: str, data: bytes) -> None:
         """A room event from a player. By default it is relayed to everyone."""
         self.ctx.broadcast(name, data, sender=player.number)
+
+    def on_shutdown(self, deadline: int) -> None:
+        """The server is draining: it admits no new players, and at tick ``deadline`` it closes
+        everyone still here (1001, "come back later"). Called once, inside a tick.
+
+        ``deadline`` is a tick number, ``(deadline - self.ctx.tick) / self.ctx.tick_rate``
+        seconds from now (the server's ``drain_timeout``); it is also ``self.ctx.shutdown_at``.
+        The room keeps ticking for the players who stay, so this is the moment to end the
+        round early, announce it (``self.ctx.broadcast``) or save results. Players may leave
+        at any time; the server stops as soon as the last one has. By default nothing
+        happens."""
 
     def update(self, dt: float) -> None:
         """Advance the simulation by ``dt`` seconds."""
