@@ -8,6 +8,9 @@ true (``gameserver token --player ops --admin``).
 ``POST /admin/kick?room=R&player=N``     close player number N of room R with 4010
 ``POST /admin/kick?player_id=ID``        close the session of player id ID with 4010
 ``POST /admin/close?room=R``             close every session of room R with 4011
+``POST /admin/drain[?timeout=S]``        drain the server: no new joins (4012); the players get
+                                         S seconds (default ``--drain-timeout``) to leave, then
+                                         1001; then the process exits 0 (202; 200 if already)
 =======================================  ===================================================
 """
 
@@ -15,10 +18,14 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
+import trio
+
 from gameserver.auth import AuthError, TokenVerifier
+from gameserver.logsafe import peer_text
 from shared.protocol import CloseCode
 
 if TYPE_CHECKING:
@@ -59,6 +66,8 @@ class AdminAPI:
             return self.kick(params, identity.player_id)
         if path == "/admin/close":
             return self.close_room(params, identity.player_id)
+        if path == "/admin/drain":
+            return self.drain(params, identity.player_id)
         return _reply(404, {"error": "unknown admin action"})
 
     def rooms(self) -> list[dict[str, Any]]:
@@ -92,7 +101,7 @@ class AdminAPI:
             return _reply(400, {"error": "give player_id, or room and player"})
         if session is None:
             return _reply(404, {"error": "no such player"})
-        log.info("admin %s kicked player %s", by, session.player.id)
+        log.info("admin %s kicked player %s", peer_text(by), peer_text(session.player.id))
         session.close(CloseCode.KICKED, "kicked by an admin")
         return _reply(200, {"kicked": session.player.id})
 
@@ -100,9 +109,27 @@ class AdminAPI:
         host = self.server.rooms.rooms.get(params.get("room", ""))
         if host is None:
             return _reply(404, {"error": "no such room"})
-        log.info("admin %s closed room %s", by, host.room.name)
+        log.info("admin %s closed room %s", peer_text(by), host.room.name)
         host.close(CloseCode.ROOM_CLOSED, "the room was closed by an admin")
         return _reply(200, {"closed": host.room.name, "players": len(host.sessions)})
+
+    def drain(self, params: dict[str, str], by: str) -> tuple[int, str, bytes]:
+        timeout = None
+        if "timeout" in params:
+            try:
+                timeout = float(params["timeout"])
+            except ValueError:
+                timeout = math.nan
+            if not 0 <= timeout < math.inf:
+                return _reply(400, {"error": "timeout must be a number of seconds, 0 or more"})
+        server = self.server
+        started = server.begin_drain(timeout)
+        if started:
+            log.info("admin %s started a drain", peer_text(by))
+        deadline = server.drain_deadline
+        left = 0.0 if deadline is None else max(0.0, deadline - trio.current_time())
+        body = {"draining": True, "players": server.stats.players, "closing_in": round(left, 3)}
+        return _reply(202 if started else 200, body)
 
 
 def _reply(status: int, body: dict[str, Any]) -> tuple[int, str, bytes]:

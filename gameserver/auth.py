@@ -8,8 +8,12 @@ A token's claims:
 ``rooms``   rooms the player may join: names, private room ids, or ``"*"`` for any room
 ``games``   games the player may play, or ``"*"``
 ``admin``   optional; ``true`` allows the admin API (list rooms, kick, close a room)
-``exp``     expiry (seconds since the epoch); ``iat`` issued-at
+``exp``     expiry (seconds since the epoch); ``iat`` issued-at; optional ``nbf`` not-before
 ==========  ==========================================================================
+
+Every claim's type is checked (``exp``, ``iat`` and ``nbf`` must be JSON numbers, never
+strings); a player id must be printable (no CR, LF or other control characters), so that it can
+never forge a log line.
 
 Tokens travel in the JOIN message (the first message, sent within the join deadline), because
 a browser cannot set headers on a WebSocket. They are never logged.
@@ -18,6 +22,7 @@ a browser cannot set headers on a WebSocket. They are never logged.
 from __future__ import annotations
 
 import enum
+import math
 import os
 import secrets
 import time
@@ -87,6 +92,8 @@ def mint_token(
     """A signed token for ``player_id`` valid for ``ttl`` seconds."""
     if not player_id:
         raise ValueError("a token needs a player id")
+    if not valid_player_id(player_id):
+        raise ValueError("a player id is 1-128 printable characters (no control characters)")
     issued = int(now if now is not None else time.time())
     claims: dict[str, Any] = {
         "sub": player_id,
@@ -111,30 +118,29 @@ class TokenVerifier:
         self._leeway = leeway
 
     def verify(self, token: str, *, now: float | None = None) -> Identity:
+        """The identity a token proves, else AuthError. In order: the token is a JWT
+        (MALFORMED), its signature verifies under one of the secrets (BAD_SIGNATURE), every
+        claim has its type (BAD_CLAIMS), and it is within its time (EXPIRED; a ``nbf`` still
+        in the future is BAD_CLAIMS). Times are checked here, not by PyJWT, which would
+        accept a string ``exp``."""
         if not token:
             raise AuthError(AuthFailure.MISSING, "a token is required in JOIN")
         if token.count(".") != 2:
             raise AuthError(AuthFailure.MALFORMED, "the token is not a JWT")
         claims: dict[str, Any] | None = None
-        expired = False
         for secret in self._secrets:
             try:
                 claims = jwt.decode(
                     token,
                     secret,
                     algorithms=[ALGORITHM],
-                    leeway=self._leeway,
                     options={
                         "require": ["exp", "sub"],
+                        "verify_exp": False,
+                        "verify_nbf": False,
                         "verify_iat": False,
-                        "verify_exp": now is None,  # else checked below against `now`
                     },
                 )
-                if now is not None and _exp(claims) + self._leeway < now:
-                    expired = True
-                break
-            except jwt.ExpiredSignatureError:
-                expired = True  # the signature was good; the token is simply too old
                 break
             except jwt.InvalidSignatureError:
                 continue
@@ -142,18 +148,38 @@ class TokenVerifier:
                 raise AuthError(AuthFailure.MALFORMED, "the token cannot be decoded") from None
             except jwt.InvalidTokenError as exc:
                 raise AuthError(AuthFailure.BAD_CLAIMS, f"the token is invalid: {exc}") from None
-        if expired:
-            raise AuthError(AuthFailure.EXPIRED, "the token has expired")
         if claims is None:
             raise AuthError(AuthFailure.BAD_SIGNATURE, "the token's signature does not verify")
-        return _identity(claims)
+        identity = _identity(claims)
+        t = time.time() if now is None else now
+        if identity.expires + self._leeway < t:
+            raise AuthError(AuthFailure.EXPIRED, "the token has expired")
+        nbf = _time_claim(claims, "nbf")
+        if nbf is not None and nbf - self._leeway > t:
+            raise AuthError(AuthFailure.BAD_CLAIMS, "the token is not valid yet (nbf)")
+        return identity
 
 
-def _exp(claims: dict[str, Any]) -> float:
-    exp = claims.get("exp")
-    if isinstance(exp, bool) or not isinstance(exp, int | float):
-        raise AuthError(AuthFailure.BAD_CLAIMS, "claim 'exp' must be a number")
-    return float(exp)
+def _time_claim(claims: dict[str, Any], key: str) -> float | None:
+    """A NumericDate claim (``exp``, ``nbf``, ``iat``): a finite JSON number, never a string
+    or a boolean. None if absent."""
+    if key not in claims:
+        return None
+    value = claims[key]
+    if not isinstance(value, bool) and isinstance(value, int | float):
+        try:
+            number = float(value)
+        except OverflowError:
+            number = math.inf
+        if math.isfinite(number):
+            return number
+    raise AuthError(AuthFailure.BAD_CLAIMS, f"claim {key!r} must be a number")
+
+
+def valid_player_id(value: object) -> bool:
+    """1-128 printable characters: no control characters (CR, LF, ...), no other
+    non-printable ones (line or paragraph separators, format characters)."""
+    return isinstance(value, str) and 0 < len(value) <= 128 and value.isprintable()
 
 
 def _identity(claims: dict[str, Any]) -> Identity:
@@ -165,20 +191,28 @@ def _identity(claims: dict[str, Any]) -> Identity:
 
     sub = claims.get("sub")
     name = claims.get("name", sub)
-    if not isinstance(sub, str) or not sub or len(sub) > 128:
-        raise AuthError(AuthFailure.BAD_CLAIMS, "claim 'sub' must be a player id")
+    if not valid_player_id(sub):
+        raise AuthError(
+            AuthFailure.BAD_CLAIMS,
+            "claim 'sub' must be a player id: 1-128 printable characters",
+        )
+    assert isinstance(sub, str)
     if not isinstance(name, str):
         raise AuthError(AuthFailure.BAD_CLAIMS, "claim 'name' must be a string")
     admin = claims.get("admin", False)
     if not isinstance(admin, bool):
         raise AuthError(AuthFailure.BAD_CLAIMS, "claim 'admin' must be a boolean")
+    expires = _time_claim(claims, "exp")
+    assert expires is not None  # required
+    _time_claim(claims, "iat")
+    _time_claim(claims, "nbf")
     return Identity(
         player_id=sub,
         name=name.encode("utf-8")[:32].decode("utf-8", "ignore"),
         rooms=str_list("rooms"),
         games=str_list("games"),
         admin=admin,
-        expires=float(claims["exp"]),
+        expires=expires,
     )
 
 

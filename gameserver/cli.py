@@ -24,6 +24,7 @@ from typing import Any, NoReturn
 import attrs
 import trio
 
+from gameserver._tws_surface import TakeoverUnsupported
 from gameserver.admin import AdminAPI
 from gameserver.auth import SecretError, TokenVerifier, load_secret, mint_token, read_secret_file
 from gameserver.game import GameRegistry
@@ -45,6 +46,7 @@ from gameserver.settings import (
     resolve,
     unknown_environment,
 )
+from gameserver.signals import run_until_stopped
 from gameserver.tls import (
     CertificateError,
     default_state_dir,
@@ -268,8 +270,8 @@ def token(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         secret = load_secret(s["secret-file"], s["state-dir"] or default_state_dir(), create=False)
     except SecretError as exc:
         raise StartupError(str(exc)) from None
-    print(
-        mint_token(
+    try:
+        signed = mint_token(
             secret,
             args.player,
             name=args.name,
@@ -278,7 +280,9 @@ def token(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
             ttl=ttl,
             admin=args.admin,
         )
-    )
+    except ValueError as exc:  # e.g. a player id with a control character
+        raise SettingError(f"--player: {exc}") from None
+    print(signed)
     return 0
 
 
@@ -349,11 +353,18 @@ def serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     phase = _Phase("--port", config.host, config.port)
     try:
         trio.run(_serve, config, registry, ssl_context, verifier, s, phase)
+    except TakeoverUnsupported as exc:  # the installed trio / trio-websocket do not fit
+        raise StartupError(str(exc)) from None
     except BaseExceptionGroup as group:
+        takeover, _ = group.split(TakeoverUnsupported)
+        if takeover is not None:
+            raise StartupError(str(_first_leaf(takeover))) from None
         match, _ = group.split(OSError)
         if match is None or not phase.flag:
             raise
-        raise StartupError(_listen_error(_first_leaf(match), phase)) from None
+        leaf = _first_leaf(match)
+        assert isinstance(leaf, OSError)
+        raise StartupError(_listen_error(leaf, phase)) from None
     except OSError as exc:
         if not phase.flag:
             raise
@@ -361,11 +372,10 @@ def serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     return 0
 
 
-def _first_leaf(group: BaseExceptionGroup[Any]) -> OSError:
+def _first_leaf(group: BaseExceptionGroup[Any]) -> BaseException:
     exc: BaseException = group
     while isinstance(exc, BaseExceptionGroup):
         exc = exc.exceptions[0]
-    assert isinstance(exc, OSError)
     return exc
 
 
@@ -464,17 +474,15 @@ async def _serve(
                     metrics_host,
                     metrics_port,
                     make_registry(server.stats, server.rooms),
-                    healthy=lambda: not server.load.overloaded,
+                    healthy=server.healthy,
+                    ready=server.ready,
                     admin=AdminAPI(server, verifier),
                 )
                 port = await nursery.start(start)
                 print(f"metrics on http://{metrics_host}:{port}/metrics", flush=True)
             phase.flag = ""
             print(f"listening on {server.url}", flush=True)
-            async for signum in signals:
-                log.info("received %s; shutting down", signal.Signals(signum).name)
-                await server.shutdown()
-                break
+            await run_until_stopped(server, signals, config.drain_timeout)
             nursery.cancel_scope.cancel()
 
 

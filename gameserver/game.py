@@ -20,7 +20,8 @@ Hooks run inside the tick (``Room.tick`` in ``gameserver/room.py``), in this ord
    ``on_input`` for each of its queued inputs in sequence order, then ``on_event`` for each of
    its queued events in arrival order. So a new player's ``on_join`` runs after the inputs and
    events of the players seated before it, and before its own.
-3. ``update(dt)``, once.
+3. ``on_shutdown(deadline)``, once, in the first tick after the server begins to drain.
+4. ``update(dt)``, once.
 
 Everything they change in ``self.state`` goes out in that tick's delta; events they send go out
 after it.
@@ -61,6 +62,8 @@ class RoomContext:
         self.tick_rate = tick_rate
         self.tick = 0
         self.players: dict[int, Player] = {}
+        #: the last tick before the server closes the room's players, once it is draining
+        self.shutdown_at: int | None = None
         self.random = random.Random(seed)
         self._outbox: list[tuple[int, str, bytes, int | None]] = []
 
@@ -112,6 +115,17 @@ class Game:
     def on_event(self, player: Player, name: str, data: bytes) -> None:
         """A room event from a player. By default it is relayed to everyone."""
         self.ctx.broadcast(name, data, sender=player.number)
+
+    def on_shutdown(self, deadline: int) -> None:
+        """The server is draining: it admits no new players, and at tick ``deadline`` it closes
+        everyone still here (1001, "come back later"). Called once, inside a tick.
+
+        ``deadline`` is a tick number, ``(deadline - self.ctx.tick) / self.ctx.tick_rate``
+        seconds from now (the server's ``drain_timeout``); it is also ``self.ctx.shutdown_at``.
+        The room keeps ticking for the players who stay, so this is the moment to end the
+        round early, announce it (``self.ctx.broadcast``) or save results. Players may leave
+        at any time; the server stops as soon as the last one has. By default nothing
+        happens."""
 
     def update(self, dt: float) -> None:
         """Advance the simulation by ``dt`` seconds."""

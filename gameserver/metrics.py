@@ -33,6 +33,8 @@ from prometheus_client.core import (
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
 
+from gameserver.logsafe import peer_text
+
 if TYPE_CHECKING:
     # type-only, so that gameserver.stats may import TickHistogram from here without a cycle
     from gameserver.stats import ServerStats
@@ -346,6 +348,7 @@ MAX_CONNECTIONS = 64
 
 _REASONS = {
     200: "OK",
+    202: "Accepted",
     401: "Unauthorized",
     403: "Forbidden",
     400: "Bad Request",
@@ -378,14 +381,18 @@ async def serve_metrics(
     collector_registry: CollectorRegistry,
     *,
     healthy: Callable[[], bool] = lambda: True,
+    ready: Callable[[], bool] | None = None,
     admin: AdminHandler | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve ``GET /metrics`` and ``GET /healthz`` over HTTP/1.1 on ``host:port`` until cancelled.
+    """Serve ``GET /metrics``, ``/healthz`` and ``/readyz`` over HTTP/1.1 on ``host:port``
+    until cancelled.
 
     ``port = await nursery.start(serve_metrics, host, port, registry)`` returns the bound port
     (useful with ``port=0``). One request per connection; the response closes it. ``/healthz``
-    answers 200 ``ok`` while ``healthy()`` is true, else 503. Other paths get 404, other
+    answers 200 ``ok`` while ``healthy()`` is true, else 503; ``/readyz`` the same with
+    ``ready()`` (default: ``healthy``), which a load balancer polls to know whether to send
+    new players (a draining server answers 503 to both). Other paths get 404, other
     methods 405, malformed requests 400, request heads over 8 KiB 431, and clients that take
     more than 5 s to send their request 408. Bad requests are logged at DEBUG, never with a
     traceback.
@@ -400,16 +407,21 @@ async def serve_metrics(
         del listeners[1:]
     bound_port: int = listeners[0].socket.getsockname()[1]
     limit = trio.Semaphore(MAX_CONNECTIONS)
-    handler = partial(_handle_connection, collector_registry, healthy, admin, limit)
+    checks = {"/healthz": healthy, "/readyz": ready if ready is not None else healthy}
+    handler = partial(_handle_connection, collector_registry, checks, admin, limit)
     async with trio.open_nursery() as nursery:
         await nursery.start(trio.serve_listeners, handler, listeners)
         log.info("metrics endpoint listening on port %d", bound_port)
         task_status.started(bound_port)
 
 
+#: the probe endpoints: path -> a check that is true when the answer is 200
+Checks = Mapping[str, Callable[[], bool]]
+
+
 async def _handle_connection(
     registry: CollectorRegistry,
-    healthy: Callable[[], bool],
+    checks: Checks,
     admin: AdminHandler | None,
     limit: trio.Semaphore,
     stream: trio.SocketStream,
@@ -421,7 +433,7 @@ async def _handle_connection(
         await trio.aclose_forcefully(stream)
         return
     try:
-        status, content_type, body = await _read_and_route(stream, registry, healthy, admin)
+        status, content_type, body = await _read_and_route(stream, registry, checks, admin)
         if status:
             await _respond(stream, status, content_type, body)
     except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -436,7 +448,7 @@ async def _handle_connection(
 async def _read_and_route(
     stream: trio.SocketStream,
     registry: CollectorRegistry,
-    healthy: Callable[[], bool],
+    checks: Checks,
     admin: AdminHandler | None = None,
 ) -> tuple[int, str, bytes]:
     """The response for the request on ``stream``, or status 0 for "just close"."""
@@ -452,7 +464,7 @@ async def _read_and_route(
             return 0, "", b""
         return 408, _TEXT, b"request timeout\n"
     except _BadRequest as exc:
-        log.debug("metrics endpoint: bad request: %s", exc)
+        log.debug("metrics endpoint: bad request: %s", peer_text(exc))
         return exc.status, _TEXT, f"{exc}\n".encode()
 
     if admin is not None and path.startswith("/admin/"):
@@ -465,13 +477,16 @@ async def _read_and_route(
         except Exception:
             log.exception("metrics endpoint: collecting the metrics failed")
             return 500, _TEXT, b"collecting the metrics failed\n"
-    if path == "/healthz":
+    check = checks.get(path)
+    if check is not None:
         try:
-            ok = healthy()
+            ok = check()
         except Exception as exc:
-            log.warning("metrics endpoint: the health check raised %r", exc)
+            log.warning("metrics endpoint: the %s check raised %r", path, exc)
             ok = False
-        return (200, _TEXT, b"ok\n") if ok else (503, _TEXT, b"unhealthy\n")
+        if ok:
+            return 200, _TEXT, b"ok\n"
+        return 503, _TEXT, b"unhealthy\n" if path == "/healthz" else b"not ready\n"
     return 404, _TEXT, b"not found\n"
 
 

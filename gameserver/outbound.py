@@ -7,7 +7,10 @@ player's writer task awaits writability, and until the backlog drains:
 - the tick's DELTA is skipped, and a "send a fresh SNAPSHOT here" marker is queued instead (once):
   a slow reader skips deltas and converges on a snapshot built when its path clears;
 - reliable messages (JOINED, room events) queue up to ``limit_bytes``; beyond that the player is
-  too slow to keep and is disconnected (4008).
+  too slow to keep and is disconnected (4008) at once: the message that does not fit cancels
+  the writer's wait for writability, so a player whose socket never drains (it does not read,
+  but keeps sending inputs, so it is never idle) is closed all the same. The events it could
+  not take are dropped with it; when it comes back it starts from a fresh SNAPSHOT.
 
 Memory per player is bounded by the kernel buffer, one backlog frame and ``limit_bytes``.
 """
@@ -46,6 +49,7 @@ class Outbound:
         self._overflow = False
         self._failed = False
         self._wake = trio.Event()
+        self._flushing: trio.CancelScope | None = None  # the writer's wait for the kernel
 
     @property
     def clear(self) -> bool:
@@ -96,6 +100,8 @@ class Outbound:
             self._write(frame)
         elif self.queued_bytes + len(frame) > self.limit_bytes:
             self._overflow = True
+            if self._flushing is not None:
+                self._flushing.cancel()  # the socket may never become writable again
             self._wake.set()
         else:
             self.queued_bytes += len(frame)
@@ -114,7 +120,10 @@ class Outbound:
                 if self._failed:
                     raise TransportClosed
                 if self.conn.backlog:
-                    await self.conn.flush()
+                    with trio.CancelScope() as self._flushing:
+                        await self.conn.flush()
+                    self._flushing = None
+                    continue  # check for an overflow first
                 if not queue:
                     break
                 frame = queue.popleft()

@@ -91,6 +91,7 @@ class Room:
         self._leaving: list[_Seat] = []
         self.acks: dict[int, int] = {}  # player number -> last applied input seq
         self._snapshot: tuple[int, bytes] | None = None
+        self._shutdown_pending = False
         # the initial state (e.g. spawned in __init__) is tick 0; it reaches players by snapshot
         self.ctx.state.encode_delta(0, (), False)
 
@@ -117,6 +118,13 @@ class Room:
         seat = self._seats.pop(number, None)
         if seat is not None and seat.active:
             self._leaving.append(seat)
+
+    def shutdown(self, ticks: int) -> None:
+        """The server is draining and closes the players in ``ticks`` ticks: the game's
+        ``on_shutdown`` runs in the next tick (once, however often this is called)."""
+        if self.ctx.shutdown_at is None:
+            self.ctx.shutdown_at = self.state_tick + max(1, ticks)
+            self._shutdown_pending = True
 
     # ------------------------------------------------------------ inputs
     def push_input(self, number: int, seq: int, codes: tuple[Code, ...]) -> bool:
@@ -180,6 +188,10 @@ class Room:
             while seat.events:
                 name, data = seat.events.popleft()
                 game.on_event(player, name, data)
+        if self._shutdown_pending:
+            self._shutdown_pending = False
+            assert ctx.shutdown_at is not None
+            game.on_shutdown(ctx.shutdown_at)
         game.update(self.dt)
         interval = self.config.checksum_interval
         delta = ctx.state.encode_delta(tick, ack_changes, interval > 0 and tick % interval == 0)

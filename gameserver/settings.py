@@ -22,8 +22,8 @@ from typing import Any
 
 import attrs
 
+from gameserver.config import ServerConfig
 from gameserver.game import MAX_TICK_RATE
-from gameserver.server import ServerConfig
 from shared.messages import Join
 from shared.protocol import MAX_NAME_BYTES, MAX_PLAYER_NAME_BYTES, MAX_TOKEN_BYTES
 
@@ -537,6 +537,16 @@ SERVE_SETTINGS: tuple[Setting, ...] = (
         0,
         1,
         note="0 = off",
+    ),
+    Setting(
+        "drain-timeout",
+        _F,
+        _d("drain_timeout"),
+        "seconds a drain (SIGTERM, POST /admin/drain) lets players stay before 1001",
+        "limits",
+        "drain_timeout",
+        0,
+        _DAY,
     ),
     Setting(
         "load-window",

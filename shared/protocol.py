@@ -57,3 +57,13 @@ class CloseCode(enum.IntEnum):
     REPLACED = 4009
     KICKED = 4010
     ROOM_CLOSED = 4011
+    DRAINING = 4012  # the server is draining (shutting down): it admits no new joins
+
+
+#: The ERROR message of a JOIN refused with 4012 because the server is draining. A client
+#: should connect again later (a load balancer sends it to another instance meanwhile).
+DRAINING_MESSAGE = "draining: the server is shutting down and admits no joins; come back later"
+#: The reason of the CLOSE 1001 (and of the close frame) that every player still seated gets
+#: when a drain ends: the server restarts or moves, so come back later. Stable: clients may
+#: compare it.
+RESTART_REASON = "server restarting; come back later"

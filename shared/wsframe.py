@@ -7,8 +7,11 @@ so RSV bits must be zero.
 
 ``FrameReader`` takes bytes with ``feed()`` and returns complete messages from ``next()`` as
 ``(opcode, payload)``: a data message reassembled from its fragments, or a control frame. Every
-violation raises :class:`FrameError` carrying the close code to use. A frame's declared length is
-checked against ``max_message_size`` as soon as its header arrives, so memory stays bounded.
+violation raises :class:`FrameError` carrying the close code to use (a length encoded in more
+bytes than it needs is one: 1002). A frame's declared length is checked against
+``max_message_size`` as soon as its header arrives, so memory stays bounded.
+
+``client_request`` and ``check_response`` are the client's side of the opening handshake.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+from collections.abc import Sequence
 
 from shared.errors import RemoteProtocolError
 
@@ -137,6 +141,8 @@ class FrameReader:
                 if avail < 4:
                     return None
                 length = int.from_bytes(buf[pos + 2 : pos + 4], "big")
+                if length < 126:
+                    raise FrameError("frame length not in the fewest bytes (RFC 6455 5.2)", 1002)
                 head = 4
             elif length == 127:
                 if avail < 10:
@@ -144,6 +150,8 @@ class FrameReader:
                 length = int.from_bytes(buf[pos + 2 : pos + 10], "big")
                 if length >> 63:
                     raise FrameError("frame length has its top bit set", 1002)
+                if length < 1 << 16:
+                    raise FrameError("frame length not in the fewest bytes (RFC 6455 5.2)", 1002)
                 head = 10
             masked = b1 & 0x80
             if masked:
@@ -222,17 +230,42 @@ def client_request(host: str, path: str, key: str, subprotocols: list[str]) -> b
     return ("\r\n".join(lines) + "\r\n\r\n").encode("ascii")
 
 
-def check_response(head: bytes, key: str) -> str | None:
-    """Validate a server's 101 response head (up to the blank line); returns the subprotocol."""
+def check_response(head: bytes, key: str, subprotocols: Sequence[str] = ()) -> str | None:
+    """Validate a server's 101 response head (up to the blank line), as RFC 6455 section 4.1
+    asks of a client; returns the subprotocol the server chose.
+
+    The status must be 101, ``Upgrade`` must be ``websocket`` and ``Connection`` must name
+    ``Upgrade`` (both case-insensitively), ``Sec-WebSocket-Accept`` must answer ``key``, no
+    extension may be named (none was offered), and the subprotocol must be one of
+    ``subprotocols``: when any were offered, the server must choose one of them."""
     lines = head.decode("latin-1").split("\r\n")
     status = lines[0].split(" ", 2)
     if len(status) < 2 or status[1] != "101":
         raise FrameError(f"handshake refused: {lines[0]!r}", 1002)
-    headers = {}
+    headers: dict[str, list[str]] = {}
     for line in lines[1:]:
         if ":" in line:
             name, value = line.split(":", 1)
-            headers[name.strip().lower()] = value.strip()
-    if headers.get("sec-websocket-accept") != accept_value(key):
+            headers.setdefault(name.strip().lower(), []).append(value.strip())
+
+    def one(name: str) -> str | None:
+        values = headers.get(name, [])
+        if len(values) > 1:
+            raise FrameError(f"more than one {name} header in the 101 response", 1002)
+        return values[0] if values else None
+
+    if (one("upgrade") or "").lower() != "websocket":
+        raise FrameError("the 101 response lacks 'Upgrade: websocket'", 1002)
+    tokens = [t.strip().lower() for v in headers.get("connection", []) for t in v.split(",")]
+    if "upgrade" not in tokens:
+        raise FrameError("the 101 response lacks 'Connection: Upgrade'", 1002)
+    if one("sec-websocket-accept") != accept_value(key):
         raise FrameError("bad Sec-WebSocket-Accept", 1002)
-    return headers.get("sec-websocket-protocol")
+    if headers.get("sec-websocket-extensions"):
+        raise FrameError("the server named an extension that was not offered", 1002)
+    chosen = one("sec-websocket-protocol")
+    if subprotocols and chosen not in subprotocols:
+        raise FrameError(f"the server chose the subprotocol {chosen!r}, not one offered", 1002)
+    if not subprotocols and chosen is not None:
+        raise FrameError(f"the server chose the subprotocol {chosen!r}; none was offered", 1002)
+    return chosen

@@ -207,6 +207,63 @@ def test_bad_claims(claims: dict[str, Any]) -> None:
     assert _failure(TokenVerifier([SECRET]), _raw(claims)) is AuthFailure.BAD_CLAIMS
 
 
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"exp": "9999999999"},  # a string that PyJWT would take as a number
+        {"exp": "soon"},
+        {"exp": True},
+        {"exp": None},
+        {"exp": [9999999999]},
+        {"exp": float("inf")},
+        {"exp": 10**400},
+        {"iat": "1700000000"},
+        {"iat": None},
+        {"nbf": "0"},
+        {"nbf": False},
+        {"nbf": time.time() + 3600},  # not valid yet
+        {"sub": 12},
+        {"sub": ["p1"]},
+        {"sub": "p1\r\nINFO admin ops closed room lobby"},  # a forged log line
+        {"sub": "p1\n"},
+        {"sub": "\x1b[31mred"},
+        {"sub": "line\u2028separator"},
+        {"sub": "nul\x00"},
+        {"name": ["x"]},
+        {"rooms": [["lobby"]]},
+        {"games": [1]},
+        {"admin": "true"},
+    ],
+    ids=repr,
+)
+def test_claims_of_the_wrong_type_are_bad_claims(claims: dict[str, Any]) -> None:
+    assert _failure(TokenVerifier([SECRET]), _raw(claims)) is AuthFailure.BAD_CLAIMS
+
+
+def test_time_claims_may_be_fractional_and_nbf_in_the_past_is_fine() -> None:
+    verifier = TokenVerifier([SECRET])
+    ident = verifier.verify(_raw({"exp": time.time() + 600.5, "iat": 1.5, "nbf": time.time()}))
+    assert ident.expires > time.time()
+    # nbf has the same leeway as exp
+    assert verifier.verify(_raw({"nbf": time.time() + LEEWAY_SECONDS - 1})).player_id == "p1"
+
+
+def test_a_string_exp_is_refused_even_when_it_is_in_the_past() -> None:
+    # bad claims, not "expired": the type is wrong whatever the value
+    assert _failure(TokenVerifier([SECRET]), _raw({"exp": "1"})) is AuthFailure.BAD_CLAIMS
+
+
+@pytest.mark.parametrize("player_id", ["a\nb", "a\rb", "tab\t", "\u2029", "x" * 129])
+def test_mint_refuses_a_player_id_that_is_not_printable(player_id: str) -> None:
+    with pytest.raises(ValueError, match="printable"):
+        mint_token(SECRET, player_id)
+
+
+def test_unicode_player_ids_are_fine() -> None:
+    token = mint_token(SECRET, "Zoë-玩家-🎮")
+    assert TokenVerifier([SECRET]).verify(token).player_id == "Zoë-玩家-🎮"
+
+
 @pytest.mark.parametrize("missing", ["exp", "sub"])
 def test_required_claims(missing: str) -> None:
     claims = {"sub": "p1", "exp": int(time.time()) + 600}

@@ -46,6 +46,7 @@ from shared.wsframe import (
     OP_PING,
     OP_PONG,
     OP_TEXT,
+    FrameError,
     FrameReader,
     binary_frame,
     close_payload,
@@ -323,6 +324,30 @@ def test_connection_reads_single_frames_split_frames_and_control_frames() -> Non
         assert conn.read_messages() == []
         assert conn.closed_by_peer == (4008, "too slow")
         assert conn.read_messages() == []
+    finally:
+        a.close()
+        b.close()
+
+
+def test_masking_keys_are_fresh_and_come_from_the_os_pool() -> None:
+    from clients.bots import lean
+
+    keys = {masked_frame(OP_BINARY, b"")[2:6] for _ in range(3000)}  # crosses a refill
+    assert len(keys) >= 2990  # 32 random bits each: a repeat or two at most
+    lean._mask_pool.clear()
+    before = masked_frame(OP_BINARY, b"")  # refills the pool from os.urandom
+    assert len(lean._mask_pool) == 1023 and before[2:6] not in keys
+
+
+def test_a_length_in_more_bytes_than_needed_is_refused_on_the_fast_path() -> None:
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    conn = LeanConnection(a, None)
+    try:
+        b.send(b"\x82\x7e\x00\x05hello")  # 5 bytes in the 16-bit length form
+        with pytest.raises(FrameError) as info:
+            conn.read_messages()
+        assert info.value.close_code == 1002
     finally:
         a.close()
         b.close()

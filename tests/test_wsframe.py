@@ -279,6 +279,29 @@ def test_64_bit_length_with_the_top_bit_set_is_1002() -> None:
     assert code_of(head, max_size=1 << 62) == 1002
 
 
+@pytest.mark.parametrize(
+    ("marker", "length"),
+    [(126, 0), (126, 125), (127, 0), (127, 125), (127, 126), (127, 65535)],
+)
+@pytest.mark.parametrize("require_mask", [True, False], ids=["server", "client"])
+def test_lengths_in_more_bytes_than_needed_are_1002(
+    marker: int, length: int, require_mask: bool
+) -> None:
+    """RFC 6455 5.2: "the minimal number of bytes MUST be used to encode the length"."""
+    size = 2 if marker == 126 else 8
+    head = bytes((0x82, (0x80 if require_mask else 0) | marker)) + length.to_bytes(size, "big")
+    data = head + (MASK if require_mask else b"") + b"x" * length
+    assert code_of(data, require_mask=require_mask) == 1002
+
+
+@pytest.mark.parametrize(("marker", "length"), [(126, 126), (126, 65535), (127, 65536)])
+def test_lengths_in_the_fewest_bytes_are_fine(marker: int, length: int) -> None:
+    size = 2 if marker == 126 else 8
+    head = bytes((0x82, 0x80 | marker)) + length.to_bytes(size, "big") + MASK
+    payload = b"p" * length
+    assert parse_all(head + unmask(payload, MASK)) == [(OP_BINARY, payload)]
+
+
 def test_errors_are_remote_protocol_errors() -> None:
     assert issubclass(FrameError, RemoteProtocolError)
 

@@ -349,7 +349,7 @@ class RawWS:
             assert chunk, f"closed during the handshake: {buf!r}"
             buf += chunk
         head, rest = buf.split(b"\r\n\r\n", 1)
-        assert check_response(head, key) == SUBPROTOCOL
+        assert check_response(head, key, [SUBPROTOCOL]) == SUBPROTOCOL
         ws = cls(stream)
         ws.reader.feed(rest)
         return ws

@@ -86,6 +86,11 @@ async def connect(
         subprotocols=list(subprotocols),
         message_queue_size=message_queue_size,
     )
+    # trio-websocket (wsproto) checks Upgrade, Connection, the accept value and that a chosen
+    # subprotocol was offered; a server that chose none is refused here
+    if subprotocols and ws.subprotocol not in subprotocols:
+        await ws.aclose()
+        raise JoinRefused(f"the server chose the subprotocol {ws.subprotocol!r}")
     await ws.send_message(Join(room, "", name, token, private=private).to_bytes())
     joined = parse_server_message(await ws.get_message())
     if not isinstance(joined, Joined):
