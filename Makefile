@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest bench clean
+.PHONY: run test lint typecheck pytest jstest bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,7 +26,22 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-test: lint typecheck pytest
+# The JavaScript SDK (clients/web): type-check with TypeScript, check its declarations build, and
+# run its tests with Node's runner (the integration tests start the server from $(VENV)).
+WEB := clients/web
+NODE_STAMP := $(WEB)/node_modules/.installed
+
+$(NODE_STAMP): $(WEB)/package.json $(WEB)/package-lock.json tools/ensure_node.sh
+	bash tools/ensure_node.sh
+	cd $(WEB) && npm ci --no-audit --no-fund
+	touch $@
+
+jstest: $(STAMP) $(NODE_STAMP)
+	cd $(WEB) && npx tsc --noEmit -p .
+	cd $(WEB) && out=$$(mktemp -d) && npx tsc -p tsconfig.types.json --outDir $$out && rm -rf $$out
+	cd $(WEB) && GAMESERVER_PYTHON=$(abspath $(BIN))/python node --test --test-reporter=spec test/*.test.js
+
+test: lint typecheck pytest jstest
 
 clean:
 	rm -rf $(VENV) *.egg-info

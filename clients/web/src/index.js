@@ -1,0 +1,66 @@
+// @gameserver/client: the browser and Node SDK for gameserver's gamesync.v1 protocol.
+//
+//   codec        wire.js, schema.js, messages.js   every message kind, both directions
+//   state        replica.js                        snapshots, deltas, checksums
+//   session      session.js                        connect(), inputs, acks, events, rejoin
+//   netcode      prediction.js, interpolation.js   client-side prediction, interpolation
+
+export * from './protocol.js';
+export * from './errors.js';
+export { Reader, Writer, crc32, decodeUtf8, fromHex, normalizeInt, roundHalfEven, toHex, utf8 } from './wire.js';
+export { EntityType, Field, FieldKind, FieldList, InputSchema, Schema, readCode, writeCode } from './schema.js';
+export {
+  dataText,
+  decodeClientMessage,
+  decodeServerMessage,
+  encodeClientMessage,
+  encodeEvent,
+  encodeInput,
+  encodeJoin,
+  encodeLeave,
+  encodeServerMessage,
+  maskBits,
+  peekDeltaTick,
+  readPatch,
+  readRecord,
+  writeRecord,
+} from './messages.js';
+export { Entity, Replica } from './replica.js';
+
+/** @typedef {import('./wire.js').Int} Int */
+/** @typedef {import('./schema.js').Code} Code */
+/** @typedef {import('./schema.js').Value} Value */
+/** @typedef {import('./schema.js').KindName} KindName */
+/** @typedef {import('./messages.js').Join} Join */
+/** @typedef {import('./messages.js').Input} Input */
+/** @typedef {import('./messages.js').Event} Event */
+/** @typedef {import('./messages.js').ClientMessage} ClientMessage */
+/** @typedef {import('./messages.js').Joined} Joined */
+/** @typedef {import('./messages.js').Snapshot} Snapshot */
+/** @typedef {import('./messages.js').Delta} Delta */
+/** @typedef {import('./messages.js').RoomEvent} RoomEvent */
+/** @typedef {import('./messages.js').ErrorMessage} ErrorMessage */
+/** @typedef {import('./messages.js').CloseMessage} CloseMessage */
+/** @typedef {import('./messages.js').ServerMessage} ServerMessage */
+/** @typedef {import('./messages.js').EntityRecord} EntityRecord */
+/** @typedef {import('./messages.js').EntityPatch} EntityPatch */
+/** @typedef {import('./messages.js').Acks} Acks */
+/** @typedef {import('./protocol.js').CloseInfo} CloseInfo */
+/** @typedef {import('./protocol.js').CloseAdvice} CloseAdvice */
+export { Predictor, codeDistance } from './prediction.js';
+export { Interpolator } from './interpolation.js';
+export { Emitter } from './emitter.js';
+export { Session, connect } from './session.js';
+/** @typedef {import('./prediction.js').PredictFn} PredictFn */
+/** @typedef {import('./prediction.js').PredictorOptions} PredictorOptions */
+/** @typedef {import('./interpolation.js').InterpolatorOptions} InterpolatorOptions */
+/** @typedef {import('./interpolation.js').DrawnEntity} DrawnEntity */
+/** @typedef {import('./session_types.js').ConnectOptions} ConnectOptions */
+/** @typedef {import('./session_types.js').WebSocketLike} WebSocketLike */
+/** @typedef {import('./session_types.js').WebSocketConstructor} WebSocketConstructor */
+/** @typedef {import('./session_types.js').JoinInfo} JoinInfo */
+/** @typedef {import('./session_types.js').StateInfo} StateInfo */
+/** @typedef {import('./session_types.js').RoomEventInfo} RoomEventInfo */
+/** @typedef {import('./session_types.js').DesyncInfo} DesyncInfo */
+/** @typedef {import('./session_types.js').SessionEvents} SessionEvents */
+/** @typedef {import('./session_types.js').View} View */

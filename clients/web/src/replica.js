@@ -1,0 +1,252 @@
+// The client's copy of a room's state, rebuilt from one SNAPSHOT and then DELTAs, with the
+// server's checksums verified (docs/protocol.md, "State sync" and "Checksum"; shared/replica.py).
+
+import { DesyncError, RemoteProtocolError } from './errors.js';
+import { decodeServerMessage, maskBits } from './messages.js';
+import { EntityType, Schema } from './schema.js';
+import { Writer, crc32, normalizeInt } from './wire.js';
+
+/** @typedef {import('./wire.js').Int} Int */
+/** @typedef {import('./schema.js').Code} Code */
+/** @typedef {import('./schema.js').Value} Value */
+/** @typedef {import('./messages.js').Snapshot} Snapshot */
+/** @typedef {import('./messages.js').Delta} Delta */
+/** @typedef {import('./messages.js').EntityRecord} EntityRecord */
+
+/**
+ * One entity of the replica: an id, a type and one wire code per field. `get(name)` and
+ * `values()` give game values (floats dequantized); `V` types them when the game says so.
+ * @template {Record<string, Value>} [V=Record<string, any>]
+ */
+export class Entity {
+  /**
+   * @param {Int} id
+   * @param {EntityType} type
+   * @param {Code[]} codes
+   */
+  constructor(id, type, codes) {
+    /** @readonly */ this.id = id;
+    /** @readonly */ this.type = type;
+    /** the wire codes, in field order (what checksums cover) */
+    this.codes = codes;
+  }
+
+  /** The type's name, e.g. `player`. */
+  get typeName() {
+    return this.type.name;
+  }
+
+  /**
+   * One field's game value.
+   * @template {keyof V & string} K
+   * @param {K} name
+   * @returns {V[K]}
+   */
+  get(name) {
+    const i = this.type.index.get(name);
+    if (i === undefined) throw new RangeError(`${this.type.name} has no field ${JSON.stringify(name)}`);
+    return /** @type {V[K]} */ (this.type.fields[i].toValue(this.codes[i]));
+  }
+
+  /**
+   * One field's wire code.
+   * @param {keyof V & string} name
+   */
+  code(name) {
+    const i = this.type.index.get(name);
+    if (i === undefined) throw new RangeError(`${this.type.name} has no field ${JSON.stringify(name)}`);
+    return this.codes[i];
+  }
+
+  /**
+   * Every field's game value, by name (a new object).
+   * @returns {V}
+   */
+  values() {
+    return /** @type {V} */ (this.type.valuesFor(this.codes));
+  }
+}
+
+/**
+ * @param {Int} a
+ * @param {Int} b
+ * @returns {Int}
+ */
+function addInt(a, b) {
+  if (typeof a === 'number' && typeof b === 'number') {
+    const s = a + b;
+    if (Number.isSafeInteger(s)) return s;
+  }
+  return normalizeInt(BigInt(a) + BigInt(b));
+}
+
+/**
+ * Applies snapshots and deltas, tracks input acks, and checks the server's checksums.
+ * `T` maps type names to their value shapes, for typed `ofType()` results.
+ * @template {Record<string, Record<string, Value>>} [T=Record<string, Record<string, any>>]
+ */
+export class Replica {
+  /** @param {Schema} schema */
+  constructor(schema) {
+    /** @readonly */ this.schema = schema;
+    /** @type {Map<Int, Entity>} id -> entity */
+    this.entities = new Map();
+    /** the tick of the state held; -1 before the first snapshot */
+    this.tick = -1;
+    /** @type {Map<Int, Int>} player -> last applied input seq */
+    this.acks = new Map();
+    /** checksums verified */
+    this.checks = 0;
+    /** @type {Int} */
+    this._maxId = 0;
+    this._ascending = true; // the Map's order is ascending id order (ids only grow, normally)
+    this._scratch = new Writer(1024);
+    /** @type {(id: Int) => EntityType} */
+    this.typeOf = (id) => {
+      const e = this.entities.get(id);
+      if (e === undefined) throw new DesyncError(`delta patches entity ${id}, which the replica lacks`);
+      return e.type;
+    };
+  }
+
+  /**
+   * @param {Int} id
+   * @returns {Entity | undefined}
+   */
+  get(id) {
+    return this.entities.get(id);
+  }
+
+  /**
+   * The entities of one type, in id order.
+   * @template {string} K
+   * @param {K} name
+   * @returns {Array<Entity<K extends keyof T ? T[K] : Record<string, any>>>}
+   */
+  ofType(name) {
+    const etype = this.schema.byName.get(name);
+    const out = [];
+    if (etype) for (const e of this.entities.values()) if (e.type === etype) out.push(e);
+    return /** @type {any} */ (out);
+  }
+
+  /**
+   * @param {EntityRecord} rec
+   */
+  _insert(rec) {
+    const id = rec.id;
+    if (id <= this._maxId) this._ascending = false;
+    else this._maxId = id;
+    this.entities.set(id, new Entity(id, this.schema.typeFor(rec.typeId), rec.codes.slice()));
+  }
+
+  /** CRC-32 over every entity's full record in ascending id order (0 with no entities). */
+  checksum() {
+    const w = this._scratch.reset();
+    let ents = this.entities.values();
+    if (!this._ascending) {
+      const ids = [...this.entities.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+      ents = ids.map((id) => /** @type {Entity} */ (this.entities.get(id))).values();
+      this._ascending = true;
+    }
+    for (const e of ents) {
+      w.varint(e.id);
+      w.varint(e.type.typeId);
+      e.type.writeCodes(w, e.codes);
+    }
+    return crc32(w.buf, 0, w.pos);
+  }
+
+  /**
+   * A SNAPSHOT replaces everything. Throws DesyncError if its checksum does not match.
+   * @param {Snapshot} snap
+   * @param {boolean} [verify]
+   */
+  applySnapshot(snap, verify = true) {
+    this.entities = new Map();
+    this._maxId = 0;
+    this._ascending = true;
+    for (const rec of snap.entities) {
+      if (this.entities.has(rec.id)) throw new DesyncError(`snapshot holds entity ${rec.id} twice`);
+      this._insert(rec);
+    }
+    if (!this._ascending) this._rebuildOrder();
+    this.tick = typeof snap.tick === 'number' ? snap.tick : -1;
+    this.acks = new Map(snap.acks);
+    if (verify) this._verify(snap.checksum);
+  }
+
+  _rebuildOrder() {
+    const ids = [...this.entities.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    const old = this.entities;
+    this.entities = new Map(ids.map((id) => [id, /** @type {Entity} */ (old.get(id))]));
+    this._ascending = true;
+  }
+
+  /**
+   * A DELTA turns the state of tick T into that of T + 1: created, changed, removed, acks,
+   * tick, then the checksum if present. Throws DesyncError for a wrong tick, an unknown or
+   * repeated entity, or a checksum mismatch (the replica must then be rebuilt).
+   * @param {Delta} delta
+   * @param {boolean} [verify]
+   */
+  applyDelta(delta, verify = true) {
+    if (this.tick < 0) throw new DesyncError('delta before any snapshot');
+    if (delta.tick !== this.tick + 1) throw new DesyncError(`delta for tick ${delta.tick} after tick ${this.tick}`);
+    const ents = this.entities;
+    for (const rec of delta.created) {
+      if (ents.has(rec.id)) throw new DesyncError(`delta creates entity ${rec.id}, which exists`);
+      this._insert(rec);
+    }
+    const changed = delta.changed;
+    for (let k = 0; k < changed.length; k++) {
+      const p = changed[k];
+      const e = ents.get(p.id);
+      if (e === undefined) throw new DesyncError(`delta patches entity ${p.id}, which the replica lacks`);
+      const codes = e.codes;
+      const pc = p.codes;
+      let m = p.mask;
+      if (typeof m === 'number' && m <= 0xffffffff) {
+        for (let i = 0, j = 0; m !== 0; i++, m >>>= 1) if (m & 1) codes[i] = pc[j++];
+      } else {
+        maskBits(m).forEach((i, j) => {
+          codes[i] = pc[j];
+        });
+      }
+    }
+    for (const id of delta.removed) {
+      if (!ents.delete(id)) throw new DesyncError(`delta removes entity ${id}, which the replica lacks`);
+    }
+    const acks = this.acks;
+    for (const [player, inc] of delta.acks) {
+      if (inc === 0) acks.delete(player);
+      else acks.set(player, addInt(acks.get(player) ?? 0, inc));
+    }
+    this.tick = delta.tick;
+    if (verify && delta.checksum !== null) this._verify(delta.checksum);
+  }
+
+  /**
+   * Decode one SNAPSHOT or DELTA and apply it; returns the decoded message.
+   * @param {Uint8Array} bytes
+   * @param {boolean} [verify]
+   * @returns {Snapshot | Delta}
+   */
+  applyBytes(bytes, verify = true) {
+    const msg = decodeServerMessage(bytes, this.schema, this.typeOf);
+    if (msg.kind === 'DELTA') this.applyDelta(msg, verify);
+    else if (msg.kind === 'SNAPSHOT') this.applySnapshot(msg, verify);
+    else throw new RemoteProtocolError(`not a state message: ${msg.kind}`, 1002);
+    return msg;
+  }
+
+  /** @param {number} expected */
+  _verify(expected) {
+    const got = this.checksum();
+    this.checks += 1;
+    if (got !== expected) {
+      const hex = (/** @type {number} */ n) => n.toString(16).padStart(8, '0');
+      throw new DesyncError(`checksum mismatch at tick ${this.tick}: ${hex(got)} != ${hex(expected)}`);
+    }
+  }
+}
