@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest jstest bench clean
+.PHONY: run test lint typecheck pytest jstest browsertest webkittest bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/gameserver serve $(ARGS)
+	$(BIN)/gameserver serve --guest-tokens $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -41,7 +41,18 @@ jstest: $(STAMP) $(NODE_STAMP)
 	cd $(WEB) && out=$$(mktemp -d) && npx tsc -p tsconfig.types.json --outDir $$out && rm -rf $$out
 	cd $(WEB) && GAMESERVER_PYTHON=$(abspath $(BIN))/python node --test --test-reporter=spec test/*.test.js
 
-test: lint typecheck pytest jstest
+# The demo in headless Chromium and Firefox (system packages, installed when missing), each
+# against a real server with bots; screenshots in $(WEB)/test/artifacts/.
+browsertest: $(STAMP) $(NODE_STAMP)
+	bash tools/ensure_browsers.sh
+	cd $(WEB) && GAMESERVER_PYTHON=$(abspath $(BIN))/python node --test --test-concurrency=1 --test-reporter=spec test/browser/demo.test.js
+
+# WebKit (WebKitGTK's MiniBrowser under Xvfb) is not part of `make test`: it needs
+# `apt-get install webkit2gtk-driver xvfb`, and skips with a reason when they are missing.
+webkittest: $(STAMP) $(NODE_STAMP)
+	cd $(WEB) && GAMESERVER_PYTHON=$(abspath $(BIN))/python node --test --test-reporter=spec test/browser/webkit.test.js
+
+test: lint typecheck pytest jstest browsertest
 
 clean:
 	rm -rf $(VENV) *.egg-info

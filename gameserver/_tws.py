@@ -6,19 +6,22 @@ per-connection reader task and message queue, and its awaited ``send_message``, 
 per message over TLS, which would cap a server near 200 players. So after the handshake the
 server takes the connection over, using only trio-websocket's public API and classes of ours:
 
-1. :class:`HandshakeStream` is the ``trio.abc.Stream`` that trio-websocket's handshake runs
-   over. It is ours: TLS is an ``ssl.SSLObject`` over two ``ssl.MemoryBIO`` s on the accepted
-   socket, which we own (``trio.socket.SocketType.detach``). It hands trio-websocket the
+1. :class:`~gameserver._handshake_stream.HandshakeStream` is the ``trio.abc.Stream`` that
+   trio-websocket's handshake runs over. It is ours: TLS is an ``ssl.SSLObject`` over two
+   ``ssl.MemoryBIO`` s on the accepted socket, which we own. It hands trio-websocket the
    request head and nothing after it: bytes that came in the same read (a JOIN sent together
    with the upgrade request) stay in our buffer, and once the head is out its
    ``receive_some`` just waits, so trio-websocket's reader (started by the public
    ``wrap_server_stream`` in a nursery we own) is idle there when we cancel it.
-2. :func:`receive_request` runs the TLS handshake and ``wrap_server_stream`` under one
-   deadline; a handshake that fails (TLS garbage, a request wsproto refuses with its own 400)
-   closes our stream or sees its end, which ends the wait at once.
-3. :meth:`HandshakeStream.accept` lets trio-websocket write the 101 (``WebSocketRequest.accept``)
-   and builds a :class:`FastConnection` from our own stream's state: the socket, the TLS
-   object and its BIOs, and the bytes read after the head.
+2. :func:`receive_request` runs the TLS handshake, reads the request head ahead, and, for a
+   WebSocket upgrade, ``wrap_server_stream``, all under one deadline; a handshake that fails
+   (TLS garbage, a request wsproto refuses with its own 400) closes our stream or sees its
+   end, which ends the wait at once. A request that asks for no upgrade at all (a browser
+   fetching the web demo) never reaches trio-websocket: it comes back as a
+   :class:`PlainRequest`, which the server answers itself (``gameserver.web``).
+3. :meth:`UpgradeRequest.accept` lets trio-websocket write the 101
+   (``WebSocketRequest.accept``) and builds a :class:`FastConnection` from our own stream's
+   state: the socket, the TLS object and its BIOs, and the bytes read after the head.
 
 :class:`FastConnection` does synchronous I/O: ``write()`` frames, encrypts and calls ``send()``
 without awaiting; ``read_available()`` calls ``recv()`` without awaiting. Only a full kernel
@@ -33,7 +36,6 @@ What this relies on from trio and trio-websocket is listed, and checked at serve
 
 from __future__ import annotations
 
-import re
 import socket
 import ssl
 from collections.abc import Iterator
@@ -42,6 +44,14 @@ import trio
 import trio_websocket
 from trio_websocket import ConnectionClosed, WebSocketRequest
 
+from gameserver._handshake_stream import (
+    MAX_HEAD_BYTES,
+    READ_CHUNK,
+    HandshakeStream,
+    TransportClosed,
+    close_socket,
+)
+from gameserver.http_static import BadRequest, HttpRequest
 from shared.wsframe import (
     OP_CLOSE,
     OP_PING,
@@ -53,23 +63,17 @@ from shared.wsframe import (
     parse_close,
 )
 
-READ_CHUNK = 65536
-#: the request head is kept (for :mod:`gameserver.handshake`) up to this many bytes; h11 refuses
-#: longer heads itself (its limit is 16 KiB)
-MAX_HEAD_BYTES = 16 * 1024
-# the end of an HTTP head as h11 finds it (it accepts bare LF line ends)
-_HEAD_END = re.compile(rb"\n\r?\n")
-
-
-class TransportClosed(Exception):
-    """The TCP connection is gone (EOF, reset, or a TLS failure)."""
-
-
-def _close_socket(sock: socket.socket) -> None:
-    """Close a socket we own; trio is told first, so any task waiting on it wakes up."""
-    if sock.fileno() != -1:
-        trio.lowlevel.notify_closing(sock)
-        sock.close()
+__all__ = [
+    "MAX_HEAD_BYTES",
+    "READ_CHUNK",
+    "FastConnection",
+    "HandshakeStream",
+    "PlainRequest",
+    "TransportClosed",
+    "UpgradeRequest",
+    "close_stream",
+    "receive_request",
+]
 
 
 async def close_stream(stream: trio.abc.Stream) -> None:
@@ -82,229 +86,26 @@ async def close_stream(stream: trio.abc.Stream) -> None:
             pass
 
 
-class HandshakeStream(trio.abc.Stream):
-    """The stream trio-websocket's opening handshake runs over (see the module docstring).
-
-    It owns the socket: closing it, or the :class:`FastConnection` made from it, closes the
-    connection. Until the head of the request has been handed out, ``receive_some`` reads and
-    decrypts; after it, ``receive_some`` waits until cancelled and reads nothing more."""
-
-    def __init__(self, sock: socket.socket, ssl_context: ssl.SSLContext | None) -> None:
-        sock.setblocking(False)
-        self.sock = sock
-        self._incoming = ssl.MemoryBIO()
-        self._outgoing = ssl.MemoryBIO()
-        self._ssl: ssl.SSLObject | None = None
-        if ssl_context is not None:
-            self._ssl = ssl_context.wrap_bio(self._incoming, self._outgoing, server_side=True)
-        self._unsent = bytearray()  # encrypted bytes the kernel has not taken yet
-        self._plain = bytearray()  # decrypted bytes not handed to trio-websocket
-        self._head = bytearray()  # the request head as handed out (at most MAX_HEAD_BYTES)
-        self._tail = b""  # the last two bytes handed out: a head's end may span two reads
-        self.head_complete = False
-        #: tasks waiting in ``receive_some`` after the head (trio-websocket's reader, until it
-        #: is cancelled; the start-up check makes sure it is)
-        self.parked = 0
-        #: set on EOF, a broken transport or a close: no request will come any more
-        self.ended = trio.Event()
-        self.closed = False
-        self._taken = False
-
-    @classmethod
-    def over(cls, stream: trio.SocketStream, ssl_context: ssl.SSLContext | None) -> HandshakeStream:
-        """Take the socket of an accepted ``trio.SocketStream`` (which is left closed)."""
-        return cls(socket.socket(fileno=stream.socket.detach()), ssl_context)
-
-    @property
-    def head(self) -> bytes:
-        """The request head handed to trio-websocket, up to its blank line."""
-        return bytes(self._head)
-
-    # ------------------------------------------------------------ TLS
-    async def tls_handshake(self) -> None:
-        """Raises trio.BrokenResourceError if the peer does not complete a TLS handshake."""
-        sslobj = self._ssl
-        if sslobj is None:
-            return
-        while True:
-            try:
-                sslobj.do_handshake()
-                break
-            except ssl.SSLWantReadError:
-                self._unsent += self._outgoing.read()
-                await self._flush()
-                raw = await self._recv_raw()
-                if not raw:
-                    raise trio.BrokenResourceError("EOF during the TLS handshake") from None
-                self._incoming.write(raw)
-            except ssl.SSLError as exc:
-                self._unsent += self._outgoing.read()  # a TLS alert, if any: sent if it fits
-                self._send_now()
-                raise trio.BrokenResourceError(f"TLS handshake failed: {exc}") from None
-        self._unsent += self._outgoing.read()  # e.g. TLS 1.3 session tickets
-        self._send_now()
-
-    # ------------------------------------------------------------ raw I/O
-    def _send_now(self) -> None:
-        """Send what the kernel takes now, without awaiting (errors are left for later)."""
-        try:
-            sent = self.sock.send(self._unsent) if self._unsent else 0
-        except OSError:
-            return
-        del self._unsent[:sent]
-
-    async def _flush(self) -> None:
-        while self._unsent:
-            try:
-                sent = self.sock.send(self._unsent)
-            except BlockingIOError:
-                await trio.lowlevel.wait_writable(self.sock)
-                continue
-            except OSError as exc:
-                raise trio.BrokenResourceError(str(exc)) from None
-            del self._unsent[:sent]
-
-    async def _recv_raw(self) -> bytes:
-        while True:
-            try:
-                return self.sock.recv(READ_CHUNK)
-            except BlockingIOError:
-                await trio.lowlevel.wait_readable(self.sock)
-            except OSError as exc:
-                raise trio.BrokenResourceError(str(exc)) from None
-
-    async def _receive_plain(self) -> bytes:
-        """Some decrypted bytes; b"" at EOF. Raises trio.BrokenResourceError."""
-        sslobj = self._ssl
-        while True:
-            if sslobj is not None:
-                try:
-                    return sslobj.read(READ_CHUNK)
-                except ssl.SSLWantReadError:
-                    pass
-                except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
-                    return b""  # EOF, with or without close_notify (as https_compatible)
-                except ssl.SSLError as exc:
-                    raise trio.BrokenResourceError(str(exc)) from None
-                self._unsent += self._outgoing.read()
-                self._send_now()
-            raw = await self._recv_raw()
-            if sslobj is None:
-                return raw
-            if raw:
-                self._incoming.write(raw)
-            else:
-                self._incoming.write_eof()
-
-    def _decrypt_buffered(self) -> None:
-        """Move what the TLS layer has buffered into ``_plain`` (at the takeover)."""
-        sslobj = self._ssl
-        if sslobj is None:
-            return
-        while True:
-            try:
-                data = sslobj.read(READ_CHUNK)
-            except (ssl.SSLWantReadError, ssl.SSLZeroReturnError, ssl.SSLEOFError):
-                return
-            except ssl.SSLError:
-                return  # FastConnection meets the same error on its first read
-            if not data:
-                return
-            self._plain += data
-
-    # ------------------------------------------------------------ trio.abc.Stream
-    async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        await trio.lowlevel.checkpoint()
-        if self.closed or self._taken:
-            raise trio.ClosedResourceError
-        if self.head_complete:
-            # what follows the head belongs to the FastConnection: trio-websocket's reader
-            # waits here until receive_request cancels it
-            self.parked += 1
-            try:
-                await trio.sleep_forever()
-            finally:
-                self.parked -= 1
-        if not self._plain:
-            data = await self._receive_plain()
-            if not data:
-                self.ended.set()
-                return b""
-            self._plain += data
-        n = len(self._plain) if max_bytes is None else min(max_bytes, len(self._plain))
-        tail = self._tail
-        end = _HEAD_END.search(tail + self._plain[:n])
-        if end is not None:
-            n = end.end() - len(tail)
-            self.head_complete = True
-        out = bytes(self._plain[:n])
-        del self._plain[:n]
-        self._tail = (tail + out)[-2:]
-        room = MAX_HEAD_BYTES - len(self._head)
-        if room > 0:
-            self._head += out[:room]
-        return out
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await trio.lowlevel.checkpoint()
-        if self.closed or self._taken:
-            raise trio.ClosedResourceError
-        if self._ssl is None:
-            self._unsent += data
-        else:
-            try:
-                self._ssl.write(data)
-            except ssl.SSLError as exc:
-                raise trio.BrokenResourceError(str(exc)) from None
-            self._unsent += self._outgoing.read()
-        await self._flush()
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await trio.lowlevel.wait_writable(self.sock)
-
-    async def aclose(self) -> None:
-        self.close()
-        await trio.lowlevel.checkpoint()
-
-    def close(self) -> None:
-        """Close the connection now (unless a FastConnection has taken it over)."""
-        if not self._taken:
-            _close_socket(self.sock)
-        self.closed = True
-        self.ended.set()
-
-    # ------------------------------------------------------------ the takeover
-    def take_over(self, max_message_size: int) -> FastConnection:
-        """The FastConnection that carries on from here; this stream is done with.
-
-        Bytes that arrived after the request head (a JOIN sent with the upgrade request) wait
-        in its frame reader, and count towards its ``bytes_in``."""
-        if self.closed or self._taken:
-            raise TransportClosed
-        self._decrypt_buffered()
-        self._taken = True
-        conn = FastConnection(
-            self.sock,
-            self._ssl,
-            self._incoming,
-            self._outgoing,
-            pending=bytes(self._unsent),
-            max_message_size=max_message_size,
-        )
-        if self._plain:
-            conn.bytes_in = len(self._plain)
-            conn.reader.feed(bytes(self._plain))
-        self._plain.clear()
-        self._unsent.clear()
-        return conn
+def _local_address(sock: socket.socket) -> tuple[str, int]:
+    try:
+        address = sock.getsockname()
+        return str(address[0]), int(address[1])
+    except (OSError, IndexError, TypeError):
+        return "", 0
 
 
 class UpgradeRequest:
     """A WebSocket upgrade request that trio-websocket has parsed, not yet answered."""
 
-    def __init__(self, stream: HandshakeStream, request: WebSocketRequest) -> None:
+    def __init__(
+        self, stream: HandshakeStream, request: WebSocketRequest, http: HttpRequest | None = None
+    ) -> None:
         self.stream = stream
         self.request = request
+        #: the head as our own parser read it (None if only h11 could parse it)
+        self.http = http
+        #: the address and port the connection came in on
+        self.local = _local_address(stream.sock)
 
     @property
     def head(self) -> bytes:
@@ -318,10 +119,15 @@ class UpgradeRequest:
         return list(self.request.headers)
 
     @property
+    def host(self) -> str | None:
+        """The Host header (exactly one), or None."""
+        return None if self.http is None else self.http.header("host")
+
+    @property
     def proposed_subprotocols(self) -> tuple[str, ...]:
         return tuple(self.request.proposed_subprotocols)
 
-    async def accept(self, subprotocol: str, max_message_size: int) -> FastConnection:
+    async def accept(self, subprotocol: str | None, max_message_size: int) -> FastConnection:
         """Write the 101 response and take the connection over. Raises TransportClosed."""
         try:
             await self.request.accept(subprotocol=subprotocol)
@@ -331,21 +137,54 @@ class UpgradeRequest:
         except BaseException:
             self.stream.close()
             raise
-        return self.stream.take_over(max_message_size)
+        return FastConnection.taking_over(self.stream, max_message_size)
 
-    async def reject(self, status: int, body: str, timeout: float) -> None:
+    async def reject(
+        self,
+        status: int,
+        body: str,
+        timeout: float,
+        extra_headers: list[tuple[bytes, bytes]] | None = None,
+    ) -> None:
         """Answer with an HTTP error and a short text body, then close the connection."""
+        headers = [(b"Content-Type", b"text/plain; charset=utf-8"), *(extra_headers or [])]
         try:
             with trio.move_on_after(timeout):
-                await self.request.reject(
-                    status,
-                    extra_headers=[(b"Content-Type", b"text/plain; charset=utf-8")],
-                    body=body.encode(),
-                )
+                await self.request.reject(status, extra_headers=headers, body=body.encode())
         except ConnectionClosed:
             pass
         finally:
             self.stream.close()
+
+    def close(self) -> None:
+        self.stream.close()
+
+
+class PlainRequest:
+    """An HTTP request that asks for no upgrade (the web demo's files, a guest token), read by
+    our own parser; trio-websocket never sees it. One request per connection."""
+
+    def __init__(self, stream: HandshakeStream, http: HttpRequest, head_length: int) -> None:
+        self.stream = stream
+        self.http = http
+        self.head = stream.consume(head_length)
+        #: the address and port the connection came in on
+        self.local = _local_address(stream.sock)
+
+    async def read_body(self, length: int) -> bytes | None:
+        """The request body of ``length`` bytes (bounded by the caller), or None if the peer
+        closes first. Raises trio.BrokenResourceError."""
+        return await self.stream.read_exactly(length)
+
+    async def respond(self, data: bytes, timeout: float, linger: float = 1.0) -> None:
+        """Write the response (within ``timeout``), then close the connection."""
+        try:
+            with trio.move_on_after(timeout):
+                await self.stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self.stream.close()
+            return
+        await self.stream.finish(linger)
 
     def close(self) -> None:
         self.stream.close()
@@ -357,25 +196,40 @@ async def receive_request(
     *,
     max_message_size: int,
     deadline: float,
-) -> UpgradeRequest | None:
-    """TLS (if ``ssl_context``), then the upgrade request, read by trio-websocket.
+) -> UpgradeRequest | PlainRequest | None:
+    """TLS (if ``ssl_context``), then the request: an upgrade request, read by trio-websocket,
+    or a plain HTTP request (no ``Upgrade`` header), read by us alone.
 
-    ``stream`` is an accepted ``trio.SocketStream``; its socket is taken over. trio-websocket's
-    reader runs in a nursery we own and is cancelled once the request is in (it then waits in
-    our ``receive_some``). A handshake that fails (TLS garbage, non-HTTP bytes: the reader gives
-    up or answers 400 itself) ends at once instead of at the deadline. Returns None, with the
-    connection closed, if no request arrived by ``deadline``."""
+    ``stream`` is an accepted ``trio.SocketStream``; its socket is taken over. The request head
+    is read ahead (at most MAX_HEAD_BYTES) and parsed; if it asks for no upgrade it comes back
+    as a :class:`PlainRequest`. Anything else (an upgrade, or a head our parser cannot read) goes
+    to trio-websocket, whose reader runs in a nursery we own and is cancelled once the request is
+    in (it then waits in our ``receive_some``). A handshake that fails (TLS garbage, non-HTTP
+    bytes: the reader gives up or answers 400 itself) ends at once instead of at the deadline.
+    Returns None, with the connection closed, if no request arrived by ``deadline``."""
     if not isinstance(stream, trio.SocketStream):
         raise TypeError(f"receive_request needs a trio.SocketStream, not {type(stream)!r}")
     hs = HandshakeStream.over(stream, ssl_context)
     request: WebSocketRequest | None = None
+    http: HttpRequest | None = None
     try:
         with trio.move_on_at(deadline):
             try:
                 await hs.tls_handshake()
+                head = await hs.read_head()
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 hs.close()
                 return None
+            if hs.eof_seen:
+                hs.close()
+                return None
+            if head is not None:
+                try:
+                    http = HttpRequest.from_head(head)
+                except BadRequest:
+                    pass  # trio-websocket (h11) answers it with its own 400
+                if http is not None and not http.is_upgrade:
+                    return PlainRequest(hs, http, len(head))
             async with trio.open_nursery() as nursery:
 
                 async def watch() -> None:
@@ -393,7 +247,7 @@ async def receive_request(
     if request is None or hs.closed or not hs.head_complete:
         hs.close()
         return None
-    return UpgradeRequest(hs, request)
+    return UpgradeRequest(hs, request, http)
 
 
 class FastConnection:
@@ -427,6 +281,26 @@ class FastConnection:
         self.pong_due: bytes | None = None
         if pending:
             self._send_raw(pending)
+
+    @classmethod
+    def taking_over(cls, stream: HandshakeStream, max_message_size: int) -> FastConnection:
+        """The connection that carries on from a handshake stream, which is done with.
+
+        Bytes that arrived after the request head (a JOIN sent with the upgrade request) wait
+        in its frame reader, and count towards its ``bytes_in``."""
+        released = stream.release()
+        conn = cls(
+            released.sock,
+            released.ssl_object,
+            released.incoming,
+            released.outgoing,
+            pending=released.unsent,
+            max_message_size=max_message_size,
+        )
+        if released.plain:
+            conn.bytes_in = len(released.plain)
+            conn.reader.feed(released.plain)
+        return conn
 
     # ------------------------------------------------------------ properties
     @property
@@ -593,5 +467,5 @@ class FastConnection:
 
     def close(self) -> None:
         """Close the socket now (trio is told, so any task waiting on it wakes up)."""
-        _close_socket(self._sock)
+        close_socket(self._sock)
         self.closed = True

@@ -142,7 +142,7 @@ async def _accepted_handshake(problems: list[str]) -> None:
     deadline = trio.current_time() + CHECK_TIMEOUT
     try:
         upgrade = await _tws.receive_request(stream, None, max_message_size=1024, deadline=deadline)
-        if upgrade is None:
+        if not isinstance(upgrade, _tws.UpgradeRequest):
             problems.append("wrap_server_stream returned no request for a valid upgrade")
             return
         if upgrade.stream.parked:
@@ -216,7 +216,7 @@ async def _refused_handshakes(problems: list[str]) -> None:
         upgrade = await _tws.receive_request(
             stream, None, max_message_size=1024, deadline=trio.current_time() + CHECK_TIMEOUT
         )
-        if upgrade is None:
+        if not isinstance(upgrade, _tws.UpgradeRequest):
             problems.append("wrap_server_stream returned no request for a valid upgrade")
             return
         await upgrade.reject(403, "refused by the check\n", CHECK_TIMEOUT)

@@ -28,6 +28,8 @@ from gameserver._tws_surface import TakeoverUnsupported
 from gameserver.admin import AdminAPI
 from gameserver.auth import SecretError, TokenVerifier, load_secret, mint_token, read_secret_file
 from gameserver.game import GameRegistry
+from gameserver.guest import GuestIssuer
+from gameserver.http_static import WebRootError
 from gameserver.loader import GameLoadError, GameSource, build_registry
 from gameserver.metrics import make_registry, serve_metrics
 from gameserver.server import ServerConfig, open_gameserver
@@ -349,16 +351,18 @@ def serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     config = s.server_config()
     state_dir: Path = s["state-dir"] or default_state_dir()
     ssl_context = _ssl_context(s, state_dir)
-    verifier = TokenVerifier(_secrets(s, state_dir))
+    keys = _secrets(s, state_dir)
+    verifier = TokenVerifier(keys)
+    guest = GuestIssuer(keys[0]) if s["guest-tokens"] else None
     phase = _Phase("--port", config.host, config.port)
     try:
-        trio.run(_serve, config, registry, ssl_context, verifier, s, phase)
-    except TakeoverUnsupported as exc:  # the installed trio / trio-websocket do not fit
+        trio.run(_serve, config, registry, ssl_context, verifier, guest, s, phase)
+    except (TakeoverUnsupported, WebRootError) as exc:  # trio(-websocket) do not fit; --web-root
         raise StartupError(str(exc)) from None
     except BaseExceptionGroup as group:
-        takeover, _ = group.split(TakeoverUnsupported)
-        if takeover is not None:
-            raise StartupError(str(_first_leaf(takeover))) from None
+        startup, _ = group.split((TakeoverUnsupported, WebRootError))
+        if startup is not None:
+            raise StartupError(str(_first_leaf(startup))) from None
         match, _ = group.split(OSError)
         if match is None or not phase.flag:
             raise
@@ -457,6 +461,7 @@ async def _serve(
     registry: GameRegistry,
     ssl_context: ssl.SSLContext | None,
     verifier: TokenVerifier,
+    guest: GuestIssuer | None,
     s: Settings,
     phase: _Phase,
 ) -> None:
@@ -464,7 +469,7 @@ async def _serve(
     metrics_host: str = s["metrics-host"]
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with (
-            open_gameserver(config, registry, ssl_context, auth=verifier) as server,
+            open_gameserver(config, registry, ssl_context, auth=verifier, guest=guest) as server,
             trio.open_nursery() as nursery,
         ):
             if metrics_port is not None:
@@ -481,7 +486,17 @@ async def _serve(
                 port = await nursery.start(start)
                 print(f"metrics on http://{metrics_host}:{port}/metrics", flush=True)
             phase.flag = ""
-            print(f"listening on {server.url}", flush=True)
+            if server.web.site is not None:
+                page = server.url.replace("wss://", "https://", 1).replace("ws://", "http://", 1)
+                print(f"web demo on {page}/", flush=True)
+            print(f"listening on {server.url}", flush=True)  # the last line: ready
+            if guest is not None:
+                print(
+                    "WARNING: --guest-tokens: this server's own pages get guest tokens from "
+                    "POST /guest; for development only",
+                    file=sys.stderr,
+                    flush=True,
+                )
             await run_until_stopped(server, signals, config.drain_timeout)
             nursery.cancel_scope.cancel()
 

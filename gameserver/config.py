@@ -6,6 +6,8 @@ The CLI (``gameserver serve``) maps its flags onto these fields; embedders build
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import attrs
 
 from gameserver.game import MAX_TICK_RATE
@@ -66,6 +68,11 @@ class ServerConfig:
     #: seconds a drain (SIGTERM, ``POST /admin/drain``) gives the players to leave; then the
     #: rest get 1001 "server restarting; come back later"
     drain_timeout: float = 30.0
+    #: answer plain HTTPS GET on the WSS port with the web demo and the JavaScript SDK
+    #: (gameserver.http_static); off: every plain HTTP request gets 426
+    web: bool = True
+    #: the folder served (its demo/, src/ and games/); None: the bundled clients/web
+    web_root: Path | None = None
 
     def __attrs_post_init__(self) -> None:
         if self.tick_rate is not None and not 1 <= self.tick_rate <= MAX_TICK_RATE:

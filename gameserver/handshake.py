@@ -20,6 +20,14 @@ more than one ``Origin``, or one not allowed          403     ``origin``
 ===================================================  ======  ====================
 
 The refusal's value is the metrics label (``refused{reason=...}``); its body is a short text.
+
+A page's JavaScript cannot read an HTTP refusal: it sees close 1006 with no reason. So a
+refusal a browser should understand (:data:`BROWSER_CLOSES`: a request with exactly one
+``Origin`` refused for its Origin or its subprotocol) is answered differently: the server
+completes the handshake and sends only a close frame with a code and a short reason, then
+reads nothing more (docs/protocol.md, "Refusals a browser can read"). :func:`own_origin` is the
+origin of the pages this server serves itself (the web demo), which is allowed without
+``--allow-origin``.
 """
 
 from __future__ import annotations
@@ -27,11 +35,13 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
-from collections.abc import Collection, Sequence
+import ipaddress
+import re
+from collections.abc import Collection, Mapping, Sequence
 
 import attrs
 
-from shared.protocol import SUBPROTOCOL, SUPPORTED_SUBPROTOCOLS
+from shared.protocol import SUBPROTOCOL, SUPPORTED_SUBPROTOCOLS, CloseCode
 
 
 class Refusal(enum.Enum):
@@ -124,3 +134,91 @@ def check_upgrade(
             + " (Sec-WebSocket-Protocol)",
         )
     return None
+
+
+# ------------------------------------------------------------------ refusals a browser can read
+
+#: the refusals a browser's page can read: the close frame (code, reason) it gets instead of
+#: the HTTP error, for a request with exactly one ``Origin`` header
+BROWSER_CLOSES: Mapping[Refusal, tuple[int, str]] = {
+    Refusal.ORIGIN: (CloseCode.FORBIDDEN, "origin not allowed"),
+    Refusal.SUBPROTOCOL: (
+        CloseCode.PROTOCOL_ERROR,
+        "unsupported subprotocol; this server speaks " + ", ".join(SUPPORTED_SUBPROTOCOLS),
+    ),
+}
+#: the close frame a browser gets when the server is at ``--max-connections``
+SERVER_FULL_CLOSE = (CloseCode.SERVER_FULL, "server full; try again in a moment")
+
+
+def is_browser(headers: Sequence[tuple[bytes, bytes]]) -> bool:
+    """A request with exactly one ``Origin`` header: what every browser sends."""
+    return len(_values(headers, b"origin")) == 1
+
+
+def browser_close(
+    refused: UpgradeRefused, headers: Sequence[tuple[bytes, bytes]]
+) -> tuple[int, str] | None:
+    """The close frame to send instead of the HTTP refusal, or None to answer with HTTP."""
+    if not is_browser(headers):
+        return None
+    return BROWSER_CLOSES.get(refused.kind)
+
+
+def echo_subprotocol(offered: Sequence[str]) -> str | None:
+    """The subprotocol a 101 that only carries a close frame selects: ours if offered, else
+    the first one offered (a browser fails a 101 that selects none of those it offered, and
+    would see 1006 instead of the close code), else none."""
+    if SUBPROTOCOL in offered:
+        return SUBPROTOCOL
+    return offered[0] if offered else None
+
+
+# ------------------------------------------------------------------ the server's own origin
+
+_HOST = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::([0-9]{1,5}))?")
+_WILDCARDS = frozenset({"", "0.0.0.0", "::"})
+
+
+def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        ip = ipaddress.ip_address(text.strip("[]"))
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
+def own_origin(
+    host_header: str | None, *, tls: bool, local_ip: str, local_port: int, bound_host: str
+) -> str | None:
+    """The origin (``https://127.0.0.1:8443``) of a page this server served, if the request's
+    ``Host`` header names this server as the connection reached it, else None.
+
+    The Host must name the port the connection came in on, and either the address it came in
+    on (an IP literal), or ``localhost`` on a loopback address, or the host name the server
+    was told to bind (``--host game.example``). A name that merely resolves to this machine is
+    not enough: that is how DNS rebinding would pass for the server's own origin."""
+    if host_header is None:
+        return None
+    match = _HOST.fullmatch(host_header)
+    if match is None:
+        return None
+    scheme, default = ("https", 443) if tls else ("http", 80)
+    name, port_text = match[1].lower(), match[2]
+    port = int(port_text) if port_text else default
+    if port != local_port:
+        return None
+    local = _ip(local_ip)
+    ip = _ip(name) if name.startswith("[") or name[-1:].isdigit() else None
+    if ip is not None:
+        if ip != local:
+            return None
+        name = f"[{ip.compressed}]" if ip.version == 6 else ip.compressed
+    elif not (
+        (name == "localhost" and local is not None and local.is_loopback)
+        or (name == bound_host.lower() and bound_host not in _WILDCARDS and _ip(bound_host) is None)
+    ):
+        return None
+    return f"{scheme}://{name}" + ("" if port == default else f":{port}")

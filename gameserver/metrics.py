@@ -225,6 +225,12 @@ _LABELLED_COUNTERS: tuple[tuple[str, str, str, Callable[[ServerStats], Mapping[s
         "kind",
         lambda s: s.protocol_errors,
     ),
+    (
+        "gameserver_http_responses",
+        "Plain HTTP requests answered on the WSS port (web demo, guest tokens), by status.",
+        "status",
+        lambda s: s.http_responses,
+    ),
 )
 
 

@@ -29,8 +29,10 @@ from gameserver._tws import FastConnection, TransportClosed
 from gameserver._tws_surface import check_takeover
 from gameserver.auth import AuthError, Identity, TokenVerifier
 from gameserver.config import ServerConfig as ServerConfig  # re-exported: its old home
+from gameserver.front_door import FrontDoor
 from gameserver.game import Game, GameRegistry, Player
-from gameserver.handshake import check_upgrade
+from gameserver.guest import GuestIssuer
+from gameserver.http_static import StaticSite
 from gameserver.lifecycle import (
     Action,
     Close,
@@ -66,9 +68,10 @@ from gameserver.reasons import (
 )
 from gameserver.room import Room, RoomConfig
 from gameserver.stats import ServerStats
+from gameserver.web import WebApp
 from shared.errors import RemoteProtocolError
 from shared.messages import Event, Input, Join, Leave, parse_client_message
-from shared.protocol import RESTART_REASON, SUBPROTOCOL, CloseCode
+from shared.protocol import RESTART_REASON, CloseCode
 from shared.wsframe import OP_PING, binary_frame, frame
 
 
@@ -375,6 +378,7 @@ class GameServer:
         *,
         nursery: trio.Nursery,
         load: LoadMonitor | None = None,
+        web: WebApp | None = None,
     ) -> None:
         self.config = config
         self.registry = registry
@@ -387,6 +391,8 @@ class GameServer:
         #: the session of each player id: one seat per player on the whole server
         self.by_player: dict[str, Session] = {}
         self._per_ip: dict[str, int] = {}
+        #: TLS, the request and its refusals, plain HTTP (the web demo and guest tokens)
+        self.front = FrontDoor(config, ssl_context, stats, web if web is not None else WebApp(None))
         self.load = load if load is not None else LoadMonitor(config.cpu_budget, config.load_window)
         #: set by a drain or a shutdown, never unset: from then on every JOIN is refused (4012)
         self.draining = False
@@ -407,6 +413,11 @@ class GameServer:
         if ":" in host:
             host = f"[{host}]"
         return f"{scheme}://{host}:{self.port}"
+
+    @property
+    def web(self) -> WebApp:
+        """What plain HTTP requests on this port get: the web demo, guest tokens."""
+        return self.front.web
 
     def sessions(self) -> list[Session]:
         return [s for host in self.rooms.rooms.values() for s in host.sessions.values()]
@@ -496,17 +507,19 @@ class GameServer:
         cfg = self.config
         ip = _peer_ip(stream)
         per_ip = self._per_ip.get(ip, 0)
-        if (cfg.max_connections and self.stats.connections_open >= cfg.max_connections) or (
-            cfg.max_connections_per_ip and per_ip >= cfg.max_connections_per_ip
-        ):
-            # refused before the TLS handshake: costs us one accept and one close
+        over_ip = cfg.max_connections_per_ip and per_ip >= cfg.max_connections_per_ip
+        if over_ip or (cfg.max_connections and self.stats.connections_open >= cfg.max_connections):
             self.stats.refused[Refusal.CONNECTION_LIMIT.value] += 1
-            await _tws.close_stream(stream)
+            if over_ip or not self.front.may_tell_full(ip):
+                # refused before the TLS handshake: costs us one accept and one close
+                await _tws.close_stream(stream)
+                return
+            await self.front.tell_full(stream, ip)  # "server full" (bounded), then closed
             return
         self._per_ip[ip] = per_ip + 1
         self.stats.connections_open += 1
         try:
-            conn = await self._handshake(stream)
+            conn = await self.front.handshake(stream, ip)
             if conn is not None:
                 try:
                     await self._connection(conn)
@@ -522,32 +535,6 @@ class GameServer:
                 self._per_ip[ip] = left
             else:
                 del self._per_ip[ip]
-
-    async def _handshake(self, stream: trio.abc.Stream) -> FastConnection | None:
-        cfg = self.config
-        deadline = trio.current_time() + cfg.connect_timeout  # one deadline for it all
-        request = await _tws.receive_request(
-            stream, self.ssl_context, max_message_size=cfg.max_message_size, deadline=deadline
-        )
-        if request is None:
-            self.stats.refused[Refusal.HANDSHAKE.value] += 1
-            return None
-        refused = check_upgrade(
-            request.head, request.headers, request.proposed_subprotocols, cfg.allowed_origins
-        )
-        if refused is not None:
-            self.stats.refused[refused.kind.value] += 1
-            await request.reject(refused.status, refused.body, cfg.close_timeout)
-            return None
-        with trio.move_on_at(deadline):
-            try:
-                conn = await request.accept(SUBPROTOCOL, cfg.max_message_size)
-            except TransportClosed:
-                return None
-            self.stats.connections_accepted += 1
-            return conn
-        request.close()
-        return None
 
     async def _connection(self, conn: FastConnection) -> None:
         """Drive one connection's :class:`~gameserver.lifecycle.Lifecycle`: feed it the JOIN
@@ -761,21 +748,29 @@ async def open_gameserver(
     auth: TokenVerifier | None = None,
     stats: ServerStats | None = None,
     load: LoadMonitor | None = None,
+    guest: GuestIssuer | None = None,
 ) -> AsyncIterator[GameServer]:
     """Run a server for the duration of the block; yields it once it is listening.
 
     ``auth`` verifies the token in each JOIN. ``None`` makes an open server that seats anyone
     (for tests and trusted embedding only; the ``gameserver`` command always sets one).
     ``load`` replaces the CPU-budget monitor made from the config (tests inject one).
+    ``guest`` mints guest tokens for the web demo (``POST /guest``; None: off). With
+    ``config.web`` the files under ``config.web_root`` are read here, before listening
+    (``gameserver.http_static.WebRootError`` if they cannot be served).
 
     Leaving the block shuts the server down (:meth:`GameServer.shutdown`, once); to stop
     gracefully, :meth:`GameServer.drain` first."""
     stats = stats if stats is not None else ServerStats()
     await check_takeover()  # TakeoverUnsupported: the installed trio(-websocket) do not fit
+    # read at once, before listening (milliseconds for the bundled files; a thread would let
+    # a test's autojump clock run ahead while it reads)
+    site = StaticSite.load(config.web_root) if config.web else None
+    web = WebApp(site, guest, registry.default or "")
     async with trio.open_nursery() as nursery:
         rooms = RoomDirectory(nursery, config, stats)
         server = GameServer(
-            config, registry, ssl_context, rooms, stats, auth, nursery=nursery, load=load
+            config, registry, ssl_context, rooms, stats, auth, nursery=nursery, load=load, web=web
         )
         # plain TCP listeners: TLS is done per connection, in gameserver._tws
         listeners = await trio.open_tcp_listeners(config.port, host=config.host)
@@ -800,11 +795,12 @@ async def serve_gameserver(
     auth: TokenVerifier | None = None,
     stats: ServerStats | None = None,
     load: LoadMonitor | None = None,
+    guest: GuestIssuer | None = None,
     task_status: trio.TaskStatus[GameServer] = trio.TASK_STATUS_IGNORED,
 ) -> NoReturn:
     """``server = await nursery.start(serve_gameserver, config, registry, ssl_context)``."""
     async with open_gameserver(
-        config, registry, ssl_context, auth=auth, stats=stats, load=load
+        config, registry, ssl_context, auth=auth, stats=stats, load=load, guest=guest
     ) as server:
         task_status.started(server)
         await trio.sleep_forever()

@@ -246,6 +246,24 @@ SERVE_SETTINGS: tuple[Setting, ...] = (
         "allowed_origins",
     ),
     Setting(
+        "web",
+        Kind.BOOL,
+        _d("web"),
+        "answer HTTPS GET on the port with the web demo and the JavaScript SDK",
+        "network",
+        "web",
+    ),
+    Setting(
+        "web-root",
+        Kind.PATH,
+        None,
+        "folder whose demo/, src/ and games/ are served (the URL map: docs/protocol.md)",
+        "network",
+        "web_root",
+        optional=True,
+        note="default: the bundled clients/web",
+    ),
+    Setting(
         "state-dir",
         Kind.PATH,
         None,
@@ -269,6 +287,13 @@ SERVE_SETTINGS: tuple[Setting, ...] = (
         Kind.PATH_LIST,
         (),
         "also accept tokens signed with these old secrets (key rotation)",
+        "auth",
+    ),
+    Setting(
+        "guest-tokens",
+        Kind.BOOL,
+        False,
+        "development only: POST /guest gives this server's own pages a 10-minute guest token",
         "auth",
     ),
     # games
@@ -736,6 +761,11 @@ def _check_combinations(s: Settings, table: Mapping[str, Setting]) -> None:
         raise SettingError(
             f"{say('idle-timeout')}: must be longer than {say('ping-interval')}, "
             "or idle players are closed before they are pinged"
+        )
+    if "guest-tokens" in table and values["guest-tokens"] and not values["web"]:
+        raise SettingError(
+            f"{say('guest-tokens')}: guest tokens are for the web demo this server serves; "
+            "drop --no-web, or --guest-tokens"
         )
     if "cert" in table:
         if (values["cert"] is None) != (values["key"] is None):

@@ -34,4 +34,6 @@ class ServerStats:
     slow_disconnects: int = 0
     #: joins refused because the server's CPU budget was in use
     overload_refusals: int = 0
+    #: answers to plain HTTP requests on the WSS port (the web demo), by status ("200", "404")
+    http_responses: Counter[str] = attrs.Factory(Counter)
     tick_histogram: TickHistogram = attrs.Factory(TickHistogram)

@@ -627,10 +627,10 @@ async def test_plain_http_get_without_upgrade(
         status, _, _, how = await _http_refusal(
             auth_server.port,
             client_ssl,
-            b"GET /index.html HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: */*\r\n\r\n",
+            b"GET /no-such-file.html HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: */*\r\n\r\n",
         )
-    # (a) an HTTP 4xx, and the TCP connection closed
-    assert 400 <= status < 500
+    # (a) not a file of the web demo: 404, and the TCP connection closed
+    assert status == 404
     assert how == "eof"
     await wrap_up(auth_server, observer, memory, logs)
 
@@ -673,9 +673,16 @@ async def test_disallowed_origin(
         for origin in ("https://evil.example", "null", "https://good.example.evil.example"):
             request, _ = upgrade_request(headers=[f"Origin: {origin}"])
             status, _, body, how = await _http_refusal(auth_server.port, client_ssl, request)
-            # (a) 403 and the TCP connection closed
-            assert (status, how) == (403, "eof"), origin
-            assert b"Origin" in body
+            # (a) a browser's request (one Origin) gets a 101 and then only close 4003, which
+            # its page can read (docs/protocol.md, "Refusals a browser can read"); then the
+            # TCP connection closes
+            assert (status, how) == (101, "eof"), origin
+            reader = FrameReader(max_message_size=MB, require_mask=False)
+            reader.feed(body)
+            item = reader.next()
+            assert item is not None and item[0] == OP_CLOSE, origin
+            assert parse_close(item[1]) == (CloseCode.FORBIDDEN, "origin not allowed")
+            assert reader.next() is None
         # the allowed Origin and a client without an Origin (not a browser) both play
         browser = await RawWS.open(
             auth_server.port, client_ssl, headers=["Origin: https://good.example"]
