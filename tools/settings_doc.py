@@ -1,4 +1,4 @@
-"""Print the README's settings tables from the settings table (gameserver/settings.py).
+"""Print the README's settings tables from the settings table (gameserver/settings_table.py).
 
 ``python tools/settings_doc.py`` prints them; ``--write`` replaces the block between the
 ``<!-- settings:begin -->`` and ``<!-- settings:end -->`` markers in README.md. The test

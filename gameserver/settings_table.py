@@ -1,0 +1,440 @@
+"""The table of every ``gameserver serve`` setting, with its default, range and help.
+
+The README's settings tables are generated from it (``python tools/settings_doc.py --write``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gameserver.config import ServerConfig
+from gameserver.game import MAX_TICK_RATE
+from gameserver.setting import Kind, Setting
+from shared.messages import Join
+from shared.protocol import MAX_NAME_BYTES, MAX_PLAYER_NAME_BYTES, MAX_TOKEN_BYTES
+
+#: the largest JOIN a client may send: a message size below it would refuse valid players
+MAX_JOIN_BYTES = len(
+    Join(
+        "r" * MAX_NAME_BYTES,
+        "g" * MAX_NAME_BYTES,
+        "n" * MAX_PLAYER_NAME_BYTES,
+        "t" * MAX_TOKEN_BYTES,
+    ).to_bytes()
+)
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+_DEFAULTS = ServerConfig()
+
+
+def _d(field: str) -> Any:
+    return getattr(_DEFAULTS, field)
+
+
+_I, _F = Kind.INT, Kind.FLOAT
+_DAY = 86400.0
+_MIB = 1024 * 1024
+
+#: every setting of ``gameserver serve``, in the order the docs list them
+SERVE_SETTINGS: tuple[Setting, ...] = (
+    # network and TLS
+    Setting("host", Kind.STR, _d("host"), "address to bind", "network", "host"),
+    Setting(
+        "port",
+        _I,
+        _d("port"),
+        "port to listen on",
+        "network",
+        "port",
+        0,
+        65535,
+        note="0 picks a free one",
+    ),
+    Setting(
+        "cert",
+        Kind.PATH,
+        None,
+        "TLS certificate chain (PEM), with --key",
+        "network",
+        optional=True,
+        note="default: the development certificate",
+    ),
+    Setting("key", Kind.PATH, None, "TLS private key (PEM), with --cert", "network", optional=True),
+    Setting(
+        "insecure",
+        Kind.BOOL,
+        False,
+        "serve plain ws:// (only behind a TLS-terminating proxy)",
+        "network",
+    ),
+    Setting(
+        "allow-origin",
+        Kind.LIST,
+        (),
+        "browser Origins allowed to connect ('*' = any)",
+        "network",
+        "allowed_origins",
+    ),
+    Setting(
+        "web",
+        Kind.BOOL,
+        _d("web"),
+        "answer HTTPS GET on the port with the web demo and the JavaScript SDK",
+        "network",
+        "web",
+    ),
+    Setting(
+        "web-root",
+        Kind.PATH,
+        None,
+        "folder whose demo/, src/ and games/ are served (the URL map: docs/protocol.md)",
+        "network",
+        "web_root",
+        optional=True,
+        note="default: the bundled clients/web",
+    ),
+    Setting(
+        "state-dir",
+        Kind.PATH,
+        None,
+        "where the development CA, certificate and signing secret are made",
+        "network",
+        optional=True,
+        note="default: $XDG_STATE_HOME/gameserver or ~/.local/state/gameserver",
+    ),
+    # authentication
+    Setting(
+        "secret-file",
+        Kind.PATH,
+        None,
+        "token signing secret",
+        "auth",
+        optional=True,
+        note="default: $GAMESERVER_SECRET, else <state-dir>/secret.key",
+    ),
+    Setting(
+        "previous-secret-file",
+        Kind.PATH_LIST,
+        (),
+        "also accept tokens signed with these old secrets (key rotation)",
+        "auth",
+    ),
+    Setting(
+        "guest-tokens",
+        Kind.BOOL,
+        False,
+        "development only: POST /guest gives this server's own pages a 10-minute guest token",
+        "auth",
+    ),
+    # games
+    Setting(
+        "game",
+        Kind.LIST,
+        (),
+        "MODULE:ATTR of a Game subclass or GameRegistry to serve; the first is the default",
+        "game",
+        note="default: the bundled games, arena the default",
+    ),
+    Setting(
+        "tick-rate",
+        _I,
+        None,
+        "override every game's tick rate (Hz)",
+        "game",
+        "tick_rate",
+        1,
+        MAX_TICK_RATE,
+        optional=True,
+        note="default: each game's own",
+    ),
+    Setting(
+        "max-players",
+        _I,
+        None,
+        "override every game's room size",
+        "game",
+        "max_players",
+        1,
+        10_000,
+        optional=True,
+        note="default: each game's own",
+    ),
+    Setting(
+        "room-grace",
+        _F,
+        _d("room_grace"),
+        "seconds an empty room lives",
+        "game",
+        "room_grace",
+        0,
+        _DAY,
+    ),
+    Setting(
+        "room-create-rate",
+        _F,
+        _d("room_create_rate"),
+        "rooms per second one player id may create",
+        "game",
+        "room_create_rate",
+        0,
+        1000,
+        lo_open=True,
+    ),
+    Setting(
+        "room-create-burst",
+        _F,
+        _d("room_create_burst"),
+        "room creation burst per player id",
+        "game",
+        "room_create_burst",
+        1,
+        10_000,
+    ),
+    Setting(
+        "input-queue-limit",
+        _I,
+        _d("input_queue_limit"),
+        "inputs a player may have waiting for the next tick",
+        "game",
+        "input_queue_limit",
+        1,
+        1024,
+    ),
+    Setting(
+        "checksum-interval",
+        _I,
+        _d("checksum_interval"),
+        "a DELTA carries the state checksum every this many ticks",
+        "game",
+        "checksum_interval",
+        0,
+        10_000,
+        note="0 = only in snapshots",
+    ),
+    # limits
+    Setting(
+        "max-rooms",
+        _I,
+        _d("max_rooms"),
+        "rooms at once; more joins get 4006",
+        "limits",
+        "max_rooms",
+        1,
+        1_000_000,
+    ),
+    Setting(
+        "max-message-size",
+        _I,
+        _d("max_message_size"),
+        "bytes; a bigger client message closes with 1009",
+        "limits",
+        "max_message_size",
+        MAX_JOIN_BYTES,
+        16 * _MIB,
+        note="the lower bound is the largest JOIN",
+    ),
+    Setting(
+        "max-connections",
+        _I,
+        _d("max_connections"),
+        "open connections in total",
+        "limits",
+        "max_connections",
+        0,
+        1_000_000,
+        note="0 = no limit",
+    ),
+    Setting(
+        "max-connections-per-ip",
+        _I,
+        _d("max_connections_per_ip"),
+        "open connections from one IP address",
+        "limits",
+        "max_connections_per_ip",
+        0,
+        1_000_000,
+        note="0 = no limit",
+    ),
+    Setting(
+        "connect-timeout",
+        _F,
+        _d("connect_timeout"),
+        "seconds for the TLS + WebSocket handshake",
+        "limits",
+        "connect_timeout",
+        0,
+        600,
+        lo_open=True,
+    ),
+    Setting(
+        "join-timeout",
+        _F,
+        _d("join_timeout"),
+        "seconds from the handshake to a valid JOIN",
+        "limits",
+        "join_timeout",
+        0,
+        600,
+        lo_open=True,
+    ),
+    Setting(
+        "close-timeout",
+        _F,
+        _d("close_timeout"),
+        "seconds allowed for the closing handshake",
+        "limits",
+        "close_timeout",
+        0,
+        600,
+        lo_open=True,
+    ),
+    Setting(
+        "input-rate",
+        _F,
+        _d("input_rate"),
+        "inputs per second per player (at least 3 per tick are always allowed)",
+        "limits",
+        "input_rate",
+        0,
+        100_000,
+        lo_open=True,
+    ),
+    Setting(
+        "input-burst",
+        _F,
+        _d("input_burst"),
+        "input burst per player",
+        "limits",
+        "input_burst",
+        1,
+        100_000,
+    ),
+    Setting(
+        "event-rate",
+        _F,
+        _d("event_rate"),
+        "room events per second per player",
+        "limits",
+        "event_rate",
+        0,
+        100_000,
+        lo_open=True,
+    ),
+    Setting(
+        "event-burst",
+        _F,
+        _d("event_burst"),
+        "room event burst per player",
+        "limits",
+        "event_burst",
+        1,
+        100_000,
+    ),
+    Setting(
+        "abuse-allowance",
+        _F,
+        _d("abuse_allowance"),
+        "dropped messages tolerated, in seconds' worth of the rate, before a 1008 close",
+        "limits",
+        "abuse_allowance",
+        0,
+        3600,
+    ),
+    Setting(
+        "ping-interval",
+        _F,
+        _d("ping_interval"),
+        "seconds of silence before a ping",
+        "limits",
+        "ping_interval",
+        0,
+        _DAY,
+        lo_open=True,
+    ),
+    Setting(
+        "idle-timeout",
+        _F,
+        _d("idle_timeout"),
+        "seconds of silence before a close (1001); longer than --ping-interval",
+        "limits",
+        "idle_timeout",
+        0,
+        _DAY,
+        lo_open=True,
+    ),
+    Setting(
+        "outbound-limit",
+        _I,
+        _d("outbound_limit"),
+        "bytes of reliable messages queued for a slow player before it is dropped (4008)",
+        "limits",
+        "outbound_limit",
+        4096,
+        1024 * _MIB,
+    ),
+    Setting(
+        "read-budget",
+        _I,
+        _d("read_budget"),
+        "bytes read from one player's socket per tick at most",
+        "limits",
+        "read_budget",
+        1024,
+        16 * _MIB,
+    ),
+    Setting(
+        "cpu-budget",
+        _F,
+        _d("cpu_budget"),
+        "refuse joins while the process uses more than this share of one core",
+        "limits",
+        "cpu_budget",
+        0,
+        1,
+        note="0 = off",
+    ),
+    Setting(
+        "drain-timeout",
+        _F,
+        _d("drain_timeout"),
+        "seconds a drain (SIGTERM, POST /admin/drain) lets players stay before 1001",
+        "limits",
+        "drain_timeout",
+        0,
+        _DAY,
+    ),
+    Setting(
+        "load-window",
+        _F,
+        _d("load_window"),
+        "seconds over which the CPU share is measured",
+        "limits",
+        "load_window",
+        0,
+        600,
+        lo_open=True,
+    ),
+    # metrics and logging
+    Setting(
+        "metrics-port",
+        _I,
+        None,
+        "serve /metrics, /healthz and the admin API on this port",
+        "metrics",
+        None,
+        0,
+        65535,
+        optional=True,
+        note="default: off; 0 picks a free one",
+    ),
+    Setting("metrics-host", Kind.STR, "127.0.0.1", "address for the metrics port", "metrics"),
+    Setting("log-level", Kind.STR, "INFO", "DEBUG, INFO, WARNING, ERROR or CRITICAL", "metrics"),
+)
+
+#: the settings ``gameserver token`` reads (where to find the signing secret)
+TOKEN_SETTINGS: tuple[Setting, ...] = tuple(
+    s for s in SERVE_SETTINGS if s.name in ("state-dir", "secret-file")
+)
+#: ``gameserver games`` needs only the games
+GAMES_SETTINGS: tuple[Setting, ...] = tuple(s for s in SERVE_SETTINGS if s.name == "game")
