@@ -323,6 +323,17 @@ def upgrade_request(
     return request[:-2] + extra + b"\r\n", key
 
 
+async def read_response_head(stream: trio.abc.ReceiveStream) -> tuple[bytes, bytes]:
+    """Read an HTTP response head: (the head without its blank line, the bytes after it)."""
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        chunk = await stream.receive_some(4096)
+        assert chunk, f"closed during the handshake: {buf!r}"
+        buf += chunk
+    head, rest = buf.split(b"\r\n\r\n", 1)
+    return head, rest
+
+
 class RawWS:
     """A WebSocket client written by hand, to send what no library would."""
 
@@ -339,16 +350,13 @@ class RawWS:
         ctx: ssl.SSLContext,
         headers: Sequence[str] = (),
         rcvbuf: int | None = None,
+        after: bytes = b"",
     ) -> RawWS:
+        """Handshake (``after`` goes in the same write as the request, before any answer)."""
         stream = await tls_connect(port, ctx, rcvbuf)
         request, key = upgrade_request(headers=headers)
-        await stream.send_all(request)
-        buf = b""
-        while b"\r\n\r\n" not in buf:
-            chunk = await stream.receive_some(4096)
-            assert chunk, f"closed during the handshake: {buf!r}"
-            buf += chunk
-        head, rest = buf.split(b"\r\n\r\n", 1)
+        await stream.send_all(request + after)
+        head, rest = await read_response_head(stream)
         assert check_response(head, key, [SUBPROTOCOL]) == SUBPROTOCOL
         ws = cls(stream)
         ws.reader.feed(rest)

@@ -37,11 +37,10 @@ from gameserver.auth import ALGORITHM, AuthFailure, TokenVerifier
 from gameserver.metrics import make_registry, serve_metrics
 from gameserver.server import GameServer
 from shared.messages import Close, Error, Event, Join, Joined, parse_server_message
-from shared.protocol import SUBPROTOCOL, CloseCode
+from shared.protocol import CloseCode
 from shared.wsframe import (
     OP_BINARY,
     OP_PING,
-    check_response,
     frame,
     new_key,
 )
@@ -57,7 +56,6 @@ from tests.integration.test_hostile import (
     _http_refusal,
     config,
     session_of,
-    tls_connect,
     upgrade_request,
     wrap_up,
 )
@@ -283,23 +281,6 @@ async def test_a_token_whose_claims_have_the_wrong_type_is_refused(
 # ---------------------------------------------------------------- d) JOIN with the request
 
 
-async def _upgrade_with(port: int, ctx: ssl.SSLContext, after: bytes) -> RawWS:
-    """Send the upgrade request and ``after`` in one write, before any answer."""
-    stream = await tls_connect(port, ctx)
-    request, key = upgrade_request()
-    await stream.send_all(request + after)
-    buf = b""
-    while b"\r\n\r\n" not in buf:
-        chunk = await stream.receive_some(4096)
-        assert chunk, f"closed during the handshake: {buf!r}"
-        buf += chunk
-    head, rest = buf.split(b"\r\n\r\n", 1)
-    assert check_response(head, key, [SUBPROTOCOL]) == SUBPROTOCOL
-    ws = RawWS(stream)
-    ws.reader.feed(rest)
-    return ws
-
-
 async def test_a_join_sent_with_the_upgrade_request_is_kept(
     auth_server: GameServer,
     observer: Observer,
@@ -312,7 +293,7 @@ async def test_a_join_sent_with_the_upgrade_request_is_kept(
     observer.begin()
     join = Join(ROOM, "", "", mint("eager")).to_bytes()
     with trio.fail_after(30):
-        ws = await _upgrade_with(auth_server.port, client_ssl, frame(OP_BINARY, join, b"mask"))
+        ws = await RawWS.open(auth_server.port, client_ssl, after=frame(OP_BINARY, join, b"mask"))
         # (a) the JOIN was read from the same write: JOINED comes, then the room's updates
         opcode, payload = await ws.recv()
         assert opcode == OP_BINARY
@@ -340,7 +321,7 @@ async def test_bytes_sent_with_the_upgrade_request_count_towards_the_pre_join_al
     observer.begin()
     pings = frame(OP_PING, b"p" * 125, b"mask") * 100  # 13 KB, over the 8 KiB allowance
     with trio.fail_after(30):
-        ws = await _upgrade_with(auth_server.port, client_ssl, pings)
+        ws = await RawWS.open(auth_server.port, client_ssl, after=pings)
         told, code = await ws.until_closed()
     assert [(type(m), m.code) for m in told] == [(Error, CloseCode.POLICY_VIOLATION)]
     assert code == CloseCode.POLICY_VIOLATION

@@ -45,6 +45,7 @@ from tests.integration.test_hostile import (  # noqa: F401  (fixtures)
     logs,
     memory,
     observer,
+    read_response_head,
     read_to_close,
     tcp_connect,
     wrap_up,
@@ -189,12 +190,7 @@ class BrowserWS:
         if origin is not None:
             request = request[:-2] + f"Origin: {origin}\r\n\r\n".encode()
         await stream.send_all(request)
-        buf = b""
-        while b"\r\n\r\n" not in buf:
-            chunk = await stream.receive_some(4096)
-            assert chunk, f"closed during the handshake: {buf!r}"
-            buf += chunk
-        head, rest = buf.split(b"\r\n\r\n", 1)
+        head, rest = await read_response_head(stream)
         check_response(head, key, list(subprotocols))  # what a browser insists on
         return cls(stream, head, rest)
 
