@@ -1,8 +1,9 @@
-// @gameserver/client: the browser and Node SDK for gameserver's gamesync.v1 protocol.
+// @gameserver/client: the browser and Node SDK for gameserver's gamesync.v2 protocol (and v1).
 //
-//   codec        wire.js, schema.js, messages.js   every message kind, both directions
-//   state        replica.js                        snapshots, deltas, checksums
-//   session      session.js                        connect(), inputs, acks, events, rejoin
+//   codec        wire.js, schema.js, messages.js   every message kind of v1 and v2, both directions
+//   state        replica.js                        snapshots, deltas (catch-up ones too), checksums
+//   session      session.js, connection.js         connect(), inputs, acks, events, resync, rejoin
+//   reconnect    reconnect.js                      backoff, resume, bounded input buffer
 //   netcode      prediction.js, interpolation.js   client-side prediction, interpolation
 
 export * from './protocol.js';
@@ -18,6 +19,8 @@ export {
   encodeInput,
   encodeJoin,
   encodeLeave,
+  encodeResume,
+  encodeResync,
   encodeServerMessage,
   maskBits,
   peekDeltaTick,
@@ -34,6 +37,8 @@ export { Entity, Replica } from './replica.js';
 /** @typedef {import('./messages.js').Join} Join */
 /** @typedef {import('./messages.js').Input} Input */
 /** @typedef {import('./messages.js').Event} Event */
+/** @typedef {import('./messages.js').Resume} Resume */
+/** @typedef {import('./messages.js').Resync} Resync */
 /** @typedef {import('./messages.js').ClientMessage} ClientMessage */
 /** @typedef {import('./messages.js').Joined} Joined */
 /** @typedef {import('./messages.js').Snapshot} Snapshot */
@@ -51,6 +56,8 @@ export { Predictor, codeDistance } from './prediction.js';
 export { Interpolator } from './interpolation.js';
 export { Emitter } from './emitter.js';
 export { Session, connect } from './session.js';
+export { Connection } from './connection.js';
+export { InputBuffer, LostReason, ReconnectReason, backoffDelay, reconnectPolicy } from './reconnect.js';
 /** @typedef {import('./prediction.js').PredictFn} PredictFn */
 /** @typedef {import('./prediction.js').PredictorOptions} PredictorOptions */
 /** @typedef {import('./interpolation.js').InterpolatorOptions} InterpolatorOptions */
@@ -62,5 +69,13 @@ export { Session, connect } from './session.js';
 /** @typedef {import('./session_types.js').StateInfo} StateInfo */
 /** @typedef {import('./session_types.js').RoomEventInfo} RoomEventInfo */
 /** @typedef {import('./session_types.js').DesyncInfo} DesyncInfo */
+/** @typedef {import('./session_types.js').ReconnectingInfo} ReconnectingInfo */
+/** @typedef {import('./session_types.js').ResumedInfo} ResumedInfo */
+/** @typedef {import('./session_types.js').LostInfo} LostInfo */
+/** @typedef {import('./session_types.js').Timers} Timers */
+/** @typedef {import('./session_types.js').SessionState} SessionState */
+/** @typedef {import('./reconnect.js').ReconnectPolicy} ReconnectPolicy */
+/** @typedef {import('./reconnect.js').ReconnectReasonName} ReconnectReasonName */
+/** @typedef {import('./reconnect.js').LostReasonName} LostReasonName */
 /** @typedef {import('./session_types.js').SessionEvents} SessionEvents */
 /** @typedef {import('./session_types.js').View} View */

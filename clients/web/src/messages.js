@@ -1,16 +1,21 @@
-// The message codec of gamesync.v1 (docs/protocol.md, "Messages"; shared/messages.py), both
-// directions: a client encodes JOIN/LEAVE/INPUT/EVENT and decodes the server's messages; the
-// other halves exist for tests, tools and servers written in JavaScript.
+// The message codec of gamesync.v1 and gamesync.v2 (docs/protocol.md, "Messages";
+// shared/messages.py), both directions: a client encodes JOIN/LEAVE/INPUT/EVENT (and v2's
+// RESUME/RESYNC) and decodes the server's messages; the other halves exist for tests, tools and
+// servers written in JavaScript. v1 bytes are exactly what they were: v2 adds two client kinds,
+// a longer JOINED and a BASE flag on DELTA.
 
 import { LocalProtocolError, RemoteProtocolError } from './errors.js';
 import {
+  DELTA_BASE,
   DELTA_CHECKSUM,
+  JOINED_RESUMED,
   JOIN_PRIVATE,
   Kind,
   MAX_EVENT_DATA_BYTES,
   MAX_MESSAGE_TEXT_BYTES,
   MAX_NAME_BYTES,
   MAX_PLAYER_NAME_BYTES,
+  MAX_RESUME_TOKEN_BYTES,
   MAX_TOKEN_BYTES,
   PROTOCOL_VERSION,
 } from './protocol.js';
@@ -33,7 +38,17 @@ import { Reader, Writer, utf8 } from './wire.js';
 /** @typedef {{kind: 'LEAVE'}} Leave */
 /** @typedef {{kind: 'INPUT', seq: Int, codes: Code[]}} Input */
 /** @typedef {{kind: 'EVENT', name: string, data: Uint8Array}} Event */
-/** @typedef {Join | Leave | Input | Event} ClientMessage */
+/**
+ * v2: the first message of a connection that takes a held seat back, instead of JOIN.
+ * @typedef {object} Resume
+ * @property {'RESUME'} kind
+ * @property {number} version 2
+ * @property {string} room the room of the seat
+ * @property {string} token the resume token of the last JOINED
+ * @property {Int} haveTick the tick of the client's replica (0 = none: send a snapshot)
+ */
+/** v2: ask for a fresh SNAPSHOT without leaving (after a desync). @typedef {{kind: 'RESYNC'}} Resync */
+/** @typedef {Join | Leave | Input | Event | Resume | Resync} ClientMessage */
 
 /**
  * @typedef {object} Joined
@@ -45,6 +60,11 @@ import { Reader, Writer, utf8 } from './wire.js';
  * @property {number} tickRate ticks per second
  * @property {Schema} schema decodes SNAPSHOT and DELTA
  * @property {InputSchema} inputSchema encodes INPUT
+ * @property {boolean} [resumed] v2: this JOINED answers a RESUME (the same seat); false in v1
+ * @property {string} [resumeToken] v2: the token for the next RESUME ('' = this seat cannot be resumed; always '' in v1)
+ * @property {number} [seatHoldMs] v2: how long the server holds the seat after the connection is lost (0 in v1)
+ * @property {Int} [inputSeq] v2: the last INPUT seq of this player the game applied (0 on a fresh join, and in v1)
+ *   (the decoder always sets these four; an encoder takes them as optional)
  */
 /** An entity in full. @typedef {{id: Int, typeId: number, codes: Code[]}} EntityRecord */
 /** Changed fields: mask bit i set = field i is in `codes`, in field order. @typedef {{id: Int, mask: Int, codes: Code[]}} EntityPatch */
@@ -61,6 +81,7 @@ import { Reader, Writer, utf8 } from './wire.js';
  * @typedef {object} Delta
  * @property {'DELTA'} kind
  * @property {Int} tick
+ * @property {Int | null} [base] v2: the tick of the state this delta applies to (null or absent: tick - 1)
  * @property {number | null} checksum of the state after this delta, when present
  * @property {Acks} acks (player, increment of its last applied seq; 0 = the player left)
  * @property {EntityRecord[]} created
@@ -95,6 +116,25 @@ export function encodeJoin(join) {
 
 export function encodeLeave() {
   return Uint8Array.of(Kind.LEAVE);
+}
+
+/**
+ * RESUME (v2): take a held seat back.
+ * @param {Partial<Omit<Resume, 'kind'>> & {room: string, token: string}} resume
+ */
+export function encodeResume(resume) {
+  const w = new Writer(32 + resume.room.length + resume.token.length);
+  w.u8(Kind.RESUME);
+  w.u8(resume.version ?? PROTOCOL_VERSION);
+  w.string(resume.room, MAX_NAME_BYTES);
+  w.string(resume.token, MAX_RESUME_TOKEN_BYTES);
+  w.varint(resume.haveTick ?? 0);
+  return w.finish();
+}
+
+/** RESYNC (v2): ask for a fresh snapshot. */
+export function encodeResync() {
+  return Uint8Array.of(Kind.RESYNC);
 }
 
 /**
@@ -142,16 +182,35 @@ export function encodeClientMessage(msg, inputSchema) {
       return encodeInput(inputSchema, msg.seq, msg.codes);
     case 'EVENT':
       return encodeEvent(msg.name, msg.data);
+    case 'RESUME':
+      return encodeResume(msg);
+    case 'RESYNC':
+      return encodeResync();
+  }
+}
+
+/**
+ * A version byte that must be one this codec speaks and, when the connection's version is
+ * known, that one (a mismatch is ERROR 1002).
+ * @param {number} version
+ * @param {number | undefined} negotiated
+ */
+function checkVersion(version, negotiated) {
+  if ((version !== 1 && version !== 2) || (negotiated !== undefined && version !== negotiated)) {
+    throw new RemoteProtocolError(`protocol version ${version} not supported`, 1002);
   }
 }
 
 /**
  * Decode a client message (what a server does). INPUT needs the room's input schema.
+ * `version` is the connection's negotiated version: with 1, RESUME and RESYNC are unknown kinds
+ * and a version byte must be 1; without it, either version is accepted.
  * @param {Uint8Array} bytes
  * @param {InputSchema} [inputSchema]
+ * @param {1 | 2} [version]
  * @returns {ClientMessage}
  */
-export function decodeClientMessage(bytes, inputSchema) {
+export function decodeClientMessage(bytes, inputSchema, version) {
   if (bytes.length === 0) throw new RemoteProtocolError('empty message', 1002);
   const r = new Reader(bytes, 1);
   /** @type {ClientMessage} */
@@ -167,13 +226,13 @@ export function decodeClientMessage(bytes, inputSchema) {
       msg = { kind: 'EVENT', name: r.string(MAX_NAME_BYTES), data: r.blob(MAX_EVENT_DATA_BYTES) };
       break;
     case Kind.JOIN: {
-      const version = r.u8();
-      if (version !== PROTOCOL_VERSION) throw new RemoteProtocolError(`protocol version ${version} not supported`, 1002);
+      const v = r.u8();
+      checkVersion(v, version);
       const flags = r.u8();
       if (flags & ~JOIN_PRIVATE) throw new RemoteProtocolError(`unknown JOIN flags 0x${flags.toString(16)}`, 1002);
       msg = {
         kind: 'JOIN',
-        version,
+        version: v,
         room: r.string(MAX_NAME_BYTES),
         game: r.string(MAX_NAME_BYTES),
         name: r.string(MAX_PLAYER_NAME_BYTES),
@@ -184,6 +243,19 @@ export function decodeClientMessage(bytes, inputSchema) {
     }
     case Kind.LEAVE:
       msg = { kind: 'LEAVE' };
+      break;
+    case Kind.RESUME:
+    case Kind.RESYNC:
+      if (version === 1) throw new RemoteProtocolError(`unknown client message kind 0x${bytes[0].toString(16)}`, 1002);
+      if (bytes[0] === Kind.RESYNC) {
+        msg = { kind: 'RESYNC' };
+        break;
+      }
+      {
+        const v = r.u8();
+        if (v !== 2) throw new RemoteProtocolError(`protocol version ${v} not supported`, 1002);
+        msg = { kind: 'RESUME', version: v, room: r.string(MAX_NAME_BYTES), token: r.string(MAX_RESUME_TOKEN_BYTES), haveTick: r.varint() };
+      }
       break;
     default:
       throw new RemoteProtocolError(`unknown client message kind 0x${bytes[0].toString(16)}`, 1002);
@@ -270,12 +342,15 @@ export function maskBits(mask) {
  * Decode a server message. SNAPSHOT needs the schema; DELTA needs the schema and `typeOf`,
  * the type of an entity the receiver already holds. Throws RemoteProtocolError (its
  * `closeCode` is the code to close with) or DesyncError (a patch for an entity not held).
+ * `version` is the connection's negotiated version: with 1, JOINED must be v1 and a DELTA may
+ * not have the BASE flag; without it, either version is accepted.
  * @param {Uint8Array} bytes
  * @param {Schema} [schema]
  * @param {TypeOf} [typeOf]
+ * @param {1 | 2} [version]
  * @returns {ServerMessage}
  */
-export function decodeServerMessage(bytes, schema, typeOf) {
+export function decodeServerMessage(bytes, schema, typeOf, version) {
   if (bytes.length === 0) throw new RemoteProtocolError('empty message', 1002);
   const r = new Reader(bytes, 1);
   /** @type {ServerMessage} */
@@ -283,7 +358,7 @@ export function decodeServerMessage(bytes, schema, typeOf) {
   const kind = bytes[0];
   if (kind === Kind.DELTA || kind === Kind.SNAPSHOT) {
     if (!schema) throw new RemoteProtocolError('state before JOINED', 1002);
-    msg = kind === Kind.DELTA ? readDelta(r, schema, typeOf) : readSnapshot(r, schema);
+    msg = kind === Kind.DELTA ? readDelta(r, schema, typeOf, version) : readSnapshot(r, schema);
   } else if (kind === Kind.ROOM_EVENT) {
     msg = { kind: 'ROOM_EVENT', sender: r.varint(), name: r.string(MAX_NAME_BYTES), data: r.blob(MAX_EVENT_DATA_BYTES) };
   } else if (kind === Kind.ERROR) {
@@ -291,18 +366,41 @@ export function decodeServerMessage(bytes, schema, typeOf) {
   } else if (kind === Kind.CLOSE) {
     msg = { kind: 'CLOSE', code: r.u16(), reason: r.string(MAX_MESSAGE_TEXT_BYTES) };
   } else if (kind === Kind.JOINED) {
-    const version = r.u8();
-    if (version !== PROTOCOL_VERSION) throw new RemoteProtocolError(`protocol version ${version} not supported`, 1002);
-    const player = r.varint();
-    const room = r.string(MAX_NAME_BYTES);
-    const game = r.string(MAX_NAME_BYTES);
-    const tickRate = r.u8();
-    const entitySchema = Schema.read(r);
-    msg = { kind: 'JOINED', version, player, room, game, tickRate, schema: entitySchema, inputSchema: InputSchema.read(r) };
+    msg = readJoined(r, version);
   } else {
     throw new RemoteProtocolError(`unknown server message kind 0x${kind.toString(16)}`, 1002);
   }
   r.expectEnd();
+  return msg;
+}
+
+/**
+ * JOINED: v1 `version player room game tick_rate schema input_schema`; v2 puts a flags byte
+ * after the version and `resume_token seat_hold_ms input_seq` at the end.
+ * @param {Reader} r
+ * @param {1 | 2} [negotiated]
+ * @returns {Joined}
+ */
+function readJoined(r, negotiated) {
+  const version = r.u8();
+  checkVersion(version, negotiated);
+  const flags = version >= 2 ? r.u8() : 0;
+  if (flags & ~JOINED_RESUMED) throw new RemoteProtocolError(`unknown JOINED flags 0x${flags.toString(16)}`);
+  const player = r.varint();
+  const room = r.string(MAX_NAME_BYTES);
+  const game = r.string(MAX_NAME_BYTES);
+  const tickRate = r.u8();
+  const schema = Schema.read(r);
+  const inputSchema = InputSchema.read(r);
+  /** @type {Joined} */
+  const msg = { kind: 'JOINED', version, player, room, game, tickRate, schema, inputSchema, resumed: false, resumeToken: '', seatHoldMs: 0, inputSeq: 0 };
+  if (version >= 2) {
+    msg.resumed = (flags & JOINED_RESUMED) !== 0;
+    msg.resumeToken = r.string(MAX_RESUME_TOKEN_BYTES);
+    const hold = r.varint();
+    msg.seatHoldMs = typeof hold === 'number' ? hold : Number.MAX_SAFE_INTEGER;
+    msg.inputSeq = r.varint();
+  }
   return msg;
 }
 
@@ -325,12 +423,15 @@ function readSnapshot(r, schema) {
  * @param {Reader} r
  * @param {Schema} schema
  * @param {TypeOf} [typeOf]
+ * @param {1 | 2} [version]
  * @returns {Delta}
  */
-function readDelta(r, schema, typeOf) {
+function readDelta(r, schema, typeOf, version) {
   const flags = r.u8();
-  if (flags & ~DELTA_CHECKSUM) throw new RemoteProtocolError(`unknown delta flags 0x${flags.toString(16)}`);
+  const known = version === 1 ? DELTA_CHECKSUM : DELTA_CHECKSUM | DELTA_BASE;
+  if (flags & ~known) throw new RemoteProtocolError(`unknown delta flags 0x${flags.toString(16)}`);
   const tick = r.varint();
+  const base = flags & DELTA_BASE ? r.varint() : null;
   const checksum = flags & DELTA_CHECKSUM ? r.u32() : null;
   const acks = readAcks(r);
   const nc = r.count();
@@ -358,7 +459,7 @@ function readDelta(r, schema, typeOf) {
   /** @type {Int[]} */
   const removed = new Array(nr);
   for (let i = 0; i < nr; i++) removed[i] = r.varint();
-  return { kind: 'DELTA', tick, checksum, acks, created, changed, removed };
+  return { kind: 'DELTA', tick, base, checksum, acks, created, changed, removed };
 }
 
 // ---------------------------------------------------------------- encoding server messages
@@ -425,16 +526,24 @@ function writeText(w, message) {
 export function encodeServerMessage(msg, schema, typeOf) {
   const w = new Writer();
   switch (msg.kind) {
-    case 'JOINED':
+    case 'JOINED': {
+      const v2 = msg.version >= 2;
       w.u8(Kind.JOINED);
       w.u8(msg.version);
+      if (v2) w.u8(msg.resumed ? JOINED_RESUMED : 0);
       w.varint(msg.player);
       w.string(msg.room, MAX_NAME_BYTES);
       w.string(msg.game, MAX_NAME_BYTES);
       w.u8(msg.tickRate);
       msg.schema.write(w);
       msg.inputSchema.describe(w);
+      if (v2) {
+        w.string(msg.resumeToken ?? '', MAX_RESUME_TOKEN_BYTES);
+        w.varint(msg.seatHoldMs ?? 0);
+        w.varint(msg.inputSeq ?? 0);
+      }
       break;
+    }
     case 'SNAPSHOT':
       if (!schema) throw new LocalProtocolError('SNAPSHOT needs the schema');
       w.u8(Kind.SNAPSHOT);
@@ -446,9 +555,11 @@ export function encodeServerMessage(msg, schema, typeOf) {
       break;
     case 'DELTA': {
       if (!schema) throw new LocalProtocolError('DELTA needs the schema');
+      const base = msg.base ?? null;
       w.u8(Kind.DELTA);
-      w.u8(msg.checksum === null ? 0 : DELTA_CHECKSUM);
+      w.u8((msg.checksum === null ? 0 : DELTA_CHECKSUM) | (base === null ? 0 : DELTA_BASE));
       w.varint(msg.tick);
+      if (base !== null) w.varint(base);
       if (msg.checksum !== null) w.u32(msg.checksum);
       writeAcks(w, msg.acks);
       w.varint(msg.created.length);

@@ -1,14 +1,29 @@
-// Protocol constants of gamesync.v1 (docs/protocol.md, shared/protocol.py) and what each
-// close code means to a person looking at a page.
+// Protocol constants of gamesync.v1 and gamesync.v2 (docs/protocol.md, shared/protocol.py) and
+// what each close code means to a person looking at a page.
 
-/** The version byte of JOIN and JOINED. */
-export const PROTOCOL_VERSION = 1;
-/** The WebSocket subprotocol the client offers. */
-export const SUBPROTOCOL = 'gamesync.v1';
+/** The newest version: the version byte of JOIN, JOINED and RESUME on a v2 connection. */
+export const PROTOCOL_VERSION = 2;
+export const SUBPROTOCOL_V1 = 'gamesync.v1';
+export const SUBPROTOCOL_V2 = 'gamesync.v2';
+/** The newest subprotocol. */
+export const SUBPROTOCOL = SUBPROTOCOL_V2;
+/** The subprotocols the client offers, in order of preference (the server picks the first it speaks). */
+export const SUPPORTED_SUBPROTOCOLS = Object.freeze([SUBPROTOCOL_V2, SUBPROTOCOL_V1]);
+
+/**
+ * The protocol version a subprotocol name stands for (null if not one of ours).
+ * @param {string} name
+ * @returns {1 | 2 | null}
+ */
+export function versionOfSubprotocol(name) {
+  return name === SUBPROTOCOL_V2 ? 2 : name === SUBPROTOCOL_V1 ? 1 : null;
+}
 
 export const MAX_NAME_BYTES = 64;
 export const MAX_PLAYER_NAME_BYTES = 32;
 export const MAX_TOKEN_BYTES = 2048;
+/** A resume token (v2 RESUME and JOINED), ASCII base64url. */
+export const MAX_RESUME_TOKEN_BYTES = 128;
 export const MAX_EVENT_DATA_BYTES = 1024;
 export const MAX_MESSAGE_TEXT_BYTES = 256;
 export const MAX_FIELDS = 64;
@@ -19,6 +34,16 @@ export const MAX_VARINT_BYTES = 10;
 export const JOIN_PRIVATE = 0x01;
 /** DELTA flag bit 0: a checksum follows the tick. */
 export const DELTA_CHECKSUM = 0x01;
+/** DELTA flag bit 1 (v2): a base tick follows the tick; the delta applies to the state of that tick. */
+export const DELTA_BASE = 0x02;
+/** JOINED flag bit 0 (v2): this JOINED answers a RESUME (same player, same room). */
+export const JOINED_RESUMED = 0x01;
+
+/**
+ * The reason of the CLOSE 1001 a drain ends with (the server restarts or moves): stable, so a
+ * client may compare it (shared/protocol.py RESTART_REASON).
+ */
+export const RESTART_REASON = 'server restarting; come back later';
 
 /** The first byte of every message. */
 export const Kind = Object.freeze({
@@ -26,6 +51,10 @@ export const Kind = Object.freeze({
   LEAVE: 0x02,
   INPUT: 0x03,
   EVENT: 0x04,
+  /** v2 */
+  RESUME: 0x05,
+  /** v2 */
+  RESYNC: 0x06,
   JOINED: 0x10,
   SNAPSHOT: 0x11,
   DELTA: 0x12,
@@ -57,6 +86,9 @@ export const CloseCode = Object.freeze({
   REPLACED: 4009,
   KICKED: 4010,
   ROOM_CLOSED: 4011,
+  DRAINING: 4012,
+  /** v2: a RESUME for a seat that is no longer held */
+  SEAT_LOST: 4013,
 });
 
 /**
@@ -90,13 +122,15 @@ const REASONS = {
   4009: ['REPLACED', 'You joined from somewhere else (another tab or device).', 'none'],
   4010: ['KICKED', 'You were removed from the game by an administrator.', 'none'],
   4011: ['ROOM_CLOSED', 'The room has been closed by an administrator.', 'none'],
+  4012: ['DRAINING', 'The server is restarting and admits no one for now. Try again in a moment.', 'retry'],
+  4013: ['SEAT_LOST', 'Your place in the game was given up while you were away.', 'retry'],
 };
 
 /**
  * Why a session ended, in terms a page can show.
  * @typedef {object} CloseInfo
  * @property {number} code the close code (the server's ERROR/CLOSE code when it sent one)
- * @property {string} name the code's name, e.g. `ROOM_FULL`; `UNKNOWN` for a code not in v1
+ * @property {string} name the code's name, e.g. `ROOM_FULL`; `UNKNOWN` for a code the protocol does not define
  * @property {string} text a sentence for a person, e.g. "The room is full."
  * @property {string} detail the server's own text (ERROR/CLOSE message or close reason), if any
  * @property {CloseAdvice} advice what the page may do about it

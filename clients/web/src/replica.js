@@ -184,7 +184,8 @@ export class Replica {
   }
 
   /**
-   * A DELTA turns the state of tick T into that of T + 1: created, changed, removed, acks,
+   * A DELTA turns the state of tick T into that of T + 1 (v2's catch-up DELTA, with a base
+   * tick B, turns the state of tick B into that of its tick): created, changed, removed, acks,
    * tick, then the checksum if present. Throws DesyncError for a wrong tick, an unknown or
    * repeated entity, or a checksum mismatch (the replica must then be rebuilt).
    * @param {Delta} delta
@@ -192,7 +193,10 @@ export class Replica {
    */
   applyDelta(delta, verify = true) {
     if (this.tick < 0) throw new DesyncError('delta before any snapshot');
-    if (delta.tick !== this.tick + 1) throw new DesyncError(`delta for tick ${delta.tick} after tick ${this.tick}`);
+    const base = delta.base ?? null;
+    if (base === null ? delta.tick !== this.tick + 1 : base !== this.tick) {
+      throw new DesyncError(`delta for tick ${delta.tick}${base === null ? '' : ` from tick ${base}`} after tick ${this.tick}`);
+    }
     const ents = this.entities;
     for (const rec of delta.created) {
       if (ents.has(rec.id)) throw new DesyncError(`delta creates entity ${rec.id}, which exists`);
@@ -222,7 +226,7 @@ export class Replica {
       if (inc === 0) acks.delete(player);
       else acks.set(player, addInt(acks.get(player) ?? 0, inc));
     }
-    this.tick = delta.tick;
+    this.tick = Number(delta.tick);
     if (verify && delta.checksum !== null) this._verify(delta.checksum);
   }
 

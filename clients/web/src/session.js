@@ -1,18 +1,22 @@
 // A player's session: connect, join, keep a verified replica, send inputs and events, predict
-// the player's own entities, interpolate the others, and say why it ended.
+// the player's own entities, interpolate the others, come back to the same seat after the
+// connection drops (gamesync.v2 RESUME: connection.js), and say why it ended.
 //
 //   const session = connect('wss://127.0.0.1:8443', { room: 'lobby', token, game: 'arena' });
 //   session.on('close', (info) => show(info.text));
+//   session.on('reconnecting', (r) => show(`reconnecting (${r.reason})…`));
+//   session.on('resumed', (r) => show(`back after ${r.downtimeMs} ms`));
 //   await session.ready;
 //   session.setInput({ dx: 1, dy: 0 });       // sent once per tick
 //   draw(session.view(performance.now()));     // every frame
 
-import { Emitter } from './emitter.js';
-import { DesyncError, RemoteProtocolError, SessionClosedError } from './errors.js';
+import { Connection } from './connection.js';
+import { DesyncError, RemoteProtocolError } from './errors.js';
 import { Interpolator } from './interpolation.js';
-import { dataText, decodeServerMessage, encodeEvent, encodeInput, encodeJoin, encodeLeave, peekDeltaTick } from './messages.js';
+import { dataText, decodeServerMessage, encodeEvent, encodeInput, encodeLeave, encodeResync, peekDeltaTick } from './messages.js';
 import { Predictor } from './prediction.js';
-import { CloseCode, Kind, SUBPROTOCOL, describeClose } from './protocol.js';
+import { CloseCode, Kind } from './protocol.js';
+import { InputBuffer } from './reconnect.js';
 import { Replica } from './replica.js';
 import { Writer } from './wire.js';
 
@@ -21,47 +25,10 @@ import { Writer } from './wire.js';
 /** @typedef {import('./protocol.js').CloseInfo} CloseInfo */
 /** @typedef {import('./messages.js').Joined} Joined */
 /** @typedef {import('./replica.js').Entity} Entity */
-/** @typedef {import('./session_types.js').WebSocketLike} WebSocketLike */
-/** @typedef {import('./session_types.js').WebSocketConstructor} WebSocketConstructor */
 /** @typedef {import('./session_types.js').ConnectOptions} ConnectOptions */
-/** @typedef {import('./session_types.js').SessionEvents} SessionEvents */
-/** @typedef {import('./session_types.js').SessionState} SessionState */
 /** @typedef {import('./session_types.js').View} View */
 
-const REJOIN_WINDOW_MS = 60_000;
-const LEAVE_TIMEOUT_MS = 2000;
-
-/**
- * Close a WebSocket with `code` if it may: a browser's close() takes only 1000 and 3000-4999,
- * and a reason of at most 123 bytes, so a protocol code (1002, 1007, ...) falls back to 1000.
- * @param {WebSocketLike} ws
- * @param {number} code
- * @param {string} [reason]
- */
-function closeSocket(ws, code, reason = '') {
-  const text = reason.replace(/[^\x20-\x7e]/g, '?').slice(0, 120);
-  /** @type {Array<() => void>} */
-  const tries = [() => ws.close(code, text), () => ws.close(CloseCode.NORMAL, text), () => ws.close()];
-  for (const attempt of tries) {
-    try {
-      attempt();
-      return;
-    } catch {
-      // not a code this WebSocket may send (or already closed): try the next
-    }
-  }
-}
-
-/**
- * @param {string} url
- */
-function wsUrl(url) {
-  const u = new URL(url);
-  if (u.protocol === 'https:') u.protocol = 'wss:';
-  else if (u.protocol === 'http:') u.protocol = 'ws:';
-  if (u.protocol !== 'wss:' && u.protocol !== 'ws:') throw new TypeError(`the URL must start with wss:// or ws://, not ${url}`);
-  return u.toString();
-}
+const DESYNC_WINDOW_MS = 60_000;
 
 /**
  * Connect to a server and join a room. Returns the session at once; `await session.ready`
@@ -77,50 +44,32 @@ export function connect(url, options = {}) {
 
 /**
  * @template {Record<string, Record<string, Value>>} [T=Record<string, Record<string, any>>]
- * @extends {Emitter<SessionEvents>}
  */
-export class Session extends Emitter {
+export class Session extends Connection {
   /**
    * @param {string} url
    * @param {ConnectOptions} options
    */
   constructor(url, options) {
-    super();
-    this.url = wsUrl(url);
-    this.options = options;
-    const WS = options.WebSocket ?? /** @type {WebSocketConstructor | undefined} */ (globalThis.WebSocket);
-    if (!WS) throw new TypeError('no WebSocket: pass the WebSocket option (in Node 20, e.g. the `ws` package)');
-    this._WS = WS;
-    this._now = options.now ?? (() => performance.now());
+    super(url, options);
     this.maxQueuedInputs = options.maxQueuedInputs ?? 8;
     this.maxUnackedInputs = options.maxUnackedInputs ?? 256;
     this.maxBufferedBytes = options.maxBufferedBytes ?? 65536;
-    /** @type {SessionState} */
-    this.state = 'connecting';
-    /** @type {CloseInfo | null} why the session ended, once it has */
-    this.closeInfo = null;
-    /** @type {Joined | null} */
-    this.joined = null;
     /** @type {Replica<T> | null} */
     this.replica = null;
     /** @type {Predictor | null} */
     this.predictor = null;
     /** @type {Interpolator | null} */
     this.interpolator = null;
-    this.stats = {
-      messagesIn: 0, bytesIn: 0, messagesOut: 0, bytesOut: 0,
-      snapshots: 0, deltas: 0, deltasSkipped: 0,
-      checksumsVerified: 0, checksumMismatches: 0, desyncs: 0, rejoins: 0,
-      inputsSent: 0, inputsAcked: 0, inputsDropped: 0,
-      eventsIn: 0, eventsSent: 0, eventsRefused: 0,
-    };
     /** the last input latency: send until the first state acking it (ms) */
     this.inputLatencyMs = NaN;
     /** its moving average */
     this.inputLatencyAvgMs = NaN;
     this._nextSeq = 1;
-    /** @type {Uint8Array[]} encoded inputs waiting for the socket */
-    this._queue = [];
+    /** the inputs not yet acked (sent or waiting), for sending again after a resume */
+    this._inputs = new InputBuffer(this.policy.inputBufferSize);
+    /** inputs this connection may still send before the next state (the server's per-tick queue) */
+    this._budget = this.maxQueuedInputs;
     /** @type {Array<[number, number]>} (seq, sent at) of inputs not yet acked */
     this._unacked = [];
     /** @type {Record<string, unknown> | null} */
@@ -130,60 +79,30 @@ export class Session extends Emitter {
     this._snapshotTick = -1;
     /** @type {Array<[number, number]>} (time, bytes) of the last second's messages */
     this._recent = [];
-    /** @type {number[]} */
-    this._rejoinTimes = [];
-    /** @type {{code: number, text: string} | null} the ERROR/CLOSE the server sent */
-    this._serverClose = null;
-    /** @type {WebSocketLike | null} */
-    this._ws = null;
+    /** @type {number[]} when desyncs were recovered from (rejoin or resync), for the rate limit */
+    this._recoveries = [];
+    this._lastResyncAt = -Infinity;
     this._writer = new Writer(64);
-    /** @type {ReturnType<typeof setTimeout> | undefined} */
-    this._timer = undefined;
-    /** @type {Array<(info: CloseInfo) => void>} */
-    this._closeWaiters = [];
-    /** @type {(s: Session<T>) => void} */
-    let resolve = () => {};
-    /** @type {(e: Error) => void} */
-    let reject = () => {};
-    /** @type {Promise<Session<T>>} resolves with the session once it holds the first snapshot */
-    this.ready = new Promise((res, rej) => {
-      resolve = res;
-      reject = rej;
-    });
-    this.ready.catch(() => {}); // a page that never awaits it must not see an unhandled rejection
-    this._resolveReady = resolve;
-    this._rejectReady = reject;
-    this._open(false);
+    this._connect('join');
   }
 
   // ------------------------------------------------------------ accessors
-  /** Our player number (0 before JOINED). */
-  get player() {
-    return this.joined ? this.joined.player : 0;
-  }
-  /** The room joined (a private room's id after a private join). */
-  get room() {
-    return this.joined ? this.joined.room : '';
-  }
-  get game() {
-    return this.joined ? this.joined.game : '';
-  }
-  get tickRate() {
-    return this.joined ? this.joined.tickRate : 0;
-  }
   /** The replica's tick (-1 before the first snapshot). */
   get tick() {
     return this.replica ? this.replica.tick : -1;
   }
+
   /** The last input seq the server applied for us (0 = none yet). */
   get lastAcked() {
     const a = this.replica && this.joined ? this.replica.acks.get(this.joined.player) : undefined;
     return typeof a === 'number' ? a : 0;
   }
+
   /** The last input seq sent or queued. */
   get lastSent() {
     return this._nextSeq - 1;
   }
+
   /** Inputs sent and not yet acked. */
   get unacked() {
     return this._unacked.length;
@@ -198,105 +117,54 @@ export class Session extends Emitter {
     return this.replica ? this.replica.ofType(type) : [];
   }
 
-  // ------------------------------------------------------------ connecting
-  /** @param {boolean} rejoin */
-  async _open(rejoin) {
-    const opts = this.options;
-    this.state = 'connecting';
-    const timeout = opts.connectTimeoutMs ?? 10000;
-    clearTimeout(this._timer);
-    this._timer = setTimeout(() => this._fail(CloseCode.ABNORMAL, `timed out after ${timeout} ms connecting and joining`), timeout);
-    let token = '';
-    try {
-      token = typeof opts.token === 'function' ? await opts.token() : opts.token ?? '';
-    } catch (err) {
-      this._finish(describeClose(CloseCode.UNAUTHORIZED, `could not get a token: ${err instanceof Error ? err.message : String(err)}`));
-      return;
-    }
-    if (/** @type {SessionState} */ (this.state) === 'closed') return;
-    const previous = this.joined;
-    /** @type {Uint8Array} */
-    let join;
-    try {
-      join = encodeJoin(
-        rejoin && previous
-          ? { room: previous.room, game: previous.game, name: opts.name, token }
-          : { room: opts.room ?? '', game: opts.game ?? '', name: opts.name ?? '', token, private: !!opts.private },
-      );
-    } catch (err) {
-      this._finish(describeClose(CloseCode.BAD_JOIN, err instanceof Error ? err.message : String(err)));
-      return;
-    }
-    /** @type {WebSocketLike} */
-    let ws;
-    try {
-      ws = new this._WS(this.url, [SUBPROTOCOL]);
-    } catch (err) {
-      this._finish(describeClose(CloseCode.ABNORMAL, err instanceof Error ? err.message : String(err)));
-      return;
-    }
-    ws.binaryType = 'arraybuffer';
-    this._ws = ws;
-    ws.onopen = () => {
-      if (this._ws !== ws) return;
-      if (ws.protocol !== SUBPROTOCOL) {
-        this._fail(CloseCode.PROTOCOL_ERROR, `the server did not accept the subprotocol ${SUBPROTOCOL}`);
-        return;
-      }
-      this.state = 'joining';
-      this._send(join);
-    };
-    ws.onmessage = (ev) => {
-      if (this._ws === ws) this._onData(ev.data);
-    };
-    ws.onclose = (ev) => {
-      if (this._ws === ws) this._onClose(ev.code, ev.reason);
-    };
-    ws.onerror = () => {};
+  // ------------------------------------------------------------ seats
+  /** @override */
+  _haveTick() {
+    return this._needSnapshot || !this.replica ? 0 : Math.max(0, this.replica.tick);
   }
 
   /**
-   * Open a new connection and join the same room again (after a desync).
+   * Open a new connection and join the same room again (after a desync, on a v1 server).
    * @param {string} reason
    */
   _rejoin(reason) {
-    const now = this._now();
-    this._rejoinTimes = this._rejoinTimes.filter((t) => now - t < REJOIN_WINDOW_MS);
-    if (this._rejoinTimes.length >= (this.options.maxRejoins ?? 3)) {
-      this._fail(CloseCode.INVALID_PAYLOAD, `the game state kept diverging from the server's (${reason})`);
-      return;
-    }
-    this._rejoinTimes.push(now);
     this.stats.rejoins++;
     const old = this._ws;
-    this._ws = null;
     if (old) {
       try {
         if (old.readyState === 1) old.send(encodeLeave());
       } catch {
         // the old connection is going anyway
       }
-      closeSocket(old, CloseCode.NORMAL);
     }
+    this._detach(CloseCode.NORMAL, `rejoining: ${reason}`);
     this._resetGame();
-    this._open(true);
+    this._connect('rejoin');
   }
 
+  /** @override A new seat: a new replica, seq numbering from 1, nothing pending. */
   _resetGame() {
     this.replica = null;
+    this._resumeToken = '';
     this._needSnapshot = true;
     this._snapshotTick = -1;
-    this._queue = [];
+    this._nextSeq = 1;
+    this._inputs.clear();
     this._unacked = [];
     this.predictor?.reset();
     this.interpolator?.reset();
   }
 
   // ------------------------------------------------------------ incoming
-  /** @param {unknown} data */
+  /**
+   * @override
+   * @param {unknown} data
+   */
   _onData(data) {
     const stats = this.stats;
     stats.messagesIn++;
+    const now = this._now();
+    this._lastMessageAt = now;
     if (typeof data === 'string') {
       stats.bytesIn += data.length;
       this._fail(CloseCode.UNSUPPORTED_DATA, 'the server sent a text message');
@@ -304,7 +172,6 @@ export class Session extends Emitter {
     }
     const bytes = data instanceof Uint8Array ? data : new Uint8Array(/** @type {ArrayBuffer} */ (data));
     stats.bytesIn += bytes.length;
-    const now = this._now();
     this._recent.push([now, bytes.length]);
     while (this._recent.length && now - this._recent[0][0] > 1000) this._recent.shift();
     try {
@@ -322,7 +189,7 @@ export class Session extends Emitter {
    * @param {number} now
    */
   _handle(bytes, now) {
-    const replica = this.replica;
+    const replica = this._connJoined ? this.replica : null;
     if (bytes[0] === Kind.DELTA && replica) {
       const tick = peekDeltaTick(bytes);
       if (this._needSnapshot || (typeof tick === 'number' && tick <= this._snapshotTick)) {
@@ -331,7 +198,8 @@ export class Session extends Emitter {
         return;
       }
     }
-    const msg = replica ? decodeServerMessage(bytes, replica.schema, replica.typeOf) : decodeServerMessage(bytes);
+    const version = this.version === 1 || this.version === 2 ? this.version : undefined;
+    const msg = replica ? decodeServerMessage(bytes, replica.schema, replica.typeOf, version) : decodeServerMessage(bytes, undefined, undefined, version);
     switch (msg.kind) {
       case 'DELTA':
       case 'SNAPSHOT': {
@@ -345,6 +213,7 @@ export class Session extends Emitter {
           r.applySnapshot(msg);
           this._needSnapshot = false;
           this._snapshotTick = r.tick;
+          this._cancel('resync');
         }
         this.stats.checksumsVerified += r.checks - checks;
         this._afterState(msg.kind, now, r.checks > checks);
@@ -355,7 +224,7 @@ export class Session extends Emitter {
         this.emit('event', { sender: msg.sender, name: msg.name, data: msg.data, text: dataText(msg.data) });
         return;
       case 'JOINED':
-        if (this.replica) throw new RemoteProtocolError('second JOINED', CloseCode.PROTOCOL_ERROR);
+        if (this._connJoined) throw new RemoteProtocolError('second JOINED', CloseCode.PROTOCOL_ERROR);
         this._onJoined(msg);
         return;
       case 'ERROR':
@@ -369,9 +238,36 @@ export class Session extends Emitter {
 
   /** @param {Joined} msg */
   _onJoined(msg) {
-    const rejoin = this.joined !== null;
+    const previous = this.joined;
+    if (this._kind === 'resume') {
+      if (!msg.resumed || !previous || msg.player != previous.player || msg.room !== previous.room) {
+        throw new RemoteProtocolError(`a RESUME answered by ${msg.resumed ? `player ${msg.player} in room ${msg.room}` : 'a fresh JOINED'}`, CloseCode.PROTOCOL_ERROR);
+      }
+      const same = (/** @type {{toBytes(): Uint8Array}} */ a, /** @type {{toBytes(): Uint8Array}} */ b) => a.toBytes().join() === b.toBytes().join();
+      if (!same(msg.schema, previous.schema) || !same(msg.inputSchema, previous.inputSchema)) {
+        throw new RemoteProtocolError('the resumed room has another schema', CloseCode.PROTOCOL_ERROR);
+      }
+      this._connJoined = true;
+      // the replica's schema objects stay (its entities are typed by them)
+      this.joined = { ...msg, schema: previous.schema, inputSchema: previous.inputSchema };
+      this._resumeToken = msg.resumeToken ?? '';
+      // inputs the game applied are done; the rest go out again, in order, with their seqs
+      const applied = Number(msg.inputSeq ?? 0);
+      this._inputs.ack(applied);
+      this._inputs.resendAll();
+      const t = this._now();
+      this._unacked = this._unacked.filter(([seq]) => seq > applied).map(([seq]) => [seq, t]);
+      this._budget = this.maxQueuedInputs;
+      return;
+    }
+    if (msg.resumed) throw new RemoteProtocolError('a JOIN answered by a RESUMED JOINED', CloseCode.PROTOCOL_ERROR);
+    const rejoin = previous !== null;
+    if (rejoin) this._resetGame();
+    this._connJoined = true;
     this.joined = msg;
+    this._resumeToken = msg.resumeToken ?? '';
     this.replica = new Replica(msg.schema);
+    this._budget = this.maxQueuedInputs;
     const opts = this.options;
     if (opts.predict && !this.predictor) {
       this.predictor = new Predictor({
@@ -385,8 +281,9 @@ export class Session extends Emitter {
     if (!this.interpolator || this.interpolator.intervalMs !== 1000 / msg.tickRate) {
       this.interpolator = new Interpolator({ ...opts.interpolation, tickRate: msg.tickRate });
     }
-    const { player, room, game, tickRate, schema, inputSchema } = msg;
-    this.emit('joined', { player, room, game, tickRate, schema, inputSchema, rejoin });
+    const { player, room, game, tickRate, schema, inputSchema, version } = msg;
+    const resumable = this._resumeToken !== '';
+    this.emit('joined', { player, room, game, tickRate, schema, inputSchema, rejoin, version, resumable, seatHoldMs: msg.seatHoldMs ?? 0 });
   }
 
   /**
@@ -409,14 +306,30 @@ export class Session extends Emitter {
       unacked.splice(0, n);
       this.stats.inputsAcked += n;
     }
+    this._inputs.ack(ack);
+    this._budget = this.maxQueuedInputs;
     const own = this._ownEntities();
     this.predictor?.rebase(own, ack, now);
     this.interpolator?.push(replica.tick, now, replica.entities.values());
     if (this.state !== 'playing') {
+      const outage = this._outage;
       this.state = 'playing';
-      clearTimeout(this._timer);
-      this._resolveReady(this);
+      this._outage = null;
+      this._cancel('conn');
+      if (!this._readyDone) {
+        this._readyDone = true;
+        this._resolveReady(this);
+      }
+      if (outage && this._kind === 'resume') {
+        const downtimeMs = now - outage.startedAt;
+        const inputsResent = this._inputs.unsent;
+        this.stats.resumes++;
+        this.stats.inputsResent += inputsResent;
+        this.lastDowntimeMs = downtimeMs;
+        this.emit('resumed', { attempts: outage.attempt, downtimeMs, player: this.player, tick: replica.tick, caughtUpBy: kind, inputsResent });
+      }
     }
+    if (this._timer.stall === undefined) this._armStall();
     this.emit('state', { kind, tick: replica.tick, ack, verified });
     // inputs held with setInput() go out once per tick, right after the tick's state
     if (this._held && now - this._lastAutoInput >= 500 / this.tickRate) {
@@ -440,77 +353,81 @@ export class Session extends Emitter {
   _desync(reason) {
     this.stats.desyncs++;
     if (reason.startsWith('checksum mismatch')) this.stats.checksumMismatches++;
-    const rejoining = this.options.rejoinOnDesync ?? true;
-    this.emit('desync', { tick: this.tick, reason, rejoining });
-    if (rejoining) this._rejoin(reason);
-    else this._needSnapshot = true; // ignore deltas until the server sends a snapshot
-  }
-
-  /**
-   * @param {number} code
-   * @param {string} reason
-   */
-  _onClose(code, reason) {
-    const server = this._serverClose;
-    const info = server ? describeClose(server.code, server.text, true) : describeClose(code, reason);
-    this._finish(info);
-  }
-
-  /**
-   * End the session from our side: close the socket with `code` and report it.
-   * @param {number} code
-   * @param {string} detail
-   */
-  _fail(code, detail) {
+    const now = this._now();
+    const v2 = this.version >= 2 && this.state === 'playing';
+    const rejoining = !v2 && (this.options.rejoinOnDesync ?? true);
+    const recovering = v2 || rejoining;
+    if (recovering) {
+      this._recoveries = this._recoveries.filter((t) => now - t < DESYNC_WINDOW_MS);
+      if (this._recoveries.length >= (this.options.maxRejoins ?? 3)) {
+        this._fail(CloseCode.INVALID_PAYLOAD, `the game state kept diverging from the server's (${reason})`);
+        return;
+      }
+      this._recoveries.push(now);
+    }
+    this.emit('desync', { tick: this.tick, reason, rejoining, resyncing: v2 });
     if (this.state === 'closed') return;
-    const ws = this._ws;
-    this._ws = null;
-    if (ws) closeSocket(ws, code === CloseCode.ABNORMAL ? CloseCode.NORMAL : code, detail);
-    this._finish(describeClose(code, detail));
+    if (rejoining) {
+      this._rejoin(reason);
+      return;
+    }
+    this._needSnapshot = true; // ignore deltas until the server sends a snapshot
+    if (v2) this._resync();
   }
 
-  /** @param {CloseInfo} info */
+  /** Ask for a snapshot (v2 RESYNC), at most once per `resyncIntervalMs`, until one arrives. */
+  _resync() {
+    if (!this._needSnapshot || this.state !== 'playing' || this.version < 2) return;
+    const now = this._now();
+    const interval = this.policy.resyncIntervalMs;
+    if (now - this._lastResyncAt >= interval && this._send(encodeResync())) {
+      this._lastResyncAt = now;
+      this.stats.resyncs++;
+    }
+    // the server ignores a RESYNC over its rate limit: ask again after the interval
+    this._after('resync', Math.max(1, this._lastResyncAt + interval - now), () => this._resync());
+  }
+
+  /**
+   * @override
+   * @param {CloseInfo} info
+   */
   _finish(info) {
-    if (this.state === 'closed') return;
-    this.state = 'closed';
-    this.closeInfo = info;
-    clearTimeout(this._timer);
-    const ws = this._ws;
-    this._ws = null;
-    if (ws && ws.readyState <= 1) closeSocket(ws, CloseCode.NORMAL);
     this._held = null;
-    this._rejectReady(new SessionClosedError(info));
-    this.emit('close', info);
-    for (const w of this._closeWaiters.splice(0)) w(info);
+    super._finish(info);
   }
 
   // ------------------------------------------------------------ outgoing
-  /** @param {Uint8Array} data */
-  _send(data) {
+  /** Whether inputs must wait: no connection playing, or its socket is backed up. */
+  _mustWait() {
     const ws = this._ws;
-    if (!ws || ws.readyState !== 1) return false;
-    ws.send(data);
-    this.stats.messagesOut++;
-    this.stats.bytesOut += data.length;
-    return true;
+    return this.state !== 'playing' || !ws || ws.readyState !== 1 || ws.bufferedAmount > this.maxBufferedBytes;
   }
 
+  /** Send the waiting inputs, in order, at most `maxQueuedInputs` between two states. */
   _flush() {
-    const ws = this._ws;
-    while (this._queue.length && ws && ws.readyState === 1 && ws.bufferedAmount <= this.maxBufferedBytes) {
-      this._send(/** @type {Uint8Array} */ (this._queue.shift()));
+    const inputs = this._inputs;
+    while (this._budget > 0 && !this._mustWait()) {
+      const next = inputs.next();
+      if (!next) break;
+      this._send(next.bytes);
+      inputs.markSent();
+      this._budget--;
       this.stats.inputsSent++;
     }
   }
 
   /**
    * Send one input now (fields by name; missing ones take their default) and predict it
-   * locally at once. Returns its sequence number, or 0 if the session is not playing.
+   * locally at once. Returns its sequence number, or 0 if it was dropped: not joined yet, or
+   * closed. While reconnecting to a seat that can be resumed, inputs are numbered and kept
+   * (the last `inputBufferSize`), and sent once the seat is back.
    * @param {Record<string, unknown>} values
    * @returns {number}
    */
   sendInput(values) {
-    if (this.state !== 'playing' || !this.joined) {
+    const resumable = this.state === 'reconnecting' && this._outage?.resume === true && this.replica !== null;
+    if (!this.joined || (this.state !== 'playing' && !resumable)) {
       this.stats.inputsDropped++;
       return 0;
     }
@@ -521,11 +438,10 @@ export class Session extends Emitter {
     this.predictor?.applyInput(seq, schema.valuesFor(codes), now);
     this._unacked.push([seq, now]);
     if (this._unacked.length > this.maxUnackedInputs) this._unacked.shift();
-    this._queue.push(encodeInput(schema, seq, codes, this._writer));
-    if (this._queue.length > this.maxQueuedInputs) {
-      this._queue.shift();
-      this.stats.inputsDropped++;
-    }
+    const inputs = this._inputs;
+    let dropped = inputs.push(seq, encodeInput(schema, seq, codes, this._writer));
+    if (this.state === 'playing' && this._mustWait()) dropped += inputs.trimUnsent(this.maxQueuedInputs);
+    this.stats.inputsDropped += dropped;
     this._flush();
     return seq;
   }
@@ -543,40 +459,18 @@ export class Session extends Emitter {
 
   /**
    * Send a room event (the default game relays it to everyone, e.g. chat). Returns false if
-   * it could not be sent now: not playing, or the socket is backed up.
+   * it could not be sent now: not playing (reconnecting included), or the socket is backed up.
    * @param {string} name
    * @param {Uint8Array | string} [data] a string is sent as UTF-8
    */
   sendEvent(name, data) {
     const bytes = encodeEvent(name, data); // throws LocalProtocolError for over-limit names or data
-    const ws = this._ws;
-    if (this.state !== 'playing' || !ws || ws.bufferedAmount > this.maxBufferedBytes || !this._send(bytes)) {
+    if (this._mustWait() || !this._send(bytes)) {
       this.stats.eventsRefused++;
       return false;
     }
     this.stats.eventsSent++;
     return true;
-  }
-
-  /**
-   * Leave the room: LEAVE, then the server closes (1000). Resolves with how it ended.
-   * @returns {Promise<CloseInfo>}
-   */
-  leave() {
-    if (this.closeInfo) return Promise.resolve(this.closeInfo);
-    const done = new Promise((resolve) => this._closeWaiters.push(resolve));
-    if (this.state === 'playing' || this.state === 'joining') this._send(encodeLeave());
-    const ws = this._ws;
-    const timer = setTimeout(() => {
-      if (ws && this._ws === ws) closeSocket(ws, CloseCode.NORMAL, 'left');
-      this._finish(describeClose(CloseCode.NORMAL, 'left'));
-    }, this.state === 'playing' ? LEAVE_TIMEOUT_MS : 0);
-    return done.finally(() => clearTimeout(timer));
-  }
-
-  /** Same as leave(). */
-  close() {
-    return this.leave();
   }
 
   // ------------------------------------------------------------ what to draw

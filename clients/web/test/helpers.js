@@ -220,15 +220,48 @@ export class ArenaServer {
   }
 }
 
-/** A clock the tests move by hand. */
+/** A clock the tests move by hand, with timers that fire as it moves (pass `timers` to the session). */
 export class FakeClock {
   constructor(t = 1000) {
     this.t = t;
     this.now = () => this.t;
+    /** @type {Map<number, {at: number, fn: () => void}>} */
+    this.due = new Map();
+    this._id = 1;
+    /** @type {import('../src/index.js').Timers} */
+    this.timers = {
+      setTimeout: (fn, ms) => {
+        const id = this._id++;
+        this.due.set(id, { at: this.t + Math.max(0, ms), fn });
+        return id;
+      },
+      clearTimeout: (id) => {
+        this.due.delete(/** @type {number} */ (id));
+      },
+    };
   }
-  /** @param {number} ms */
+
+  /** Move time on, firing every timer due by then in order (each at its own time). @param {number} ms */
   advance(ms) {
-    this.t += ms;
+    const end = this.t + ms;
+    for (;;) {
+      let best = 0;
+      let at = Infinity;
+      for (const [id, d] of this.due) if (d.at < at || (d.at === at && id < best)) [best, at] = [id, d.at];
+      if (at > end) break;
+      const d = /** @type {{at: number, fn: () => void}} */ (this.due.get(best));
+      this.due.delete(best);
+      this.t = Math.max(this.t, d.at);
+      d.fn();
+    }
+    this.t = end;
+  }
+
+  /** When the next timer is due (Infinity: none). */
+  nextDue() {
+    let at = Infinity;
+    for (const d of this.due.values()) at = Math.min(at, d.at);
+    return at;
   }
 }
 
@@ -333,7 +366,7 @@ export function randomStates(r, schema, deltas) {
     const dacks = r.next() < 0.5 ? [[1, r.int(0, 3)]] : [];
     tick += 1;
     /** @type {import('../src/index.js').Delta} */
-    const delta = { kind: 'DELTA', tick, checksum: null, acks: dacks, created, changed, removed };
+    const delta = { kind: 'DELTA', tick, base: null, checksum: null, acks: dacks, created, changed, removed };
     const bytesWithoutSum = encodeServerMessage(delta, schema, server.typeOf);
     server.applyDelta(delta, false);
     if (d % 2 === 1) delta.checksum = server.checksum();

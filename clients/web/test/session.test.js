@@ -23,6 +23,7 @@ function start(opts = {}) {
     token: 'tok',
     WebSocket: FakeWebSocket,
     now: clock.now,
+    timers: clock.timers,
     predict: arena.predict,
     snapDistance: arena.snapDistance,
     ...opts,
@@ -64,7 +65,7 @@ test('connect sends JOIN with the subprotocol, then joined, state and ready', as
   await settle();
   const ws = FakeWebSocket.made[0];
   assert.equal(ws.url, 'wss://game.example:8443/');
-  assert.deepEqual(ws.protocols, ['gamesync.v1']);
+  assert.deepEqual(ws.protocols, ['gamesync.v2', 'gamesync.v1']);
   ws.open();
   assert.equal(ws.binaryType, 'arraybuffer');
   assert.deepEqual(ws.decodedSent(), [{ kind: 'JOIN', version: 1, room: 'lobby', game: 'arena', name: '', token: 'tok', private: false }]);
@@ -316,9 +317,12 @@ test('connect without a WebSocket class fails at once with a clear message', () 
 });
 
 test('the connect timeout ends a session that never gets its snapshot', async () => {
-  const { session } = start({ connectTimeoutMs: 20 });
+  const { session, clock } = start({ connectTimeoutMs: 20 });
   await settle();
   FakeWebSocket.made[0].open();
+  clock.advance(19);
+  assert.equal(session.state, 'joining');
+  clock.advance(1);
   await assert.rejects(session.ready, /timed out/);
   assert.equal(session.closeInfo?.code, 1006);
 });

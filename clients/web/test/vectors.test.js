@@ -317,7 +317,7 @@ for (const c of casesOf('client')) {
   test(`vector ${c.name}`, () => {
     const d = c.decoded;
     const input = d.input_schema_from ? joinedSchemas(d.input_schema_from).input : undefined;
-    const msg = decodeClientMessage(fromHex(c.hex), input);
+    const msg = decodeClientMessage(fromHex(c.hex), input, 1);
     assert.deepEqual(clientMeaning(msg, d), d);
     assert.equal(hex(encodeClientMessage(clientMessageOf(d), input)), c.hex);
   });
@@ -337,7 +337,7 @@ test('server vectors: decoded to their meaning, re-encoded to their bytes, appli
     if (d.kind === 'DELTA') assert.equal(d.follows, previous, `${c.name} follows the previous state case`);
     /** @type {(id: Int) => EntityType} */
     const typeOf = replica ? replica.typeOf : () => assert.fail('no replica');
-    const msg = decodeServerMessage(bytes, schema, typeOf);
+    const msg = decodeServerMessage(bytes, schema, typeOf, 1);
     assert.deepEqual(serverMeaning(msg, d, typeOf), d, c.name);
     assert.equal(hex(encodeServerMessage(serverMessageOf(d), schema, typeOf)), c.hex, c.name);
     if (msg.kind === 'SNAPSHOT' || msg.kind === 'DELTA') {
@@ -360,7 +360,7 @@ for (const c of casesOf('client_reject', 'server_reject')) {
   test(`vector ${c.name} is refused with ${c.decoded.close_code}`, () => {
     const bytes = fromHex(c.hex);
     const { schema, input } = joinedSchemas('server_joined_arena');
-    const decode = c.decoded.type === 'client_reject' ? () => decodeClientMessage(bytes, input) : () => decodeServerMessage(bytes, schema, () => assert.fail('no patch expected'));
+    const decode = c.decoded.type === 'client_reject' ? () => decodeClientMessage(bytes, input, 1) : () => decodeServerMessage(bytes, schema, () => assert.fail("no patch expected"), 1);
     assert.throws(decode, (/** @type {unknown} */ e) => e instanceof RemoteProtocolError && e.closeCode === c.decoded.close_code);
   });
 }
