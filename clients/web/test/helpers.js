@@ -117,13 +117,21 @@ export class FakeWebSocket {
 
 /**
  * The arena's state and rule in JavaScript, producing the server's messages: JOINED, the
- * SNAPSHOT after the join tick, then one DELTA per tick with a checksum every 5 ticks.
+ * SNAPSHOT after the join tick, then one DELTA per tick with a checksum every 5 ticks. With
+ * `version: 2`, JOINED is v2 (a resume token), and `catchUp(tick)` gives the catch-up DELTA
+ * from an earlier tick, as a v2 server answers a RESUME.
  */
 export class ArenaServer {
-  /** @param {{player?: number, tick?: number}} [opts] */
+  /** @param {{player?: number, tick?: number, version?: number}} [opts] */
   constructor(opts = {}) {
     this.player = opts.player ?? 1;
     this.tick = opts.tick ?? 10;
+    this.version = opts.version ?? 1;
+    /** @type {Map<number, {entities: Map<Int, Code[]>, types: Map<Int, number>, acks: Map<number, number>}>} tick -> state, for catch-ups */
+    this.history = new Map();
+    /** player -> highest input seq accepted (the real server drops one at or below it) */
+    this.highest = new Map();
+    this.tokens = 0;
     this.state = new Replica(ARENA_SCHEMA);
     this.state.applySnapshot({ kind: 'SNAPSHOT', tick: this.tick, checksum: 0, acks: [], entities: [] }, false);
     /** @type {number} */
@@ -136,10 +144,66 @@ export class ArenaServer {
     this.avatarOf = new Map();
     this.spawnPlayer(this.player, 100, 200, 'alice');
     this.spawnGem(500, 500, 1);
+    this.remember();
   }
 
-  joined() {
-    return encodeServerMessage({ kind: 'JOINED', version: 1, player: this.player, room: 'lobby', game: 'arena', tickRate: 20, schema: ARENA_SCHEMA, inputSchema: ARENA_INPUT });
+  /**
+   * JOINED: v1, or v2 with a fresh resume token (`resumed`: the answer to a RESUME, with the
+   * last input seq applied; the highest seq accepted goes back to it).
+   * @param {{resumed?: boolean, token?: string, seatHoldMs?: number}} [opts]
+   */
+  joined(opts = {}) {
+    const inputSeq = opts.resumed ? /** @type {number} */ (this.acks.get(this.player)) : 0;
+    if (opts.resumed) this.highest.set(this.player, inputSeq);
+    return encodeServerMessage({
+      kind: 'JOINED', version: this.version, player: this.player, room: 'lobby', game: 'arena', tickRate: 20, schema: ARENA_SCHEMA, inputSchema: ARENA_INPUT,
+      resumed: !!opts.resumed, resumeToken: opts.token ?? `token-${this.player}-${++this.tokens}`, seatHoldMs: opts.seatHoldMs ?? 20000, inputSeq,
+    });
+  }
+
+  /** Keep this tick's state for later catch-ups. */
+  remember() {
+    const entities = new Map();
+    const types = new Map();
+    for (const e of this.state.entities.values()) {
+      entities.set(e.id, e.codes.slice());
+      types.set(e.id, e.type.typeId);
+    }
+    this.history.set(this.tick, { entities, types, acks: new Map(this.acks) });
+  }
+
+  /**
+   * The catch-up DELTA taking a replica at `base` to the current tick: created in full,
+   * changed fields with current values, removed, summed acks, a checksum.
+   * @param {number} base
+   */
+  catchUp(base) {
+    const then = this.history.get(base);
+    if (!then) throw new Error(`no history for tick ${base}`);
+    /** @type {Delta['created']} */
+    const created = [];
+    /** @type {Delta['changed']} */
+    const changed = [];
+    for (const e of this.state.entities.values()) {
+      const old = then.entities.get(e.id);
+      if (!old) {
+        created.push({ id: e.id, typeId: e.type.typeId, codes: e.codes.slice() });
+        continue;
+      }
+      let mask = 0;
+      /** @type {Code[]} */
+      const codes = [];
+      e.codes.forEach((c, i) => {
+        if (c !== old[i]) (mask |= 1 << i), codes.push(c);
+      });
+      if (mask) changed.push({ id: e.id, mask, codes });
+    }
+    const removed = [...then.entities.keys()].filter((id) => !this.state.entities.has(id));
+    /** @type {Array<[Int, Int]>} */
+    const acks = [];
+    for (const [p, seq] of this.acks) if (seq !== (then.acks.get(p) ?? 0)) acks.push([p, seq - (then.acks.get(p) ?? 0)]);
+    const typeOf = (/** @type {Int} */ id) => ARENA_SCHEMA.types[/** @type {number} */ (then.types.get(id))];
+    return encodeServerMessage({ kind: 'DELTA', tick: this.tick, base, checksum: this.state.checksum(), acks, created, changed, removed }, ARENA_SCHEMA, typeOf);
   }
 
   snapshot() {
@@ -170,6 +234,8 @@ export class ArenaServer {
   receive(player, bytes) {
     const msg = decodeClientMessage(bytes, ARENA_INPUT);
     if (msg.kind !== 'INPUT') return;
+    if (Number(msg.seq) <= (this.highest.get(player) ?? 0)) return; // stale, as the server drops it
+    this.highest.set(player, Number(msg.seq));
     const [dx, dy] = /** @type {number[]} */ (ARENA_INPUT.fields.map((f, i) => f.toValue(msg.codes[i])));
     const q = this.inbox.get(player) ?? [];
     q.push({ seq: Number(msg.seq), dx, dy });
@@ -209,6 +275,7 @@ export class ArenaServer {
       if (mask) changed.push({ id, mask, codes });
     }
     this.state.tick = this.tick;
+    this.remember();
     const withChecksum = this.tick % 5 === 0;
     const checksum = withChecksum ? (this.state.checksum() ^ (opts.corrupt ? 1 : 0)) >>> 0 : null;
     return encodeServerMessage({ kind: 'DELTA', tick: this.tick, checksum, acks, created: [], changed, removed: [] }, ARENA_SCHEMA, this.state.typeOf);
