@@ -93,9 +93,9 @@ class DeltaHistory:
         self.nbytes = 0
 
     def covers(self, have_tick: int, tick: int) -> bool:
-        """Whether a catch-up from ``have_tick`` to ``tick`` (the last recorded) can be built."""
-        if have_tick == tick:
-            return True
+        """Whether a catch-up from ``have_tick`` to ``tick`` (the last recorded) can be built:
+        the history reaches back to ``have_tick``, and ``have_tick < tick`` (a delta's base is
+        below its tick)."""
         entries = self._entries
         return bool(entries) and entries[-1][0] == tick and entries[0][0] - 1 <= have_tick < tick
 
@@ -121,9 +121,9 @@ class DeltaHistory:
                 raise LocalProtocolError(f"delta history lost the type of entity {eid}")
             return etype
 
-        start = have_tick - self._entries[0][0] + 1
-        for i in range(start, len(self._entries)):
-            r = wire.Reader(self._entries[i][1], 1)
+        entries = self._entries
+        for i in range(have_tick - entries[0][0] + 1, len(entries)):
+            r = wire.Reader(entries[i][1], 1)
             flags = r.u8()
             r.varint()  # tick
             if flags & FLAG_CHECKSUM:

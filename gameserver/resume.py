@@ -44,8 +44,6 @@ MAC_BYTES = 16
 MAX_TOKEN_CHARS = 128
 _DOMAIN = b"gamesync-resume\0"
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
-#: 4013 SEAT_LOST (shared.protocol.CloseCode.SEAT_LOST in gamesync.v2)
-SEAT_LOST_CODE = 4013
 
 
 class ResumeRefusal(enum.Enum):
@@ -63,7 +61,7 @@ class ResumeRefusal(enum.Enum):
 
     @property
     def close_code(self) -> int:
-        return SEAT_LOST_CODE if self is ResumeRefusal.SEAT_LOST else CloseCode.UNAUTHORIZED
+        return CloseCode.SEAT_LOST if self is ResumeRefusal.SEAT_LOST else CloseCode.UNAUTHORIZED
 
     @property
     def message(self) -> str:

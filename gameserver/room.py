@@ -470,12 +470,12 @@ class Room:
     def catch_up(self, have_tick: int) -> bytes | None:
         """A DELTA with the BASE flag (base ``have_tick``, tick ``state_tick``, always with a
         checksum) taking a replica at ``have_tick`` straight to the state after the last tick;
-        None when the client must get ``snapshot()`` instead: ``have_tick`` is 0, in the
-        future or older than the history (``config.history_ticks``, ``history_bytes``), or the
+        None when the client must get ``snapshot()`` instead: ``have_tick`` is 0, not below
+        ``state_tick`` (a delta's base is below its tick) or older than the history (``config.history_ticks``, ``history_bytes``), or the
         delta would be no smaller than the snapshot. Call it between ticks (right after
         ``tick()``), never from inside a game hook."""
         history = self.history
-        if history is None or have_tick <= 0 or have_tick > self.state_tick:
+        if history is None or not 0 < have_tick < self.state_tick:
             return None
         data = history.catch_up(have_tick, self.state_tick, self.ctx.state)
         if data is None or len(data) >= len(self.snapshot()):

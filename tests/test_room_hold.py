@@ -207,11 +207,14 @@ def test_a_hold_that_runs_out_leaves_like_unseat() -> None:
     start = room.state_tick
     room.detach(a.number)
     outs: list[TickOutput] = []
+    deltas: list[Delta] = []
     for _ in range(HOLD):
         outs.append(room.tick())
-        last = parse_server_message(outs[-1].delta, SCHEMA, replica.type_of)
-        assert isinstance(last, Delta)
-        replica.apply_delta(last)
+        msg = parse_server_message(outs[-1].delta, SCHEMA, replica.type_of)
+        assert isinstance(msg, Delta)
+        replica.apply_delta(msg)
+        deltas.append(msg)
+    last = deltas[-1]
     assert [o.tick for o in outs if o.expired] == [start + HOLD]
     assert outs[-1].expired == (a,)
     assert (a.number, 0) in last.acks and avatar_id in last.removed
