@@ -385,7 +385,7 @@ function readJoined(r, negotiated) {
   const version = r.u8();
   checkVersion(version, negotiated);
   const flags = version >= 2 ? r.u8() : 0;
-  if (flags & ~JOINED_RESUMED) throw new RemoteProtocolError(`unknown JOINED flags 0x${flags.toString(16)}`);
+  if (flags & ~JOINED_RESUMED) throw new RemoteProtocolError(`unknown JOINED flags 0x${flags.toString(16)}`, 1002);
   const player = r.varint();
   const room = r.string(MAX_NAME_BYTES);
   const game = r.string(MAX_NAME_BYTES);
@@ -432,6 +432,7 @@ function readDelta(r, schema, typeOf, version) {
   if (flags & ~known) throw new RemoteProtocolError(`unknown delta flags 0x${flags.toString(16)}`);
   const tick = r.varint();
   const base = flags & DELTA_BASE ? r.varint() : null;
+  if (base !== null && base >= tick) throw new RemoteProtocolError(`delta base tick ${base} not before its tick ${tick}`);
   const checksum = flags & DELTA_CHECKSUM ? r.u32() : null;
   const acks = readAcks(r);
   const nc = r.count();

@@ -1,9 +1,10 @@
-// Golden vectors: every case of tests/vectors/protocol_v1.json decoded to its stated meaning
-// and the meaning re-encoded to the same bytes, with this SDK's codec alone.
+// Golden vectors: every case of tests/vectors/protocol_v1.json and protocol_v2.json decoded
+// to its stated meaning and the meaning re-encoded to the same bytes, with this SDK's codec
+// alone, each file with its own negotiated version (v1 refuses what v2 added).
 
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { test } from 'node:test';
+import { describe, test } from 'node:test';
 
 import {
   Field,
@@ -29,10 +30,10 @@ import {
 /** @typedef {import('../src/index.js').ServerMessage} ServerMessage */
 /** @typedef {import('../src/index.js').ClientMessage} ClientMessage */
 
-const VECTORS = new URL('../../../tests/vectors/protocol_v1.json', import.meta.url);
-/** @type {Array<{name: string, description: string, hex: string, decoded: any}>} */
-const CASES = JSON.parse(readFileSync(VECTORS, 'utf8'));
-const BY_NAME = new Map(CASES.map((c) => [c.name, c]));
+/** @typedef {{name: string, description: string, hex: string, decoded: any}} Case */
+/** @typedef {Map<string, Case>} Cases */
+/** @param {string} file @returns {Case[]} */
+const load = (file) => JSON.parse(readFileSync(new URL(`../../../tests/vectors/${file}`, import.meta.url), 'utf8'));
 const BIG = 2 ** 53;
 
 // ---------------------------------------------------------------- JSON meaning -> values
@@ -77,9 +78,9 @@ function codeOf(f, m) {
   return m;
 }
 
-/** @param {string} name */
-function joinedSchemas(name) {
-  const d = BY_NAME.get(name)?.decoded;
+/** @param {Cases} byName @param {string} name */
+function joinedSchemas(byName, name) {
+  const d = byName.get(name)?.decoded;
   assert.equal(d.kind, 'JOINED');
   return { schema: schemaOf(d.schema), input: inputSchemaOf(d.input_schema) };
 }
@@ -127,8 +128,8 @@ const acksMeaning = (acks) => acks.map(([p, s]) => [asJsonInt(p), asJsonInt(s)])
 /** @param {Uint8Array} b */
 const hex = (b) => toHex(b);
 
-/** @param {ClientMessage} msg @param {any} d */
-function clientMeaning(msg, d) {
+/** @param {ClientMessage} msg @param {any} d @param {Cases} byName */
+function clientMeaning(msg, d, byName) {
   const base = { type: 'client', kind: msg.kind };
   switch (msg.kind) {
     case 'JOIN':
@@ -136,7 +137,7 @@ function clientMeaning(msg, d) {
     case 'LEAVE':
       return base;
     case 'INPUT': {
-      const { input } = joinedSchemas(d.input_schema_from);
+      const { input } = joinedSchemas(byName, d.input_schema_from);
       /** @type {Record<string, unknown>} */
       const fields = {};
       input.fields.forEach((f, i) => (fields[f.name] = codeMeaning(f, msg.codes[i])));
@@ -144,15 +145,19 @@ function clientMeaning(msg, d) {
     }
     case 'EVENT':
       return { ...base, name: msg.name, data_hex: hex(msg.data) };
+    case 'RESUME':
+      return { ...base, version: msg.version, room: msg.room, token: msg.token, have_tick: asJsonInt(msg.haveTick) };
+    case 'RESYNC':
+      return base;
   }
 }
 
-/** @param {ServerMessage} msg @param {any} d @param {(id: Int) => EntityType} typeOf */
-function serverMeaning(msg, d, typeOf) {
+/** @param {ServerMessage} msg @param {any} d @param {(id: Int) => EntityType} typeOf @param {Cases} byName */
+function serverMeaning(msg, d, typeOf, byName) {
   const base = { type: 'server', kind: msg.kind };
   switch (msg.kind) {
-    case 'JOINED':
-      return {
+    case 'JOINED': {
+      const joined = {
         ...base,
         version: msg.version,
         player: msg.player,
@@ -162,8 +167,14 @@ function serverMeaning(msg, d, typeOf) {
         schema: schemaMeaning(msg.schema),
         input_schema: msg.inputSchema.fields.map(fieldMeaning),
       };
+      if (msg.version < 2) {
+        assert.deepEqual([msg.resumed, msg.resumeToken, msg.seatHoldMs, msg.inputSeq], [false, '', 0, 0], 'v1: the v2 fields at their defaults');
+        return joined;
+      }
+      return { ...joined, resumed: msg.resumed, resume_token: msg.resumeToken, seat_hold_ms: msg.seatHoldMs, input_seq: asJsonInt(/** @type {Int} */ (msg.inputSeq)) };
+    }
     case 'SNAPSHOT': {
-      const { schema } = joinedSchemas(d.schema_from);
+      const { schema } = joinedSchemas(byName, d.schema_from);
       return {
         ...base,
         schema_from: d.schema_from,
@@ -174,12 +185,13 @@ function serverMeaning(msg, d, typeOf) {
       };
     }
     case 'DELTA': {
-      const { schema } = joinedSchemas(d.schema_from);
+      const { schema } = joinedSchemas(byName, d.schema_from);
       return {
         ...base,
         schema_from: d.schema_from,
         follows: d.follows,
         tick: msg.tick,
+        ...(msg.base === null || msg.base === undefined ? {} : { base: msg.base }),
         checksum: msg.checksum,
         acks: acksMeaning(msg.acks),
         created: msg.created.map((r) => recordMeaning(schema, r)),
@@ -196,11 +208,11 @@ function serverMeaning(msg, d, typeOf) {
   }
 }
 
-/** The meaning of a message as the message value the encoder takes. @param {any} d @returns {ServerMessage} */
-function serverMessageOf(d) {
+/** The meaning of a message as the message value the encoder takes. @param {any} d @param {Cases} byName @returns {ServerMessage} */
+function serverMessageOf(d, byName) {
   /** @param {any[]} acks @returns {Array<[Int, Int]>} */
   const acks = (acks) => acks.map(([p, s]) => [big(p), big(s)]);
-  const state = d.schema_from ? joinedSchemas(d.schema_from).schema : null;
+  const state = d.schema_from ? joinedSchemas(byName, d.schema_from).schema : null;
   /** @param {any} m */
   const record = (m) => {
     const t = /** @type {Schema} */ (state).types[m.type_id];
@@ -210,7 +222,10 @@ function serverMessageOf(d) {
   };
   switch (d.kind) {
     case 'JOINED':
-      return { kind: 'JOINED', version: d.version, player: big(d.player), room: d.room, game: d.game, tickRate: d.tick_rate, schema: schemaOf(d.schema), inputSchema: inputSchemaOf(d.input_schema) };
+      return {
+        kind: 'JOINED', version: d.version, player: big(d.player), room: d.room, game: d.game, tickRate: d.tick_rate, schema: schemaOf(d.schema), inputSchema: inputSchemaOf(d.input_schema),
+        ...(d.version >= 2 ? { resumed: d.resumed, resumeToken: d.resume_token, seatHoldMs: d.seat_hold_ms, inputSeq: big(d.input_seq) } : {}),
+      };
     case 'SNAPSHOT':
       return { kind: 'SNAPSHOT', tick: big(d.tick), checksum: d.checksum, acks: acks(d.acks), entities: d.entities.map(record) };
     case 'DELTA': {
@@ -223,7 +238,7 @@ function serverMessageOf(d) {
         assert.equal(m.mask, bits.reduce((acc, i) => acc + 2 ** i, 0));
         return { id: big(m.id), mask: m.mask, codes: bits.map((i) => codeOf(t.fields[i], m.fields[t.names[i]])) };
       };
-      return { kind: 'DELTA', tick: big(d.tick), checksum: d.checksum, acks: acks(d.acks), created: d.created.map(record), changed: d.changed.map(patch), removed: d.removed.map(big) };
+      return { kind: 'DELTA', tick: big(d.tick), base: d.base === undefined ? null : big(d.base), checksum: d.checksum, acks: acks(d.acks), created: d.created.map(record), changed: d.changed.map(patch), removed: d.removed.map(big) };
     }
     case 'ROOM_EVENT':
       return { kind: 'ROOM_EVENT', sender: big(d.sender), name: d.name, data: fromHex(d.data_hex) };
@@ -234,18 +249,22 @@ function serverMessageOf(d) {
   }
 }
 
-/** @param {any} d @returns {ClientMessage} */
-function clientMessageOf(d) {
+/** @param {any} d @param {Cases} byName @returns {ClientMessage} */
+function clientMessageOf(d, byName) {
   switch (d.kind) {
     case 'JOIN':
       return { kind: 'JOIN', version: d.version, room: d.room, game: d.game, name: d.name, token: d.token, private: d.private };
     case 'LEAVE':
       return { kind: 'LEAVE' };
     case 'INPUT': {
-      const { input } = joinedSchemas(d.input_schema_from);
+      const { input } = joinedSchemas(byName, d.input_schema_from);
       assert.deepEqual(Object.keys(d.fields), input.names);
       return { kind: 'INPUT', seq: big(d.seq), codes: input.fields.map((f) => codeOf(f, d.fields[f.name])) };
     }
+    case 'RESUME':
+      return { kind: 'RESUME', version: d.version, room: d.room, token: d.token, haveTick: big(d.have_tick) };
+    case 'RESYNC':
+      return { kind: 'RESYNC' };
     default:
       return { kind: 'EVENT', name: d.name, data: fromHex(d.data_hex) };
   }
@@ -253,114 +272,174 @@ function clientMessageOf(d) {
 
 // ---------------------------------------------------------------- the tests
 
-/** @param {...string} types */
-const casesOf = (...types) => CASES.filter((c) => types.includes(c.decoded.type));
+/**
+ * Every case of one vector file, with the connection's version `version`.
+ * @param {string} file
+ * @param {1 | 2} version
+ */
+function vectorSuite(file, version) {
+  const CASES = load(file);
+  /** @type {Cases} */
+  const byName = new Map(CASES.map((c) => [c.name, c]));
+  /** @param {...string} types */
+  const casesOf = (...types) => CASES.filter((c) => types.includes(c.decoded.type));
 
-test('the vector file covers every message kind and every field kind', () => {
-  assert.ok(CASES.length >= 40);
-  assert.equal(BY_NAME.size, CASES.length);
-  const seen = new Set(CASES.map((c) => `${c.decoded.type}:${c.decoded.kind ?? ''}`));
-  for (const k of ['JOIN', 'LEAVE', 'INPUT', 'EVENT']) assert.ok(seen.has(`client:${k}`), k);
-  for (const k of ['JOINED', 'SNAPSHOT', 'DELTA', 'ROOM_EVENT', 'ERROR', 'CLOSE']) assert.ok(seen.has(`server:${k}`), k);
-  const kinds = new Set(casesOf('field').map((c) => c.decoded.field.kind));
-  assert.equal(kinds.size, 11);
-});
-
-for (const c of casesOf('varint', 'svarint')) {
-  test(`vector ${c.name}`, () => {
-    const value = big(c.decoded.value);
-    const w = new Writer();
-    if (c.decoded.type === 'svarint') w.svarint(value);
-    else w.varint(value);
-    assert.equal(hex(w.finish()), c.hex);
-    const r = new Reader(fromHex(c.hex));
-    assert.equal(c.decoded.type === 'svarint' ? r.svarint() : r.varint(), value);
-    r.expectEnd();
-  });
-}
-
-for (const c of casesOf('field')) {
-  test(`vector ${c.name}`, () => {
-    const d = c.decoded;
-    const f = fieldOf(d.field);
-    const code = codeOf(f, d.code);
-    if ('value' in d) {
-      assert.equal(f.kindName, 'FLOAT');
-      assert.equal(f.toCode(d.value), code, 'the quantization');
-    } else {
-      assert.equal(f.toCode(code), code);
+  test('the vector file covers every message kind and every field kind', () => {
+    assert.ok(CASES.length >= 40);
+    assert.equal(byName.size, CASES.length);
+    const seen = new Set(CASES.map((c) => `${c.decoded.type}:${c.decoded.kind ?? ''}`));
+    const client = ['JOIN', 'LEAVE', 'INPUT', 'EVENT', ...(version >= 2 ? ['RESUME', 'RESYNC'] : [])];
+    for (const k of client) assert.ok(seen.has(`client:${k}`), k);
+    for (const k of ['JOINED', 'SNAPSHOT', 'DELTA', 'ROOM_EVENT', 'ERROR', 'CLOSE']) assert.ok(seen.has(`server:${k}`), k);
+    for (const c of CASES) if (['client', 'server'].includes(c.decoded.type) && 'version' in c.decoded) assert.equal(c.decoded.version, version, c.name);
+    if (version >= 2) {
+      assert.ok(casesOf('server').some((c) => c.decoded.kind === 'DELTA' && 'base' in c.decoded), 'a catch-up DELTA');
+      assert.ok(casesOf('server').some((c) => c.decoded.kind === 'JOINED' && c.decoded.resumed), 'a RESUMED JOINED');
     }
-    const w = new Writer();
-    writeCode(w, f, code);
-    assert.equal(hex(w.finish()), c.hex);
-    const r = new Reader(fromHex(c.hex));
-    assert.equal(readCode(r, f), code);
-    r.expectEnd();
+    const kinds = new Set(casesOf('field').map((c) => c.decoded.field.kind));
+    assert.equal(kinds.size, 11);
   });
-}
 
-for (const c of casesOf('schema', 'input_schema')) {
-  test(`vector ${c.name}`, () => {
-    const r = new Reader(fromHex(c.hex));
-    if (c.decoded.type === 'schema') {
-      assert.equal(hex(schemaOf(c.decoded.schema).toBytes()), c.hex);
-      assert.deepEqual(schemaMeaning(Schema.read(r)), c.decoded.schema);
-    } else {
-      assert.equal(hex(inputSchemaOf(c.decoded.fields).toBytes()), c.hex);
-      assert.deepEqual(InputSchema.read(r).fields.map(fieldMeaning), c.decoded.fields);
-    }
-    r.expectEnd();
-  });
-}
-
-for (const c of casesOf('client')) {
-  test(`vector ${c.name}`, () => {
-    const d = c.decoded;
-    const input = d.input_schema_from ? joinedSchemas(d.input_schema_from).input : undefined;
-    const msg = decodeClientMessage(fromHex(c.hex), input, 1);
-    assert.deepEqual(clientMeaning(msg, d), d);
-    assert.equal(hex(encodeClientMessage(clientMessageOf(d), input)), c.hex);
-  });
-}
-
-// The server cases in file order, each state message applied to the replica it `follows`.
-test('server vectors: decoded to their meaning, re-encoded to their bytes, applied in order', () => {
-  /** @type {Replica | null} */
-  let replica = null;
-  let previous = '';
-  let verified = 0;
-  for (const c of casesOf('server')) {
-    const d = c.decoded;
-    const bytes = fromHex(c.hex);
-    const schema = d.schema_from ? joinedSchemas(d.schema_from).schema : undefined;
-    if (d.kind === 'SNAPSHOT') replica = new Replica(/** @type {Schema} */ (schema));
-    if (d.kind === 'DELTA') assert.equal(d.follows, previous, `${c.name} follows the previous state case`);
-    /** @type {(id: Int) => EntityType} */
-    const typeOf = replica ? replica.typeOf : () => assert.fail('no replica');
-    const msg = decodeServerMessage(bytes, schema, typeOf, 1);
-    assert.deepEqual(serverMeaning(msg, d, typeOf), d, c.name);
-    assert.equal(hex(encodeServerMessage(serverMessageOf(d), schema, typeOf)), c.hex, c.name);
-    if (msg.kind === 'SNAPSHOT' || msg.kind === 'DELTA') {
-      const r = /** @type {Replica} */ (replica);
-      if (msg.kind === 'SNAPSHOT') r.applySnapshot(msg);
-      else r.applyDelta(msg);
-      if (msg.checksum !== null) verified++;
-      assert.equal(r.checks, verified);
-      previous = c.name;
-    }
+  for (const c of casesOf('varint', 'svarint')) {
+    test(`vector ${c.name}`, () => {
+      const value = big(c.decoded.value);
+      const w = new Writer();
+      if (c.decoded.type === 'svarint') w.svarint(value);
+      else w.varint(value);
+      assert.equal(hex(w.finish()), c.hex);
+      const r = new Reader(fromHex(c.hex));
+      assert.equal(c.decoded.type === 'svarint' ? r.svarint() : r.varint(), value);
+      r.expectEnd();
+    });
   }
-  assert.equal(verified, 3, 'the snapshot and two deltas carry checksums, all verified');
-  const r = /** @type {Replica} */ (replica);
-  assert.equal(r.tick, 14);
-  assert.deepEqual([...r.acks], [[2, 1]], 'player 1 left; player 2 applied seq 1');
-  assert.deepEqual(r.ofType('player').map((e) => e.values()), [{ x: 500, y: 510, score: 0, hp: 90, owner: 2, name: 'bob' }]);
-});
 
-for (const c of casesOf('client_reject', 'server_reject')) {
-  test(`vector ${c.name} is refused with ${c.decoded.close_code}`, () => {
-    const bytes = fromHex(c.hex);
-    const { schema, input } = joinedSchemas('server_joined_arena');
-    const decode = c.decoded.type === 'client_reject' ? () => decodeClientMessage(bytes, input, 1) : () => decodeServerMessage(bytes, schema, () => assert.fail("no patch expected"), 1);
-    assert.throws(decode, (/** @type {unknown} */ e) => e instanceof RemoteProtocolError && e.closeCode === c.decoded.close_code);
+  for (const c of casesOf('field')) {
+    test(`vector ${c.name}`, () => {
+      const d = c.decoded;
+      const f = fieldOf(d.field);
+      const code = codeOf(f, d.code);
+      if ('value' in d) {
+        assert.equal(f.kindName, 'FLOAT');
+        assert.equal(f.toCode(d.value), code, 'the quantization');
+      } else {
+        assert.equal(f.toCode(code), code);
+      }
+      const w = new Writer();
+      writeCode(w, f, code);
+      assert.equal(hex(w.finish()), c.hex);
+      const r = new Reader(fromHex(c.hex));
+      assert.equal(readCode(r, f), code);
+      r.expectEnd();
+    });
+  }
+
+  for (const c of casesOf('schema', 'input_schema')) {
+    test(`vector ${c.name}`, () => {
+      const r = new Reader(fromHex(c.hex));
+      if (c.decoded.type === 'schema') {
+        assert.equal(hex(schemaOf(c.decoded.schema).toBytes()), c.hex);
+        assert.deepEqual(schemaMeaning(Schema.read(r)), c.decoded.schema);
+      } else {
+        assert.equal(hex(inputSchemaOf(c.decoded.fields).toBytes()), c.hex);
+        assert.deepEqual(InputSchema.read(r).fields.map(fieldMeaning), c.decoded.fields);
+      }
+      r.expectEnd();
+    });
+  }
+
+  for (const c of casesOf('client')) {
+    test(`vector ${c.name}`, () => {
+      const d = c.decoded;
+      const input = d.input_schema_from ? joinedSchemas(byName, d.input_schema_from).input : undefined;
+      const msg = decodeClientMessage(fromHex(c.hex), input, version);
+      assert.deepEqual(clientMeaning(msg, d, byName), d);
+      assert.equal(hex(encodeClientMessage(clientMessageOf(d, byName), input)), c.hex);
+    });
+  }
+
+  // The server cases in file order, each state message applied to the state it `follows`
+  // (a catch-up DELTA follows an earlier state than the previous case).
+  test('server vectors: decoded to their meaning, re-encoded to their bytes, applied to what they follow', () => {
+    /** @type {Map<string, Array<import('../src/index.js').Snapshot | import('../src/index.js').Delta>>} the messages that make each state, from its snapshot */
+    const chains = new Map();
+    /** @type {Map<string, Replica>} */
+    const states = new Map();
+    let previous = '';
+    let catchUps = 0;
+    /** @param {Schema} schema @param {Array<import('../src/index.js').Snapshot | import('../src/index.js').Delta>} chain */
+    const build = (schema, chain) => {
+      const r = new Replica(schema);
+      for (const m of chain) {
+        if (m.kind === 'SNAPSHOT') r.applySnapshot(m);
+        else r.applyDelta(m);
+      }
+      return r;
+    };
+    for (const c of casesOf('server')) {
+      const d = c.decoded;
+      const bytes = fromHex(c.hex);
+      const schema = d.schema_from ? joinedSchemas(byName, d.schema_from).schema : undefined;
+      if (d.kind === 'DELTA') {
+        if ('base' in d) assert.ok(states.has(d.follows), `${c.name} follows an earlier state case`);
+        else assert.equal(d.follows, previous, `${c.name} follows the previous state case`);
+      }
+      const before = d.kind === 'DELTA' ? /** @type {Replica} */ (states.get(d.follows)) : null;
+      /** @type {(id: Int) => EntityType} */
+      const typeOf = before ? before.typeOf : () => assert.fail('no replica');
+      const msg = decodeServerMessage(bytes, schema, typeOf, version);
+      assert.deepEqual(serverMeaning(msg, d, typeOf, byName), d, c.name);
+      assert.equal(hex(encodeServerMessage(serverMessageOf(d, byName), schema, typeOf)), c.hex, c.name);
+      if (msg.kind === 'SNAPSHOT' || msg.kind === 'DELTA') {
+        const chain = [...(msg.kind === 'DELTA' ? /** @type {any[]} */ (chains.get(d.follows)) : []), msg];
+        const r = build(/** @type {Schema} */ (schema), chain);
+        assert.equal(r.checks, chain.filter((m) => m.checksum !== null).length, `${c.name}: every checksum verified`);
+        chains.set(c.name, chain);
+        states.set(c.name, r);
+        if (msg.kind === 'DELTA' && msg.base !== null) {
+          catchUps++;
+          assert.equal(r.tick, msg.tick);
+          // the catch-up lands on the same state as the per-tick deltas to that tick
+          const same = [...states.entries()].find(([name, s]) => name !== c.name && !('base' in /** @type {Case} */ (byName.get(name)).decoded) && s.tick === r.tick);
+          if (same) assert.equal(r.checksum(), same[1].checksum(), `${c.name} reaches the state of ${same[0]}`);
+        }
+        if (!('base' in d)) previous = c.name;
+      }
+    }
+    assert.equal(catchUps, version >= 2 ? casesOf('server').filter((c) => 'base' in c.decoded).length : 0);
+    const r = /** @type {Replica} */ (states.get(previous));
+    assert.equal(r.tick, 14);
+    assert.deepEqual([...r.acks], [[2, 1]], 'player 1 left; player 2 applied seq 1');
+    assert.deepEqual(r.ofType('player').map((e) => e.values()), [{ x: 500, y: 510, score: 0, hp: 90, owner: 2, name: 'bob' }]);
   });
+
+  for (const c of casesOf('client_reject', 'server_reject')) {
+    test(`vector ${c.name} is refused with ${c.decoded.close_code}`, () => {
+      const bytes = fromHex(c.hex);
+      const { schema, input } = joinedSchemas(byName, 'server_joined_arena');
+      const decode = c.decoded.type === 'client_reject' ? () => decodeClientMessage(bytes, input, version) : () => decodeServerMessage(bytes, schema, () => assert.fail('no patch expected'), version);
+      assert.throws(decode, (/** @type {unknown} */ e) => e instanceof RemoteProtocolError && e.closeCode === c.decoded.close_code);
+    });
+  }
 }
+
+describe('protocol_v1.json (gamesync.v1)', () => vectorSuite('protocol_v1.json', 1));
+describe('protocol_v2.json (gamesync.v2)', () => vectorSuite('protocol_v2.json', 2));
+
+// What v2 added is refused on a v1 connection, and a v2 decoder reads v1's JOINED as v1.
+test('a v1 connection refuses v2 messages; v2 bytes never parse as v1', () => {
+  const v2 = new Map(load('protocol_v2.json').map((c) => [c.name, c]));
+  const { schema, input } = joinedSchemas(v2, 'server_joined_arena');
+  for (const name of ['client_resume', 'client_resync']) {
+    const bytes = fromHex(/** @type {Case} */ (v2.get(name)).hex);
+    assert.throws(() => decodeClientMessage(bytes, input, 1), (/** @type {unknown} */ e) => e instanceof RemoteProtocolError && e.closeCode === 1002, name);
+  }
+  for (const name of ['server_joined_arena', 'server_joined_resumed']) {
+    const bytes = fromHex(/** @type {Case} */ (v2.get(name)).hex);
+    assert.throws(() => decodeServerMessage(bytes, undefined, undefined, 1), (/** @type {unknown} */ e) => e instanceof RemoteProtocolError && e.closeCode === 1002, name);
+  }
+  const catchUp = fromHex(/** @type {Case} */ (v2.get('server_delta_catch_up')).hex);
+  assert.throws(() => decodeServerMessage(catchUp, schema, () => assert.fail('no patch'), 1), RemoteProtocolError, 'the BASE flag is unknown in v1');
+  const v1Join = fromHex(/** @type {Case} */ (new Map(load('protocol_v1.json').map((c) => [c.name, c])).get('client_join')).hex);
+  assert.throws(() => decodeClientMessage(v1Join, input, 2), (/** @type {unknown} */ e) => e instanceof RemoteProtocolError && e.closeCode === 1002, 'a v1 JOIN on a v2 connection');
+  assert.equal(decodeClientMessage(v1Join, input).kind, 'JOIN', 'without a negotiated version either is read');
+});
