@@ -1,16 +1,12 @@
 // The SDK against the real server: `python -m gameserver.cli serve` started by this test on
-// 127.0.0.1 port 0, tokens from `gameserver token`, clients using the `ws` package.
-//
-// It needs the project's Python environment: GAMESERVER_PYTHON, or <repo>/.venv/bin/python
-// (`make test` makes it). Without one it skips, except on CI (CI=true), where it fails.
+// 127.0.0.1 port 0 (realserver.js), tokens from `gameserver token`, clients using the `ws`
+// package. Without the project's Python environment it skips, except on CI.
 
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import { after, before, describe, test } from 'node:test';
 
 import WebSocket from 'ws';
@@ -18,67 +14,9 @@ import WebSocket from 'ws';
 import { arena, velocity } from '../games/arena.js';
 import { Field, connect, encodeServerMessage, toHex } from '../src/index.js';
 import { ARENA_INPUT, randomSchema, randomStates, rng } from './helpers.js';
+import { PYTHON, ROOT, SKIP, sleep, startServer, token, until } from './realserver.js';
 
 /** @typedef {import('../src/index.js').Session} Session */
-
-const run = promisify(execFile);
-const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
-const PYTHON = process.env.GAMESERVER_PYTHON || join(ROOT, '.venv', 'bin', 'python');
-const HAVE_PYTHON = existsSync(PYTHON);
-const ON_CI = process.env.CI === 'true';
-const SKIP = !HAVE_PYTHON && !ON_CI ? `no Python environment at ${PYTHON} (run make test, or set GAMESERVER_PYTHON)` : false;
-
-/**
- * A server process of our own, stopped by its PID at the end.
- * @param {string} stateDir
- * @param {string[]} args
- * @returns {Promise<{url: string, proc: import('node:child_process').ChildProcess}>}
- */
-function startServer(stateDir, args) {
-  if (!HAVE_PYTHON) throw new Error(`no Python environment at ${PYTHON}: run make test, or set GAMESERVER_PYTHON`);
-  const proc = spawn(PYTHON, ['-m', 'gameserver.cli', 'serve', '--port', '0', '--state-dir', stateDir, '--cpu-budget', '0', '--log-level', 'WARNING', ...args], {
-    cwd: ROOT,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  return new Promise((resolve, reject) => {
-    let out = '';
-    let err = '';
-    const timer = setTimeout(() => reject(new Error(`the server did not start in 30 s: ${err}`)), 30_000);
-    proc.stderr?.on('data', (d) => (err += d));
-    proc.stdout?.on('data', (d) => {
-      out += d;
-      const m = /listening on (\S+)/.exec(out);
-      if (m) {
-        clearTimeout(timer);
-        resolve({ url: m[1], proc });
-      }
-    });
-    proc.on('exit', (code) => reject(new Error(`the server exited (${code}): ${err}`)));
-  });
-}
-
-/** @param {string} stateDir @param {string} player */
-async function token(stateDir, player) {
-  const { stdout } = await run(PYTHON, ['-m', 'gameserver.cli', 'token', '--player', player, '--state-dir', stateDir, '--ttl', '600'], { cwd: ROOT });
-  return stdout.trim();
-}
-
-/** @param {number} ms */
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/**
- * Wait until `done()` or fail after `ms`.
- * @param {() => boolean} done
- * @param {string} what
- * @param {number} [ms]
- */
-async function until(done, what, ms = 10_000) {
-  const end = Date.now() + ms;
-  while (!done()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
-}
 
 describe('against a real server (ws://, a checksum every tick)', { skip: SKIP }, () => {
   const stateDir = mkdtempSync(join(tmpdir(), 'gs-web-'));
