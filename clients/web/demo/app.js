@@ -7,6 +7,9 @@
 // `?server=wss://host:port` (default this page's host) and `#token=...` (a token from
 // `gameserver token`, instead of asking the server for a guest token).
 //
+// When the connection drops, the SDK comes back to the same seat by itself (gamesync.v2
+// RESUME); the status line says so while it tries, and when it is back.
+//
 // `window.demo` is a hook for tests and for curious people at the console: the session and
 // `stats()`, a plain-JSON summary (checksums, inputs, prediction error, what was drawn when).
 
@@ -42,10 +45,11 @@ const chatLog = $('chat-log');
 const chatForm = /** @type {HTMLFormElement} */ ($('chat-form'));
 const chatLine = /** @type {HTMLInputElement} */ ($('chat-line'));
 
-/** @param {string} text @param {boolean} [error] */
-function setStatus(text, error = false) {
+/** @param {string} text @param {boolean | 'warn'} [level] true: an error */
+function setStatus(text, level = false) {
   statusLine.textContent = text;
-  statusLine.classList.toggle('error', error);
+  statusLine.classList.toggle('error', level === true);
+  statusLine.classList.toggle('warn', level === 'warn');
 }
 
 /** A token for every join: the one in the URL's fragment, else a fresh guest token. */
@@ -123,7 +127,7 @@ async function start() {
   /** @type {ArenaSession} */
   const s = connect(serverUrl, {
     room,
-    // the first join uses the token just fetched, a rejoin (after a desync) a fresh one
+    // the first join uses the token just fetched, a fresh join (a lost seat) a fresh one
     token: () => (first ? ((first = false), token) : fetchToken()),
     ...arena,
   });
@@ -134,10 +138,18 @@ async function start() {
     joins++;
     $('m-room').textContent = j.room;
     $('m-player').textContent = `${name} (#${j.player})`;
-    setStatus(`playing in room ${j.room} as ${name}${j.rejoin ? ' (rejoined after a desync)' : ''}`);
+    setStatus(`playing in room ${j.room} as ${name}${j.rejoin ? ' (joined again)' : ''}`);
+  });
+  s.on('reconnecting', (r) => {
+    const why = { stall: 'the server went silent', restart: 'the server is restarting', 'seat-lost': 'joining again' }[/** @type {string} */ (r.reason)] ?? 'connection lost';
+    setStatus(`${why}; reconnecting (attempt ${r.attempt})…`, 'warn');
+  });
+  s.on('resumed', (r) => setStatus(`back in room ${s.room} as ${name} (reconnected after ${(r.downtimeMs / 1000).toFixed(1)} s)`));
+  s.on('lost', (l) => {
+    if (!l.final) addChatLine('', `your seat was lost (${l.reason}); joining the room again`, 'system');
   });
   s.on('state', () => recordServerState(s));
-  s.on('desync', (d) => addChatLine('', `desync at tick ${d.tick}: ${d.reason}${d.rejoining ? '; rejoining' : ''}`, 'system'));
+  s.on('desync', (d) => addChatLine('', `desync at tick ${d.tick}: ${d.reason}${d.rejoining ? '; rejoining' : d.resyncing ? '; asking for a fresh snapshot' : ''}`, 'system'));
   s.on('event', (e) => {
     if (e.name === 'chat') {
       const mine = e.sender == s.player;
@@ -370,6 +382,12 @@ function stats() {
     checksumMismatches: s?.stats.checksumMismatches ?? 0,
     desyncs: s?.stats.desyncs ?? 0,
     rejoins: s?.stats.rejoins ?? 0,
+    resyncs: s?.stats.resyncs ?? 0,
+    reconnects: s?.stats.reconnects ?? 0,
+    resumes: s?.stats.resumes ?? 0,
+    seatsLost: s?.stats.seatsLost ?? 0,
+    lastDowntimeMs: s?.lastDowntimeMs ?? NaN,
+    statusText: statusLine.textContent ?? '',
     inputsSent: s?.stats.inputsSent ?? 0,
     inputsAcked: s?.stats.inputsAcked ?? 0,
     inputsDropped: s?.stats.inputsDropped ?? 0,

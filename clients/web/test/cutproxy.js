@@ -16,11 +16,12 @@ import net from 'node:net';
  * @property {() => void} stall
  * @property {() => void} restore
  * @property {() => number} connections connections accepted so far
+ * @property {(port: number) => void} setTarget where new connections go (e.g. a server started after the proxy)
  * @property {() => Promise<void>} close
  */
 
 /**
- * @param {number} targetPort the server's port on 127.0.0.1
+ * @param {number} targetPort the server's port on 127.0.0.1 (0: set it later with setTarget)
  * @param {string} [scheme] for `url` (ws or wss)
  * @returns {Promise<CutProxy>}
  */
@@ -28,6 +29,7 @@ export async function startCutProxy(targetPort, scheme = 'ws') {
   /** @type {'up' | 'cut' | 'stall'} */
   let mode = 'up';
   let accepted = 0;
+  let target = targetPort;
   /** @type {Set<net.Socket>} */
   const sockets = new Set();
   /** @type {Set<net.Socket>} silenced by a stall: never forwarded again (destroyed at close) */
@@ -44,7 +46,7 @@ export async function startCutProxy(targetPort, scheme = 'ws') {
   const server = net.createServer((client) => {
     accepted++;
     track(client);
-    if (mode === 'cut') {
+    if (mode === 'cut' || !target) {
       client.destroy();
       return;
     }
@@ -53,7 +55,7 @@ export async function startCutProxy(targetPort, scheme = 'ws') {
       client.pause();
       return;
     }
-    const upstream = net.connect(targetPort, '127.0.0.1');
+    const upstream = net.connect(target, '127.0.0.1');
     track(upstream);
     /** @param {net.Socket} from @param {net.Socket} to */
     const pipe = (from, to) => {
@@ -85,6 +87,9 @@ export async function startCutProxy(targetPort, scheme = 'ws') {
       // the connections a stall held stay silent (as a dead NAT mapping would); new ones work
     },
     connections: () => accepted,
+    setTarget(port) {
+      target = port;
+    },
     async close() {
       for (const s of sockets) s.destroy();
       await new Promise((resolve) => server.close(() => resolve(undefined)));

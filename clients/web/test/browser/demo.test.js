@@ -14,12 +14,11 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
-import puppeteer from 'puppeteer-core';
-
 import {
   ARTIFACTS,
   BROWSERS,
   checkInterpolation,
+  launch,
   removeDir,
   skipReason,
   sleep,
@@ -28,7 +27,7 @@ import {
   stop,
   summary,
   tempDir,
-  trustCa,
+  waitFor,
 } from './harness.js';
 
 /** @typedef {import('./harness.js').DemoStats} DemoStats */
@@ -36,71 +35,8 @@ import {
 /** @typedef {import('puppeteer-core').Browser} Browser */
 
 const BOTS = 3;
-/** Chromium's flags: headless, no sandbox (root), nothing phoning home, a fresh profile. */
-const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--window-size=1040,760'];
-
-/**
- * Start one browser trusting the dev CA through its own certificate store.
- * @param {'chromium' | 'firefox'} kind @param {string} dir a fresh folder for its profile
- * @param {string} caPem
- * @returns {Promise<Browser>}
- */
-async function launch(kind, dir, caPem) {
-  const home = join(dir, 'home');
-  const profile = join(dir, 'profile');
-  mkdirSync(home, { recursive: true });
-  const env = { ...process.env, HOME: home, XDG_CONFIG_HOME: join(home, '.config'), XDG_CACHE_HOME: join(home, '.cache') };
-  if (kind === 'chromium') {
-    // Chromium on Linux reads the user's NSS database, $HOME/.pki/nssdb
-    await trustCa(join(home, '.pki', 'nssdb'), caPem);
-    mkdirSync(profile, { recursive: true });
-    return puppeteer.launch({
-      browser: 'chrome',
-      executablePath: BROWSERS.chromium,
-      headless: true, // --headless=new
-      userDataDir: profile,
-      args: CHROMIUM_ARGS,
-      env,
-      defaultViewport: { width: 1040, height: 760 },
-      protocolTimeout: 30_000,
-    });
-  }
-  // Firefox keeps its certificates in the profile's own NSS database (cert9.db)
-  await trustCa(profile, caPem);
-  return puppeteer.launch({
-    browser: 'firefox',
-    executablePath: BROWSERS.firefox,
-    headless: true,
-    userDataDir: profile,
-    env,
-    defaultViewport: { width: 1040, height: 760 },
-    protocolTimeout: 30_000,
-    extraPrefsFirefox: { 'browser.shell.checkDefaultBrowser': false },
-  });
-}
-
 /** @param {Page} page @returns {Promise<DemoStats>} */
 const stats = (page) => page.evaluate(() => /** @type {any} */ (window).demo.stats());
-
-/**
- * Poll the page's stats until `done(stats)`. (Not page.waitForFunction: in Firefox it evaluates
- * a string, which the demo's CSP rightly refuses.)
- * @param {Page} page @param {(st: DemoStats) => boolean} done @param {string} what @param {number} ms
- */
-async function waitFor(page, done, what, ms) {
-  const end = Date.now() + ms;
-  /** @type {DemoStats | null} */
-  let st = null;
-  for (;;) {
-    st = await page.evaluate(() => /** @type {any} */ (window).demo?.stats() ?? null);
-    if (st && done(st)) return st;
-    if (Date.now() > end) {
-      const brief = st ? JSON.stringify({ ...st, frames: st.frames.length, history: Object.keys(st.history).length }) : 'no window.demo';
-      throw new Error(`timed out after ${ms} ms waiting for ${what}: ${brief}`);
-    }
-    await sleep(100);
-  }
-}
 
 /**
  * Hold keys for a while.

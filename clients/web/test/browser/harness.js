@@ -17,6 +17,10 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 
+import puppeteer from 'puppeteer-core';
+
+/** @typedef {import('puppeteer-core').Browser} Browser */
+
 const run = promisify(execFile);
 export const ROOT = fileURLToPath(new URL('../../../../', import.meta.url));
 export const ARTIFACTS = fileURLToPath(new URL('../artifacts/', import.meta.url));
@@ -79,12 +83,82 @@ export async function stop(p) {
   clearTimeout(timer);
 }
 
+// ------------------------------------------------------------------ browsers
+
+/** Chromium's flags: headless, no sandbox (root), nothing phoning home, a fresh profile. */
+export const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--window-size=1040,760'];
+
+/**
+ * Start one browser trusting the dev CA through its own certificate store.
+ * @param {'chromium' | 'firefox'} kind @param {string} dir a fresh folder for its profile
+ * @param {string} caPem
+ * @returns {Promise<Browser>}
+ */
+export async function launch(kind, dir, caPem) {
+  const home = join(dir, 'home');
+  const profile = join(dir, 'profile');
+  mkdirSync(home, { recursive: true });
+  const env = { ...process.env, HOME: home, XDG_CONFIG_HOME: join(home, '.config'), XDG_CACHE_HOME: join(home, '.cache') };
+  if (kind === 'chromium') {
+    // Chromium on Linux reads the user's NSS database, $HOME/.pki/nssdb
+    await trustCa(join(home, '.pki', 'nssdb'), caPem);
+    mkdirSync(profile, { recursive: true });
+    return puppeteer.launch({
+      browser: 'chrome',
+      executablePath: BROWSERS.chromium,
+      headless: true, // --headless=new
+      userDataDir: profile,
+      args: CHROMIUM_ARGS,
+      env,
+      defaultViewport: { width: 1040, height: 760 },
+      protocolTimeout: 30_000,
+    });
+  }
+  // Firefox keeps its certificates in the profile's own NSS database (cert9.db)
+  await trustCa(profile, caPem);
+  return puppeteer.launch({
+    browser: 'firefox',
+    executablePath: BROWSERS.firefox,
+    headless: true,
+    userDataDir: profile,
+    env,
+    defaultViewport: { width: 1040, height: 760 },
+    protocolTimeout: 30_000,
+    extraPrefsFirefox: { 'browser.shell.checkDefaultBrowser': false },
+  });
+}
+
+/** @typedef {import('puppeteer-core').Page} Page */
+
+/**
+ * Poll the page's stats until `done(stats)`. (Not page.waitForFunction: in Firefox it evaluates
+ * a string, which the demo's CSP rightly refuses.)
+ * @param {import('puppeteer-core').Page} page @param {(st: DemoStats) => boolean} done @param {string} what @param {number} ms
+ */
+export async function waitFor(page, done, what, ms) {
+  const end = Date.now() + ms;
+  /** @type {DemoStats | null} */
+  let st = null;
+  for (;;) {
+    st = await page.evaluate(() => /** @type {any} */ (window).demo?.stats() ?? null);
+    if (st && done(st)) return st;
+    if (Date.now() > end) {
+      const brief = st ? JSON.stringify({ ...st, frames: st.frames.length, history: Object.keys(st.history).length }) : 'no window.demo';
+      throw new Error(`timed out after ${ms} ms waiting for ${what}: ${brief}`);
+    }
+    await sleep(100);
+  }
+}
+
+// ------------------------------------------------------------------ the server
+
 /**
  * A real server on 127.0.0.1, port 0, serving the demo and guest tokens.
  * @param {string} stateDir
+ * @param {string[]} [extra] more `serve` arguments
  * @returns {Promise<Proc & {url: string, origin: string}>}
  */
-export async function startServer(stateDir) {
+export async function startServer(stateDir, extra = []) {
   const p = startProc(join(BIN, 'gameserver'), [
     'serve',
     '--port', '0',
@@ -94,6 +168,7 @@ export async function startServer(stateDir) {
     '--checksum-interval', '1',
     '--cpu-budget', '0',
     '--log-level', 'WARNING',
+    ...extra,
   ]);
   const url = await new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`the server did not start in 30 s:\n${p.output()}`)), 30_000);
@@ -110,6 +185,16 @@ export async function startServer(stateDir) {
   });
   const origin = String(url).replace(/^wss:/, 'https:').replace(/\/$/, '');
   return { ...p, url: String(url), origin };
+}
+
+/**
+ * A signed token for `player` from `gameserver token` (for a page the server's guest tokens
+ * do not serve: one loaded through a proxy).
+ * @param {string} stateDir @param {string} player
+ */
+export async function playerToken(stateDir, player) {
+  const { stdout } = await run(join(BIN, 'gameserver'), ['token', '--player', player, '--state-dir', stateDir, '--ttl', '600'], { cwd: ROOT });
+  return stdout.trim();
 }
 
 /**
@@ -167,6 +252,8 @@ export function removeDir(dir) {
  * @property {string} name @property {string} room @property {string} state @property {string} error @property {number} player @property {number} joins
  * @property {number} tick @property {any} closeInfo
  * @property {number} checksumsVerified @property {number} checksumMismatches @property {number} desyncs @property {number} rejoins
+ * @property {number} resyncs @property {number} reconnects @property {number} resumes @property {number} seatsLost
+ * @property {number} lastDowntimeMs @property {string} statusText what the status line says
  * @property {number} inputsSent @property {number} inputsAcked @property {number} inputsDropped
  * @property {number} lastSent @property {number} lastAcked
  * @property {number} predictionError @property {number} maxPredictionError @property {number} inputLatencyMs
