@@ -515,3 +515,36 @@ test('a desync on v2 sends RESYNC (not LEAVE), again after resyncIntervalMs if n
   assert.equal(session.stats.rejoins, 0);
   assert.equal(FakeWebSocket.made.length, 1);
 });
+
+test('a token function that fails during an outage (the token service is down too) is retried', async () => {
+  let calls = 0;
+  const ctx = await playing({
+    token: () => {
+      calls++;
+      if (calls === 2) throw new Error('fetch failed');
+      return `join-token-${calls}`;
+    },
+  });
+  ctx.ws.serverClose(1006);
+  const ws2 = await nextAttempt(ctx);
+  ws2.serverClose(4013); // the seat is gone: a fresh JOIN needs the token function
+  ctx.clock.advance(0);
+  await settle();
+  assert.deepEqual(ctx.events, ['reconnecting', 'lost', 'reconnecting', 'reconnecting']);
+  assert.equal(ctx.log[3].reason, 'connection-lost');
+  assert.match(ctx.log[3].detail, /could not get a token: fetch failed/);
+  const ws3 = await nextAttempt(ctx);
+  const join = ws3.decodedSent()[0];
+  assert.ok(join.kind === 'JOIN' && join.token === 'join-token-3');
+});
+
+test('a listener may leave() from a reconnecting event: no attempt is made', async () => {
+  const ctx = await playing();
+  ctx.session.on('reconnecting', () => void ctx.session.leave());
+  ctx.ws.serverClose(1006);
+  ctx.clock.advance(10_000);
+  await settle();
+  assert.equal(ctx.session.state, 'closed');
+  assert.equal(FakeWebSocket.made.length, 1);
+  assert.equal(ctx.clock.due.size, 0);
+});
