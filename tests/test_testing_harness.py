@@ -409,7 +409,7 @@ def test_a_dropped_player_is_held_and_resumes_with_a_catch_up() -> None:
         alice.input(dx=1.0)
         h.tick()
     avatar = alice.entities("player")
-    mine = [e for e in avatar if e.owner == alice.number][0]
+    mine = next(e for e in avatar if e.owner == alice.number)
     seen_tick = alice.tick
     alice.drop()
     assert alice.held and not alice.connected
@@ -457,4 +457,3 @@ def test_a_hold_that_runs_out_leaves_and_a_held_seat_can_be_taken_over() -> None
     h.tick()
     assert [p.id for p in h.players] == ["bob"]
     h.assert_in_sync()
-
