@@ -268,6 +268,36 @@ async def test_a_fresh_v2_join_carries_a_resume_token(
     assert a.joined.resume_token != b.joined.resume_token
 
 
+@pytest.mark.parametrize(
+    ("server_config", "hold_ms"),
+    [
+        (ServerConfig(port=0, cpu_budget=0, seat_hold=None), 20_000),  # the game's own
+        (ServerConfig(port=0, cpu_budget=0, seat_hold=0.0), 0),  # --seat-hold 0: off
+    ],
+    ids=["game-default", "off"],
+)
+async def test_the_seat_hold_is_the_games_unless_the_server_says(
+    auth_server: GameServer,
+    client_ssl: ssl.SSLContext,
+    mint: Mint,
+    autojump_clock: Any,
+    hold_ms: int,
+) -> None:
+    with trio.fail_after(30):
+        me = await joined_client(auth_server, client_ssl, mint("me"))
+        assert me.joined is not None and me.joined.seat_hold_ms == hold_ms
+        # no hold, no token: a cut frees the seat at once
+        assert bool(me.joined.resume_token) == bool(hold_ms)
+        host = host_of(auth_server)
+        assert (host.room.history is not None) == bool(hold_ms)
+        me.cut()
+        if hold_ms:
+            await until(lambda: bool(host.held_seats))
+        else:
+            await until(lambda: "me" not in auth_server.by_player)
+            assert not host.held_seats and auth_server.stats.seats_held == 0
+
+
 async def test_the_version_byte_must_match_the_subprotocol(
     auth_server: GameServer, client_ssl: ssl.SSLContext, mint: Mint, autojump_clock: Any
 ) -> None:
