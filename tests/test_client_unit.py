@@ -39,11 +39,13 @@ from shared.messages import (
     Event,
     Input,
     Join,
+    Joined,
     Leave,
     RoomEvent,
     parse_client_message,
+    parse_server_message,
 )
-from shared.protocol import SUBPROTOCOL, CloseCode, Kind
+from shared.protocol import SUBPROTOCOL_V1, CloseCode, Kind, subprotocol_for
 from shared.replica import DesyncError
 
 # ================================================================ sans-IO harness
@@ -414,6 +416,8 @@ class FakeServer:
 
     tick_rate: int = 50
     max_players: int = 8
+    #: the protocol version it speaks (and selects): v1 by default, where no seat is resumed
+    version: int = 1
     #: a function (room name, player number, frame) -> frame applied to each DELTA sent
     tamper: Callable[[str, int, bytes], bytes] | None = None
     rooms: dict[str, Room] = attrs.Factory(dict)
@@ -421,6 +425,8 @@ class FakeServer:
     sockets: dict[tuple[str, int], WebSocketConnection] = attrs.Factory(dict)
     received: list[Any] = attrs.Factory(list)
     close_codes: list[int | None] = attrs.Factory(list)
+    #: the subprotocols each client offered
+    offered: list[tuple[str, ...]] = attrs.Factory(list)
     nursery: trio.Nursery | None = None
     port: int = 0
 
@@ -428,12 +434,20 @@ class FakeServer:
     def url(self) -> str:
         return f"ws://127.0.0.1:{self.port}"
 
+    def joined(self, room: Room, player: Player) -> bytes:
+        """The room's JOINED in this server's version (v2: no resume token, so no resume)."""
+        msg = parse_server_message(room.joined_message(player))
+        assert isinstance(msg, Joined)
+        return attrs.evolve(msg, version=self.version).to_bytes()
+
     async def handler(self, request: WebSocketRequest) -> None:
-        if SUBPROTOCOL not in request.proposed_subprotocols:
-            await request.reject(400, body=b"offer gamesync.v1")
+        subprotocol = subprotocol_for(self.version)
+        if subprotocol not in request.proposed_subprotocols:
+            await request.reject(400, body=f"offer {subprotocol}".encode())
             return
-        ws = await request.accept(subprotocol=SUBPROTOCOL)
-        join = parse_client_message(_binary(await ws.get_message()))
+        ws = await request.accept(subprotocol=subprotocol)
+        self.offered.append(tuple(request.proposed_subprotocols))
+        join = parse_client_message(_binary(await ws.get_message()), version=self.version)
         assert isinstance(join, Join)
         room = self.rooms.get(join.room)
         if room is None:
@@ -491,7 +505,7 @@ class FakeServer:
             for p in out.joined:
                 box = self.outboxes.get((room.name, p.number))
                 if box is not None:
-                    box.send_nowait(room.joined_message(p))
+                    box.send_nowait(self.joined(room, p))
                     box.send_nowait(room.snapshot())
             for (name, number), box in list(self.outboxes.items()):
                 if name == room.name and number not in joined:
@@ -625,7 +639,7 @@ async def test_connect_errors(fake_server: FakeServer) -> None:
 
 async def test_join_timeout(nursery: trio.Nursery) -> None:
     async def mute(request: WebSocketRequest) -> None:
-        await request.accept(subprotocol=SUBPROTOCOL)
+        await request.accept(subprotocol=SUBPROTOCOL_V1)
         await trio.sleep_forever()
 
     server = await nursery.start(serve_websocket, mute, "127.0.0.1", 0, None)
