@@ -233,6 +233,8 @@ class GameClient(ClientSession):
         seq. While the client is reconnecting, the input is numbered and buffered (the newest
         ``input_buffer``), and sent after the resume."""
         self._raise_failure()
+        if self._closing:
+            raise ConnectionClosed(CloseCode.NORMAL, "the client left")
         seq, data = self.encode_input(values)
         entry = self._buffer_input(seq, data)
         if self._online() or not self._supervised:

@@ -34,6 +34,7 @@ from clients.reconnect import (
     Reconnector,
     Rejoined,
     Resumed,
+    Retry,
     StallDetector,
     Step,
 )
@@ -138,12 +139,7 @@ class Runner:
         try:
             with self._run_scope:
                 step = await self._attempt(None, task_status)
-                while True:
-                    for event in step.events:
-                        client._emit(event)
-                    if isinstance(step, Finish):
-                        break
-                    client._set_connection_state(ConnectionState.RECONNECTING)
+                while isinstance(step, Retry):
                     await trio.sleep(step.delay)
                     client.stats.reconnect_attempts += 1
                     step = await self._attempt(step.resume, None)
@@ -219,12 +215,17 @@ class Runner:
             await self._close(conn, seated, step, error)
 
     def _decided(self, step: Step, error: BaseException | None) -> Step:
-        """Before the connection closes: if the client is lost, record why at once and cancel
-        the ``async with`` block."""
+        """Before the connection closes: publish the step's events and the new state; if the
+        client is lost, record why (after the events, so that a waiter gets them first) and
+        cancel the ``async with`` block."""
         client = self.client
-        if isinstance(step, Finish):
-            self._finishing = True
-        if isinstance(step, Finish) and step.end.cause is not EndCause.LEFT and error is not None:
+        for event in step.events:
+            client._emit(event)
+        if isinstance(step, Retry):
+            client._set_connection_state(ConnectionState.RECONNECTING)
+            return step
+        self._finishing = True
+        if step.end.cause is not EndCause.LEFT and error is not None:
             client._record_failure(error)
             client._notify()
             client._abort_body()

@@ -553,12 +553,24 @@ async def test_used_token_falls_back_to_a_fresh_join(
 async def test_final_closes_end_the_client(
     mem: MemoryServer, autojump_clock: Any, code: int, reason: str
 ) -> None:
-    with pytest.raises(ConnectionClosed) as info:
-        async with open_game_client(mem.url, "r", name="ann") as c:
-            await mem.close(mem.conn_of(c.player), code, reason)
-            await trio.sleep(10)
+    watched: list[Any] = []
+
+    async def watch(c: GameClient) -> None:
+        try:
+            while True:
+                watched.append(await c.next_connection_event())
+        except ConnectionClosed as exc:
+            watched.append(exc.code)
+
+    async with trio.open_nursery() as nursery:
+        with pytest.raises(ConnectionClosed) as info:
+            async with open_game_client(mem.url, "r", name="ann") as c:
+                nursery.start_soon(watch, c)
+                await mem.close(mem.conn_of(c.player), code, reason)
+                await trio.sleep(10)
     assert (info.value.code, info.value.reason) == (code, reason)
-    assert list(c.connection_events) == [Lost(LostReason.ENDED, code, False, reason)]
+    # a waiter gets the event, then the failure
+    assert watched == [Lost(LostReason.ENDED, code, False, reason), code]
     assert mem.connects == 1 and c.connection_state == "closed"
 
 
@@ -647,6 +659,8 @@ async def test_close_while_reconnecting_stops(mem: MemoryServer, autojump_clock:
         with pytest.raises(ConnectionClosed) as info:
             await c.next_update()
         assert info.value.code == 1000
+        with pytest.raises(ConnectionClosed):
+            await c.send_input(dx=1.0)
     assert c.failure is None
 
 
