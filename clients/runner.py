@@ -23,7 +23,6 @@ from clients.errors import (
     ConnectionClosed,
     ConnectTimeout,
     GameClientError,
-    NotConnected,
     ServerError,
 )
 from clients.reconnect import (
@@ -282,8 +281,8 @@ class Runner:
         client._sender = conn.ws.send_message
         try:
             await client._flush_inputs()
-        except NotConnected:
-            pass  # the reader notices the end
+        except GameClientError:
+            pass  # the connection is ending: the read loop below says how
         if isinstance(event, Resumed):
             client.stats.resumes += 1
         elif isinstance(event, Rejoined):

@@ -109,7 +109,13 @@ async def test_expired_hold_is_lost_and_joined_afresh(
     async with open_fault_proxy("127.0.0.1", auth_server.port) as proxy:
         url = f"wss://127.0.0.1:{proxy.port}"
         with trio.fail_after(30):
-            async with open_game_client(url, "hold", token=token, ssl_context=client_ssl) as ann:
+            async with (
+                open_game_client(url, "hold", token=token, ssl_context=client_ssl) as ann,
+                # ben keeps the room open while ann is away
+                open_game_client(
+                    auth_server.url, "hold", token=mint("ben"), ssl_context=client_ssl
+                ) as ben,
+            ):
                 assert ann.joined.seat_hold_ms == 1000
                 await ann.wait_for_ack(await ann.send_input(dx=1.0))
                 old_player, old_entity = ann.player, _avatar(ann).id
@@ -129,6 +135,9 @@ async def test_expired_hold_is_lost_and_joined_afresh(
                 assert await ann.send_input(dx=1.0) == 1  # seqs start over
                 await ann.wait_for_ack(1)
                 assert _avatar(ann).id != old_entity and not ann.desyncs
+                await ben.wait_for_tick(ann.tick)
+                assert old_entity not in {e.id for e in ben.replica}
+                assert ben.stats.reconnect_attempts == 0 and not ben.desyncs
 
 
 async def test_reconnect_off_ends_the_client_as_before(
