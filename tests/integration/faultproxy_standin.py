@@ -1,6 +1,6 @@
 """A stand-in for tools/faultproxy.py (issue 10's fault proxy) with the part of its API the SDK's
 resume tests use -- ``open_fault_proxy(host, port)``, ``proxy.port``, ``cut()``,
-``down(seconds)``, ``up()`` -- used only until the real proxy is on main."""
+``down(seconds)``, ``up()``, ``stall()``, ``resume()`` -- used only until the real proxy is on main."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ class StandInProxy:
         self.connections = 0
         self._down_until = -math.inf
         self._scopes: set[trio.CancelScope] = set()
+        self.stalled = False
 
     def cut(self) -> int:
         """Reset every open connection (RST both ways, no close frame)."""
@@ -33,6 +34,13 @@ class StandInProxy:
     def down(self, seconds: float | None = None) -> None:
         """Refuse (reset at once) new connections for ``seconds`` or until up()."""
         self._down_until = math.inf if seconds is None else trio.current_time() + seconds
+
+    def stall(self) -> None:
+        """Stop forwarding (bytes are held, sockets stay open), on every connection."""
+        self.stalled = True
+
+    def resume(self) -> None:
+        self.stalled = False
 
     def up(self) -> None:
         self._down_until = -math.inf
@@ -55,12 +63,24 @@ class StandInProxy:
             self._scopes.add(scope)
             try:
                 async with trio.open_nursery() as nursery:
-                    nursery.start_soon(_pump, client, target, nursery.cancel_scope)
-                    nursery.start_soon(_pump, target, client, nursery.cancel_scope)
+                    nursery.start_soon(self._pump, client, target, nursery.cancel_scope)
+                    nursery.start_soon(self._pump, target, client, nursery.cancel_scope)
             finally:
                 self._scopes.discard(scope)
         _reset(client)
         _reset(target)
+
+    async def _pump(
+        self, src: trio.SocketStream, dst: trio.SocketStream, scope: trio.CancelScope
+    ) -> None:
+        try:
+            while data := await src.receive_some(65536):
+                while self.stalled:
+                    await trio.sleep(0.01)
+                await dst.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        scope.cancel()
 
 
 def _reset(stream: trio.SocketStream) -> None:
@@ -70,15 +90,6 @@ def _reset(stream: trio.SocketStream) -> None:
     except OSError:
         pass
     sock.close()
-
-
-async def _pump(src: trio.SocketStream, dst: trio.SocketStream, scope: trio.CancelScope) -> None:
-    try:
-        while data := await src.receive_some(65536):
-            await dst.send_all(data)
-    except (trio.BrokenResourceError, trio.ClosedResourceError):
-        pass
-    scope.cancel()
 
 
 @asynccontextmanager

@@ -13,6 +13,7 @@ import trio
 
 from clients.client import (
     ConnectionClosed,
+    EndCause,
     GameClient,
     Lost,
     LostReason,
@@ -94,6 +95,33 @@ async def test_cut_mid_game_resumes_the_same_seat(
                 assert ann.stats.resumes == 1 and ann.stats.rejoins == 0
                 assert ben.stats.reconnect_attempts == 0 and ben.stats.snapshots == 1
                 assert not [e for e in ann.connection_events if isinstance(e, Lost)]
+
+
+async def test_stall_resumes_and_the_replaced_socket_cannot_close_us(
+    auth_server: GameServer, client_ssl: ssl.SSLContext, mint: Callable[..., str]
+) -> None:
+    """The path goes silent with every socket open: the client calls it dead after 2 s, drops
+    that socket and resumes (if the server still had the old connection on the seat, it
+    closes it with 4009; the resumed client never hears of it: the in-memory test
+    test_old_connection_replaced_on_resume_never_reaches_the_new_one makes sure of that)."""
+    async with open_fault_proxy("127.0.0.1", auth_server.port) as proxy:
+        url = f"wss://127.0.0.1:{proxy.port}"
+        with trio.fail_after(30):
+            async with open_game_client(
+                url, "stall", token=mint("ann"), ssl_context=client_ssl
+            ) as ann:
+                player = ann.player
+                proxy.stall()
+                stalled_at = trio.current_time()
+                event = await ann.next_connection_event()
+                assert isinstance(event, Reconnecting) and event.reason is EndCause.STALLED
+                assert 1.9 <= trio.current_time() - stalled_at < 3
+                proxy.resume()
+                await _next(ann, Resumed)
+                assert ann.player == player
+                await ann.wait_for_tick(ann.tick + 2 * ann.joined.tick_rate)
+                assert ann.connection_state == "connected" and ann.failure is None
+                assert not ann.desyncs and ann.stats.resumes == 1
 
 
 @pytest.mark.parametrize("server_config", [1.0], indirect=True)
