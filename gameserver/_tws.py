@@ -137,7 +137,9 @@ class UpgradeRequest:
         except BaseException:
             self.stream.close()
             raise
-        return FastConnection.taking_over(self.stream, max_message_size)
+        conn = FastConnection.taking_over(self.stream, max_message_size)
+        conn.subprotocol = subprotocol
+        return conn
 
     async def reject(
         self,
@@ -272,6 +274,8 @@ class FastConnection:
         self.eof = False  # the peer closed its side
         self.close_sent = False
         self.peer_close: tuple[int, str] | None = None
+        #: the subprotocol the 101 selected (None if none)
+        self.subprotocol: str | None = None
         self.bytes_in = 0
         self.bytes_out = 0
         self.last_pong_payload: bytes | None = None

@@ -5,8 +5,10 @@ true (``gameserver token --player ops --admin``).
 
 =======================================  ===================================================
 ``GET /admin/rooms``                     every room (private ones too) and its players (JSON)
-``POST /admin/kick?room=R&player=N``     close player number N of room R with 4010
-``POST /admin/kick?player_id=ID``        close the session of player id ID with 4010
+``POST /admin/kick?room=R&player=N``     close player number N of room R with 4010 (a held
+                                         seat is freed: the player leaves at the next tick)
+``POST /admin/kick?player_id=ID``        close the session of player id ID with 4010 (or free
+                                         its held seat)
 ``POST /admin/close?room=R``             close every session of room R with 4011
 ``POST /admin/drain[?timeout=S]``        drain the server: no new joins (4012); the players get
                                          S seconds (default ``--drain-timeout``) to leave, then
@@ -83,7 +85,8 @@ class AdminAPI:
                     "tick": room.state_tick,
                     "max_players": room.max_players,
                     "players": [
-                        {"number": p.number, "id": p.id, "name": p.name} for p in room.players()
+                        {"number": p.number, "id": p.id, "name": p.name, "connected": p.connected}
+                        for p in room.players()
                     ],
                 }
             )
@@ -96,13 +99,14 @@ class AdminAPI:
         elif "room" in params and "player" in params:
             host = self.server.rooms.rooms.get(params["room"])
             if host is not None and params["player"].isdigit():
-                session = host.sessions.get(int(params["player"]))
+                number = int(params["player"])
+                session = host.sessions.get(number) or host.held_seats.get(number)
         else:
             return _reply(400, {"error": "give player_id, or room and player"})
         if session is None:
             return _reply(404, {"error": "no such player"})
         log.info("admin %s kicked player %s", peer_text(by), peer_text(session.player.id))
-        session.close(CloseCode.KICKED, "kicked by an admin")
+        self.server.kick(session)
         return _reply(200, {"kicked": session.player.id})
 
     def close_room(self, params: dict[str, str], by: str) -> tuple[int, str, bytes]:

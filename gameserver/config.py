@@ -73,7 +73,19 @@ class ServerConfig:
     web: bool = True
     #: the folder served (its demo/, src/ and games/); None: the bundled clients/web
     web_root: Path | None = None
+    #: seconds a gamesync.v2 player's seat is held after its connection is lost without LEAVE,
+    #: for a RESUME; None: each game's own ``Game.seat_hold``; 0: seats are never held
+    seat_hold: float | None = None
+    #: seconds of per-tick changes a room keeps to answer a RESUME with a catch-up delta
+    #: (older ones, or 0, get a SNAPSHOT)
+    resume_history: float = 10.0
+    #: RESYNC (a fresh SNAPSHOT on request): ``resync_burst`` at once, then one per
+    #: ``resync_interval`` seconds; the excess is ignored (and counted)
+    resync_interval: float = 2.0
+    resync_burst: float = 2.0
 
     def __attrs_post_init__(self) -> None:
         if self.tick_rate is not None and not 1 <= self.tick_rate <= MAX_TICK_RATE:
             raise ValueError(f"tick rate must be 1..{MAX_TICK_RATE} Hz")
+        if self.seat_hold is not None and not 0 <= self.seat_hold < float("inf"):
+            raise ValueError("seat hold must be 0 or more seconds")

@@ -8,8 +8,9 @@ deadline (``--connect-timeout``), then:
   the connection closes;
 * a refused upgrade gets its HTTP error, or, from a browser (one ``Origin``), a close frame
   its page can read (docs/protocol.md, "Refusals a browser can read");
-* an accepted upgrade becomes a :class:`~gameserver._tws.FastConnection`, which the server's
-  lifecycle takes from there.
+* an accepted upgrade becomes a :class:`~gameserver._tws.FastConnection` speaking the newest
+  subprotocol the client offered (``gamesync.v2``, else ``gamesync.v1``: its ``subprotocol``),
+  which the server's lifecycle takes from there.
 
 :meth:`FrontDoor.tell_full` does the same for a connection over ``--max-connections``, only to
 refuse it ("server full"), for at most :data:`FULL_NOTICES` connections at a time.
@@ -40,7 +41,7 @@ from gameserver.reasons import Refusal
 from gameserver.stats import ServerStats
 from gameserver.web import FULL_RETRY_AFTER, RequestInfo, WebApp, server_full
 from shared.errors import RemoteProtocolError
-from shared.protocol import SUBPROTOCOL
+from shared.protocol import select_subprotocol
 
 log = logging.getLogger("gameserver")
 
@@ -138,9 +139,10 @@ class FrontDoor:
                 retry = [(b"Retry-After", str(FULL_RETRY_AFTER).encode())]
                 await request.reject(503, SERVER_FULL_CLOSE[1] + "\n", cfg.close_timeout, retry)
             return None
+        selected = select_subprotocol(request.proposed_subprotocols)
         with trio.move_on_at(deadline):
             try:
-                conn = await request.accept(SUBPROTOCOL, cfg.max_message_size)
+                conn = await request.accept(selected, cfg.max_message_size)
             except TransportClosed:
                 return None
             stats.connections_accepted += 1

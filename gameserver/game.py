@@ -15,8 +15,10 @@ Hooks run inside the tick (``Room.tick`` in ``gameserver/room.py``), in this ord
 
 1. ``on_leave`` for every player who left since the last tick, in the order they left (already
    gone from ``ctx.players``). A player who left before its first tick gets no hook at all.
+   A held seat whose hold expired (see below) leaves here too, after those who left.
 2. Then each seated player in turn, in seating order (player number order):
-   ``on_join`` if it took its seat since the last tick (it is in ``ctx.players`` by then), then
+   ``on_join`` if it took its seat since the last tick (it is in ``ctx.players`` by then), or
+   ``on_drop`` / ``on_resume`` if its connection was lost / came back since the last tick; then
    ``on_input`` for each of its queued inputs in sequence order, then ``on_event`` for each of
    its queued events in arrival order. So a new player's ``on_join`` runs after the inputs and
    events of the players seated before it, and before its own.
@@ -25,10 +27,22 @@ Hooks run inside the tick (``Room.tick`` in ``gameserver/room.py``), in this ord
 
 Everything they change in ``self.state`` goes out in that tick's delta; events they send go out
 after it.
+
+Dropped players and held seats: when a player's connection is lost without a LEAVE (network
+cut, idle timeout, too slow) the server may hold its seat for ``seat_hold`` seconds so that
+the player can resume. While held the player stays in ``ctx.players`` (its entities stay, the
+seat counts toward ``max_players``), ``player.connected`` is False and it sends no inputs.
+The game gets ``on_drop(player)`` in the next tick and, if the player comes back in time,
+``on_resume(player)`` in the tick after the resume (a drop and a resume between the same two
+ticks cancel out: neither hook runs). If the hold runs out, the player leaves as usual
+(``on_leave``). Room events sent to a held player (broadcast or ``send_to``) are kept, up to
+32, and delivered after the resume. By default both hooks do nothing: the entity stays where
+it was.
 """
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
@@ -51,6 +65,8 @@ class Player:
     id: str
     name: str
     data: dict[str, Any] = attrs.Factory(dict)
+    #: False while the player's connection is lost and its seat is held (see ``on_drop``)
+    connected: bool = True
 
 
 class RoomContext:
@@ -98,6 +114,9 @@ class Game:
     input_schema: ClassVar[InputSchema]
     tick_rate: ClassVar[int] = 20
     max_players: ClassVar[int] = 8
+    #: seconds a dropped player's seat is held for a resume (0 = never held); the server's
+    #: ``--seat-hold`` flag overrides it
+    seat_hold: ClassVar[float] = 20.0
 
     def __init__(self, ctx: RoomContext) -> None:
         self.ctx = ctx
@@ -107,7 +126,17 @@ class Game:
         """A player took a seat (called in the tick after the join, after that tick's leaves)."""
 
     def on_leave(self, player: Player) -> None:
-        """A player left or was disconnected."""
+        """A player left, was disconnected, or its held seat's hold ran out."""
+
+    def on_drop(self, player: Player) -> None:
+        """``player``'s connection was lost and its seat is held (``player.connected`` is
+        False). It stays in ``ctx.players`` and sends no inputs until ``on_resume``, or until
+        the hold runs out and ``on_leave`` runs. By default nothing happens (its entity stays
+        as it is); a game may freeze the avatar, mark it away, or pause a round."""
+
+    def on_resume(self, player: Player) -> None:
+        """A held ``player`` is back on a new connection (``player.connected`` is True
+        again), with the same number, data and entities. By default nothing happens."""
 
     def on_input(self, player: Player, inp: InputValues) -> None:
         """One input from ``player``; inputs arrive in sequence order."""
@@ -147,6 +176,9 @@ class GameRegistry:
             raise ValueError(f"game {name!r} is already registered")
         if not 1 <= game.tick_rate <= MAX_TICK_RATE:
             raise ValueError(f"{name}: tick_rate must be 1..{MAX_TICK_RATE}")
+        hold = game.seat_hold
+        if not (isinstance(hold, int | float) and math.isfinite(hold) and hold >= 0):
+            raise ValueError(f"{name}: seat_hold must be a number of seconds >= 0, got {hold!r}")
         self._games[name] = game
         if default or self.default is None:
             self.default = name

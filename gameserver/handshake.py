@@ -15,11 +15,14 @@ a body (``Content-Length`` other than 0, or           400     ``bad_upgrade``
 ``Sec-WebSocket-Key`` missing, repeated, or not       400     ``bad_key``
 the base64 of 16 bytes
 more than one ``Origin``, or one not allowed          403     ``origin``
-``gamesync.v1`` not offered in                        400     ``subprotocol``
+none of ``gamesync.v2``, ``gamesync.v1`` offered in   400     ``subprotocol``
 ``Sec-WebSocket-Protocol``
 ===================================================  ======  ====================
 
 The refusal's value is the metrics label (``refused{reason=...}``); its body is a short text.
+An accepted request gets the newest subprotocol it offers (:func:`shared.protocol.
+select_subprotocol`: ``gamesync.v2`` if offered, else ``gamesync.v1``); the connection speaks
+that version from then on.
 
 A page's JavaScript cannot read an HTTP refusal: it sees close 1006 with no reason. So a
 refusal a browser should understand (:data:`BROWSER_CLOSES`: a request with exactly one
@@ -41,7 +44,7 @@ from collections.abc import Collection, Mapping, Sequence
 
 import attrs
 
-from shared.protocol import SUBPROTOCOL, SUPPORTED_SUBPROTOCOLS, CloseCode
+from shared.protocol import SUPPORTED_SUBPROTOCOLS, CloseCode, select_subprotocol
 
 
 class Refusal(enum.Enum):
@@ -126,7 +129,7 @@ def check_upgrade(
     if origins and "*" not in allowed_origins:
         if origins[0].decode("latin-1") not in allowed_origins:
             return _refused(Refusal.ORIGIN, "this Origin is not allowed to connect")
-    if SUBPROTOCOL not in proposed_subprotocols:
+    if select_subprotocol(tuple(proposed_subprotocols)) is None:
         return _refused(
             Refusal.SUBPROTOCOL,
             "unsupported WebSocket subprotocol; offer one of: "
@@ -166,11 +169,12 @@ def browser_close(
 
 
 def echo_subprotocol(offered: Sequence[str]) -> str | None:
-    """The subprotocol a 101 that only carries a close frame selects: ours if offered, else
-    the first one offered (a browser fails a 101 that selects none of those it offered, and
-    would see 1006 instead of the close code), else none."""
-    if SUBPROTOCOL in offered:
-        return SUBPROTOCOL
+    """The subprotocol a 101 that only carries a close frame selects: one of ours if offered
+    (the newest), else the first one offered (a browser fails a 101 that selects none of
+    those it offered, and would see 1006 instead of the close code), else none."""
+    ours = select_subprotocol(tuple(offered))
+    if ours is not None:
+        return ours
     return offered[0] if offered else None
 
 

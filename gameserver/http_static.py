@@ -266,7 +266,8 @@ NOT_INSTALLED = StaticFile.of(
     b"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>gameserver</title></head>
 <body><h1>gameserver</h1>
-<p>This port speaks WebSocket (<code>gamesync.v1</code>) for game clients.</p>
+<p>This port speaks WebSocket (<code>gamesync.v2</code>, <code>gamesync.v1</code>) for game
+clients.</p>
 <p>The web demo is not installed: the web root has no <code>demo/index.html</code>
 (see <code>gameserver serve --web-root</code>).</p>
 </body></html>

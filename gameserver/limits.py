@@ -31,7 +31,8 @@ class TokenBucket:
 
 
 class MessageLimiter:
-    """Inputs and events per player: the excess is dropped; sustained abuse is reported.
+    """Inputs, events and RESYNCs per player: the excess is dropped; sustained abuse is
+    reported.
 
     A dropped message spends a token of the *abuse* bucket (``allowance`` seconds' worth of the
     input rate, refilled at the input rate), so a client that sends up to twice the allowed rate
@@ -39,7 +40,7 @@ class MessageLimiter:
     to go (``take_*`` returns None).
     """
 
-    __slots__ = ("abuse", "dropped", "events", "inputs")
+    __slots__ = ("abuse", "dropped", "events", "inputs", "resyncs")
 
     def __init__(
         self,
@@ -49,9 +50,12 @@ class MessageLimiter:
         event_burst: float,
         allowance: float,
         now: float,
+        resync_rate: float = 0.5,
+        resync_burst: float = 2.0,
     ) -> None:
         self.inputs = TokenBucket(input_rate, input_burst, now)
         self.events = TokenBucket(event_rate, event_burst, now)
+        self.resyncs = TokenBucket(resync_rate, resync_burst, now)
         self.abuse = TokenBucket(input_rate, max(1.0, allowance * input_rate), now)
         self.dropped = 0
 
@@ -67,3 +71,7 @@ class MessageLimiter:
 
     def take_event(self, now: float) -> bool | None:
         return self._verdict(self.events.take(now), now)
+
+    def take_resync(self, now: float) -> bool | None:
+        """A RESYNC: True: serve it. False: ignore it. None: a flood, close the connection."""
+        return self._verdict(self.resyncs.take(now), now)

@@ -210,6 +210,26 @@ _COUNTERS: tuple[tuple[str, str, Callable[[ServerStats], int]], ...] = (
         "Players disconnected because their reliable backlog grew too large.",
         lambda s: s.slow_disconnects,
     ),
+    (
+        "gameserver_resumes",
+        "RESUMEs admitted: a dropped player took its held seat back (gamesync.v2).",
+        lambda s: s.resumes,
+    ),
+    (
+        "gameserver_seats_expired",
+        "Held seats whose hold ran out (the player left).",
+        lambda s: s.seats_expired,
+    ),
+    (
+        "gameserver_resyncs",
+        "RESYNC requests answered with a snapshot.",
+        lambda s: s.resyncs,
+    ),
+    (
+        "gameserver_resyncs_limited",
+        "RESYNC requests ignored: over the per-player rate limit (or before JOINED).",
+        lambda s: s.resyncs_limited,
+    ),
 )
 
 _LABELLED_COUNTERS: tuple[tuple[str, str, str, Callable[[ServerStats], Mapping[str, int]]], ...] = (
@@ -224,6 +244,12 @@ _LABELLED_COUNTERS: tuple[tuple[str, str, str, Callable[[ServerStats], Mapping[s
         "Peers closed for bad input, by kind.",
         "kind",
         lambda s: s.protocol_errors,
+    ),
+    (
+        "gameserver_resumes_refused",
+        "RESUMEs refused, by reason (also counted in gameserver_connections_refused).",
+        "reason",
+        lambda s: s.resume_refusals,
     ),
     (
         "gameserver_http_responses",
@@ -268,6 +294,7 @@ class ServerCollector:
         for name, doc, label, _ in _LABELLED_COUNTERS:
             yield CounterMetricFamily(name, doc, labels=[label])
         yield from self._gauges(0, 0, 0, 0, 0.0, 0)
+        yield GaugeMetricFamily("gameserver_seats_held", _SEATS_HELD_HELP)
         yield CounterMetricFamily("process_cpu_seconds", _CPU_SECONDS_HELP)
         yield HistogramMetricFamily("gameserver_tick_seconds", _TICK_SECONDS_HELP)
 
@@ -294,6 +321,7 @@ class ServerCollector:
         yield from self._gauges(
             stats.connections_open, len(hosts), players, tick_rate, self._cpu_percent, rss
         )
+        yield GaugeMetricFamily("gameserver_seats_held", _SEATS_HELD_HELP, value=stats.seats_held)
         yield CounterMetricFamily("process_cpu_seconds", _CPU_SECONDS_HELP, value=cpu_seconds)
 
         hist = stats.tick_histogram
@@ -328,6 +356,7 @@ class ServerCollector:
         )
 
 
+_SEATS_HELD_HELP = "Seats held now for a resume (their connection was lost; in gameserver_players)."
 _CPU_SECONDS_HELP = "Total user and system CPU time spent in seconds."
 _TICK_SECONDS_HELP = "Time spent running one room tick (game update and fan-out), seconds."
 

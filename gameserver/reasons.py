@@ -42,6 +42,10 @@ class Refusal(enum.Enum):
     ROOM_CREATE_RATE = "room_create_rate"
     ROOM_CLOSED = "room_closed"
     ROOM_FULL = "room_full"
+    # a RESUME's own refusals (it can be refused with DRAINING too)
+    RESUME_BAD_TOKEN = "resume_bad_token"  # malformed, or not minted by us for this room
+    RESUME_REPLAYED = "resume_replayed"  # genuine, but a newer token of the seat exists
+    SEAT_LOST = "seat_lost"  # genuine, but the seat is no longer held (expired, left, closed)
 
     @property
     def code(self) -> CloseCode | None:
@@ -72,7 +76,14 @@ CLOSE_CODES: Mapping[Refusal, CloseCode] = {
     Refusal.ROOM_CREATE_RATE: CloseCode.POLICY_VIOLATION,
     Refusal.ROOM_CLOSED: CloseCode.ROOM_CLOSED,
     Refusal.ROOM_FULL: CloseCode.ROOM_FULL,
+    Refusal.RESUME_BAD_TOKEN: CloseCode.UNAUTHORIZED,
+    Refusal.RESUME_REPLAYED: CloseCode.UNAUTHORIZED,
+    Refusal.SEAT_LOST: CloseCode.SEAT_LOST,
 }
+#: the refusals a RESUME can get (``gameserver_resumes_refused{reason}`` counts these)
+RESUME_REFUSALS = frozenset(
+    {Refusal.DRAINING, Refusal.RESUME_BAD_TOKEN, Refusal.RESUME_REPLAYED, Refusal.SEAT_LOST}
+)
 
 
 class ErrorKind(enum.Enum):
@@ -80,7 +91,7 @@ class ErrorKind(enum.Enum):
     (``gameserver_protocol_errors{kind=...}``)."""
 
     PRE_JOIN_FLOOD = "pre_join_flood"  # more than one message's worth of bytes before JOIN
-    NOT_JOIN = "not_join"  # the first message was not JOIN
+    NOT_JOIN = "not_join"  # the first message was not JOIN (or RESUME, on v2)
     TEXT_FRAME = "text_frame"
     FLOOD = "flood"  # sustained input or event rate over the limit
     JOIN_TWICE = "join_twice"
@@ -137,8 +148,12 @@ def join_twice_error() -> Violation:
     return Violation(ErrorKind.JOIN_TWICE, "already joined", CloseCode.PROTOCOL_ERROR)
 
 
-def not_join_error() -> Violation:
-    return Violation(ErrorKind.NOT_JOIN, "the first message must be JOIN", CloseCode.PROTOCOL_ERROR)
+def not_join_error(resume: bool = False) -> Violation:
+    """The first message was neither JOIN nor (``resume``: on a v2 connection) RESUME."""
+    text = (
+        "the first message must be JOIN or RESUME" if resume else "the first message must be JOIN"
+    )
+    return Violation(ErrorKind.NOT_JOIN, text, CloseCode.PROTOCOL_ERROR)
 
 
 def pre_join_flood_error() -> Violation:

@@ -1,13 +1,12 @@
 """The trio layer: accept WSS connections, run the join handshake, host rooms and their ticks.
 
 Data path: a TLS stream is accepted; trio-websocket parses the upgrade request and the
-subprotocol is checked; the connection is then taken over by a
+subprotocol is checked (``gameserver.front_door``); the connection is then taken over by a
 :class:`~gameserver._tws.FastConnection` (synchronous send and receive). The client sends JOIN
 and takes a seat in a room. From then on the room's tick task does all of that player's I/O
-without awaiting: at each tick it reads every player's socket once (inputs go into the pure
-:class:`~gameserver.room.Room`), runs the tick, frames the delta once, and writes it to every
-player's :class:`~gameserver.outbound.Outbound`. A player's own task only wakes to drain a full
-send buffer, and to close.
+without awaiting (:class:`~gameserver.roomhost.RoomHost`, re-exported here with
+:class:`~gameserver.roomhost.RoomDirectory` and :class:`~gameserver.roomhost.Session`). A
+player's own task only wakes to drain a full send buffer, and to close.
 """
 
 from __future__ import annotations
@@ -17,8 +16,7 @@ import logging
 import math
 import secrets
 import ssl
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import NoReturn
 
@@ -39,329 +37,47 @@ from gameserver.lifecycle import (
     ConnectionEvent,
     ConnectionLost,
     CreateRoom,
+    Detach,
     Draining,
+    EndCause,
     Evict,
     JoinReceived,
     JoinTimedOut,
     Lifecycle,
-    PeerError,
+    Reattach,
     Refuse,
+    ReplaceAttached,
+    ResumeReceived,
     RoomInfo,
     Seat,
     SeatTaken,
     Send,
     SessionEnded,
     Step,
+    Unseat,
 )
-from gameserver.limits import MessageLimiter, TokenBucket
+from gameserver.limits import MessageLimiter
 from gameserver.load import LoadMonitor
 from gameserver.logsafe import peer_text
 from gameserver.outbound import Outbound, OutboundOverflow
 from gameserver.reasons import (
-    ErrorKind,
     Refusal,
-    flood_error,
-    join_twice_error,
     not_join_error,
     pre_join_flood_error,
     text_frame_error,
 )
-from gameserver.room import Room, RoomConfig
+from gameserver.resume import ResumeClaims, ResumeKey, ResumeRefusal, ResumeTokenError
+from gameserver.roomhost import RoomDirectory as RoomDirectory  # re-exported: its old home
+from gameserver.roomhost import RoomHost as RoomHost
+from gameserver.roomhost import Session as Session
+from gameserver.roomhost import peer_error
 from gameserver.stats import ServerStats
 from gameserver.web import WebApp
 from shared.errors import RemoteProtocolError
-from shared.messages import Event, Input, Join, Leave, parse_client_message
-from shared.protocol import RESTART_REASON, CloseCode
-from shared.wsframe import OP_PING, binary_frame, frame
-
-
-def ping_frame() -> bytes:
-    return frame(OP_PING, b"idle?")
-
+from shared.messages import Join, Resume, parse_client_message
+from shared.protocol import RESTART_REASON, CloseCode, version_of_subprotocol
 
 log = logging.getLogger("gameserver")
-
-
-class Session:
-    """One seated player's connection."""
-
-    def __init__(
-        self,
-        conn: FastConnection,
-        player: Player,
-        outbound: Outbound,
-        limiter: MessageLimiter,
-        now: float,
-    ) -> None:
-        self.conn = conn
-        self.player = player
-        self.outbound = outbound
-        self.limiter = limiter
-        self.scope = trio.CancelScope()
-        self.end: SessionEnded | None = None
-        self.host: RoomHost | None = None
-        # idle detection: when bytes last arrived, and whether a ping is out
-        self.seen_bytes = conn.bytes_in
-        self.last_rx = now
-        self.pinged = False
-
-    def close(self, code: int, reason: str, send_message: bool = True) -> None:
-        """End this session (from any task; never awaits). The first reason given wins."""
-        if self.end is None:
-            self.end = SessionEnded(code, reason, send_message)
-        self.scope.cancel()
-
-
-def peer_error(stats: ServerStats, exc: RemoteProtocolError) -> PeerError:
-    """Count and log (no traceback) a peer's bad input; return it as a lifecycle event."""
-    event = PeerError.from_exc(exc)
-    stats.protocol_errors[event.kind.value] += 1
-    log.info("closing a peer for bad input (%s): %s", event.kind.value, peer_text(exc))
-    return event
-
-
-class RoomHost:
-    """Runs one room: its tick loop task and the sessions seated in it."""
-
-    def __init__(
-        self,
-        room: Room,
-        config: ServerConfig,
-        stats: ServerStats,
-        on_disposed: Callable[[RoomHost], None],
-        private: bool = False,
-    ) -> None:
-        self.room = room
-        self.config = config
-        self.stats = stats
-        self.private = private
-        self.closing = False
-        self.draining = False
-        self.sessions: dict[int, Session] = {}
-        self.period = 1.0 / room.config.tick_rate
-        self._on_disposed = on_disposed
-        self.ticks = 0
-        self.late = 0
-        self.skipped = 0
-        self.closed = False
-
-    def close(self, code: int, reason: str) -> None:
-        """Close every session (an admin closed the room). The room refuses joins (4011) from
-        now on, is disposed of once empty, and its name stays refused for ``room_grace``
-        seconds more (``RoomDirectory.held``); then it is free again."""
-        self.closing = True
-        for session in list(self.sessions.values()):
-            session.close(code, reason)
-
-    def drain(self, timeout: float) -> None:
-        """The server is draining: tell the game when its players will be closed (its
-        ``on_shutdown`` runs in the next tick), and dispose of the room once it is empty."""
-        self.draining = True
-        self.room.shutdown(math.ceil(timeout * self.room.config.tick_rate))
-
-    async def run(self) -> None:
-        """Tick at a fixed rate until the room has been empty for the grace period."""
-        try:
-            await self._loop()
-        except Exception:
-            log.exception("room %r crashed; closing it", self.room.name)
-            for session in list(self.sessions.values()):
-                session.close(CloseCode.INTERNAL_ERROR, "the game crashed")
-        finally:
-            self.closed = True
-            self._on_disposed(self)
-
-    async def _loop(self) -> None:
-        period = self.period
-        start = trio.current_time()
-        n = 0
-        empty_since: float | None = None
-        while True:
-            n += 1
-            deadline = start + n * period
-            now = trio.current_time()
-            if now >= deadline + period:
-                # more than a whole period behind: drop the missed slots instead of spiralling
-                missed = math.floor((now - deadline) / period)
-                n += missed
-                self.skipped += missed
-                self.stats.ticks_skipped += missed
-                deadline = start + n * period
-            await trio.sleep_until(deadline)
-            t0 = time.perf_counter()
-            self.step()
-            self.stats.tick_histogram.observe(time.perf_counter() - t0)
-            if trio.current_time() > deadline + period:
-                self.late += 1
-                self.stats.ticks_late += 1
-            if (self.closing or self.draining) and self.room.is_empty:
-                return
-            if self.room.is_empty:
-                if empty_since is None:
-                    empty_since = trio.current_time()
-                elif trio.current_time() - empty_since >= self.config.room_grace:
-                    return
-            else:
-                empty_since = None
-
-    def step(self) -> None:
-        """One tick: read inputs, advance the room, write its bytes. Never awaits."""
-        self.read_inputs()
-        room = self.room
-        out = room.tick()
-        self.ticks += 1
-        self.stats.ticks += 1
-        sessions = self.sessions
-        joined = set()
-        for player in out.joined:
-            session = sessions.get(player.number)
-            if session is not None:
-                joined.add(player.number)
-                session.outbound.send_reliable(binary_frame(room.joined_message(player)))
-                session.outbound.send_snapshot()
-        delta = binary_frame(out.delta)
-        for number, session in sessions.items():
-            if number not in joined:
-                session.outbound.offer_state(delta)
-        for payload, target in out.events:
-            event = binary_frame(payload)
-            if target is None:
-                for session in sessions.values():
-                    session.outbound.send_reliable(event)
-            elif (session := sessions.get(target)) is not None:
-                session.outbound.send_reliable(event)
-
-    def read_inputs(self) -> None:
-        """Read each player's socket once, without awaiting, and queue what arrived.
-
-        Rate limits apply here; idle players are pinged and, later, closed."""
-        room = self.room
-        input_schema = room.input_schema
-        stats = self.stats
-        cfg = self.config
-        budget = cfg.read_budget
-        now = trio.current_time()
-        for number, session in self.sessions.items():
-            if session.end is not None:
-                continue
-            conn = session.conn
-            limiter = session.limiter
-            try:
-                conn.read_available(budget)
-                for data in conn.messages():
-                    stats.messages_in += 1
-                    stats.bytes_in += len(data)
-                    if isinstance(data, str):
-                        raise text_frame_error()
-                    msg = parse_client_message(data, input_schema)
-                    if isinstance(msg, Input):
-                        verdict = limiter.take_input(now)
-                        if verdict and room.push_input(number, msg.seq, msg.codes):
-                            continue
-                        stats.inputs_dropped += 1
-                        if verdict is None:
-                            raise flood_error()
-                    elif isinstance(msg, Event):
-                        verdict = limiter.take_event(now)
-                        if verdict:
-                            room.push_event(number, msg.name, msg.data)
-                        elif verdict is None:
-                            raise flood_error()
-                    elif isinstance(msg, Leave):
-                        session.close(CloseCode.NORMAL, "left", False)
-                        break
-                    else:
-                        raise join_twice_error()
-            except RemoteProtocolError as exc:
-                end = peer_error(stats, exc)
-                session.close(end.code, end.message)
-                continue
-            except TransportClosed:
-                session.close(CloseCode.GOING_AWAY, "connection lost", False)
-                continue
-            if conn.peer_close is not None or conn.eof:
-                session.close(CloseCode.NORMAL, "peer closed", False)
-            elif conn.bytes_in != session.seen_bytes:
-                session.seen_bytes = conn.bytes_in
-                session.last_rx = now
-                session.pinged = False
-            elif now - session.last_rx > cfg.idle_timeout:
-                stats.protocol_errors[ErrorKind.IDLE_TIMEOUT.value] += 1
-                session.close(CloseCode.GOING_AWAY, "idle timeout: no data or pong")
-            elif now - session.last_rx > cfg.ping_interval and not session.pinged:
-                session.pinged = True
-                try:
-                    conn.write(ping_frame())
-                except TransportClosed:
-                    session.close(CloseCode.GOING_AWAY, "connection lost", False)
-
-
-class RoomDirectory:
-    """The rooms of one server, by name. Rooms start in the server's room nursery."""
-
-    def __init__(self, nursery: trio.Nursery, config: ServerConfig, stats: ServerStats) -> None:
-        self._nursery = nursery
-        self.config = config
-        self.stats = stats
-        self.rooms: dict[str, RoomHost] = {}
-        self._seeds = itertools.count(1)
-        self._creations: dict[str, TokenBucket] = {}  # room creations per player id
-        #: public rooms an admin closed, once disposed of: name -> (hold until, game name)
-        self._held: dict[str, tuple[float, str]] = {}
-
-    def held(self, name: str) -> RoomInfo | None:
-        """A public room an admin closed keeps refusing joins (4011) while it is disposed of
-        (it is still in ``rooms``, closing) and for ``room_grace`` seconds after: so clients
-        that reconnect at once cannot recreate it. Then its name is free again."""
-        hold = self._held.get(name)
-        if hold is None:
-            return None
-        until, game = hold
-        if trio.current_time() >= until:
-            del self._held[name]
-            return None
-        return RoomInfo(name, game, False, True, 0, 0)
-
-    def may_create(self, creator: str) -> bool:
-        """Take one of ``creator``'s room-creation tokens (False: none left)."""
-        cfg = self.config
-        now = trio.current_time()
-        buckets = self._creations
-        if len(buckets) > 10_000:  # forget players whose buckets have refilled
-            for key in [k for k, b in buckets.items() if b.full(now)]:
-                del buckets[key]
-        bucket = buckets.get(creator)
-        if bucket is None:
-            bucket = buckets[creator] = TokenBucket(
-                cfg.room_create_rate, cfg.room_create_burst, now
-            )
-        return bucket.take(now)
-
-    def create(self, name: str, game_cls: type[Game], private: bool = False) -> RoomHost:
-        """Start a room (admission, in gameserver.lifecycle, decided that it may exist)."""
-        cfg = self.config
-        room_cfg = RoomConfig(
-            max_players=cfg.max_players or game_cls.max_players,
-            tick_rate=cfg.tick_rate or game_cls.tick_rate,
-            input_queue_limit=cfg.input_queue_limit,
-            checksum_interval=cfg.checksum_interval,
-            seed=next(self._seeds),
-        )
-        host = RoomHost(Room(name, game_cls, room_cfg), cfg, self.stats, self._disposed, private)
-        self.rooms[name] = host
-        self.stats.rooms_created += 1
-        self._nursery.start_soon(host.run, name=f"room {name}")
-        return host
-
-    def _disposed(self, host: RoomHost) -> None:
-        name = host.room.name
-        if self.rooms.get(name) is host:
-            del self.rooms[name]
-        self.stats.rooms_disposed += 1
-        if host.closing and not host.private:  # closed by an admin: see held()
-            now = trio.current_time()
-            self._held = {k: v for k, v in self._held.items() if v[0] > now}
-            self._held[name] = (now + self.config.room_grace, host.room.game_cls.name)
 
 
 class GameServer:
@@ -388,8 +104,8 @@ class GameServer:
         self.auth = auth
         self.port = 0
         self._player_ids = itertools.count(1)
-        #: the session of each player id: one seat per player on the whole server
-        self.by_player: dict[str, Session] = {}
+        #: the session of each player id, attached or held: one seat per player on the server
+        self.by_player: dict[str, Session] = rooms.by_player
         self._per_ip: dict[str, int] = {}
         #: TLS, the request and its refusals, plain HTTP (the web demo and guest tokens)
         self.front = FrontDoor(config, ssl_context, stats, web if web is not None else WebApp(None))
@@ -446,6 +162,14 @@ class GameServer:
                 self.handle_stream, listeners, handler_nursery=nursery, task_status=task_status
             )
 
+    def kick(self, session: Session) -> None:
+        """An admin kicked this player: close its session (4010), or free its held seat."""
+        host = session.host
+        if host is not None and host.held_seats.get(session.player.number) is session:
+            host.release(session.player.number)
+            return
+        session.close(CloseCode.KICKED, "kicked by an admin", cause=EndCause.KICKED)
+
     def _stop_admitting(self) -> None:
         self.draining = True
         self._listening.cancel()  # the listener closes first
@@ -479,23 +203,29 @@ class GameServer:
         with trio.move_on_at(deadline):
             while self.stats.connections_open or self.rooms.rooms:
                 await trio.sleep(0.01)
-        await self.shutdown(CloseCode.GOING_AWAY, RESTART_REASON)
+        await self.shutdown(CloseCode.GOING_AWAY, RESTART_REASON, cause=EndCause.DRAINED)
         log.info("drained")
         self.drained.set()
 
     async def shutdown(
-        self, code: int = CloseCode.GOING_AWAY, reason: str = "server shutting down"
+        self,
+        code: int = CloseCode.GOING_AWAY,
+        reason: str = "server shutting down",
+        *,
+        cause: EndCause = EndCause.SHUTDOWN,
     ) -> None:
-        """Stop now: close the listener, refuse every join from now on, close every session
-        with ``code`` and wait (bounded) for them to finish. Runs once: a later call waits for
-        the first to finish."""
+        """Stop now: close the listener, refuse every join and resume from now on, free the
+        held seats, close every session with ``code`` and wait (bounded) for them to finish.
+        Runs once: a later call waits for the first to finish."""
         if self._stopped is not None:
             await self._stopped.wait()
             return
         self._stopped = trio.Event()
         self._stop_admitting()
+        for host in list(self.rooms.rooms.values()):
+            host.release_held()
         for session in self.sessions():
-            session.close(code, reason)
+            session.close(code, reason, cause=cause)
         with trio.move_on_after(self.config.close_timeout + 0.5):
             while self.stats.players:
                 await trio.sleep(0.01)
@@ -538,27 +268,39 @@ class GameServer:
 
     async def _connection(self, conn: FastConnection) -> None:
         """Drive one connection's :class:`~gameserver.lifecycle.Lifecycle`: feed it the JOIN
-        (or why there is none), carry out its actions, and, once seated, play."""
-        life = Lifecycle(self._directory)
-        actions = life.receive(await self._read_join(conn))
+        or RESUME (or why there is none), carry out its actions, and, once seated, play; at
+        the end, hold or free the seat as the lifecycle decides."""
+        version = version_of_subprotocol(conn.subprotocol) or 1
+        life = Lifecycle(self._directory, version)
+        first = await self._read_join(conn, version)
+        actions = life.receive(first)
         session: Session | None = None
         for action in actions:
             if isinstance(action, Refuse):
-                self._count_refusal(action)
+                self._count_refusal(action, isinstance(first, ResumeReceived))
             elif isinstance(action, CreateRoom):
                 self.rooms.create(action.name, action.game, action.private)
             elif isinstance(action, Evict):
                 self._take_over_player(action.player_id)
             elif isinstance(action, Seat):
-                session = self._seat(conn, action)
+                session = self._seat(conn, action, version)
+                life.receive(SeatTaken(session.player.number))
+            elif isinstance(action, ReplaceAttached):
+                self._replace_attached(action)
+            elif isinstance(action, Reattach):
+                session = self._reattach(conn, action, version)
                 life.receive(SeatTaken(session.player.number))
         if session is not None:
-            actions = life.receive(await self._play(session))
+            try:
+                await self._play(session)
+            finally:
+                actions = self._end_session(life, session)
         await self._finish(conn, actions)
 
-    async def _read_join(self, conn: FastConnection) -> ConnectionEvent:
+    async def _read_join(self, conn: FastConnection, version: int = 1) -> ConnectionEvent:
         """The first message, as a lifecycle event: a JOIN with the verifier's verdict on its
-        token, or why there is none (bad input, timeout, drain, a lost connection)."""
+        token, or (v2) a RESUME with what its resume token claims, or why there is none (bad
+        input, timeout, drain, a lost connection)."""
         # before JOIN a client may send one message's worth of bytes (plus framing, TLS and a
         # few control frames); anything more is refused, unauthenticated data costs little
         allowance = self.config.max_message_size + 4096
@@ -575,10 +317,12 @@ class GameServer:
                         stats.bytes_in += len(data)
                         if isinstance(data, str):
                             raise text_frame_error()
-                        msg = parse_client_message(data)
-                        if not isinstance(msg, Join):
-                            raise not_join_error()
-                        return JoinReceived(msg, self._verify(msg))
+                        msg = parse_client_message(data, version=version)
+                        if isinstance(msg, Join):
+                            return JoinReceived(msg, self._verify(msg))
+                        if isinstance(msg, Resume):
+                            return ResumeReceived(msg, self._resume_claims(msg))
+                        raise not_join_error(resume=version >= 2)
                     if conn.peer_close is not None or conn.eof:
                         return ConnectionLost()
                     await conn.wait_readable()
@@ -599,32 +343,59 @@ class GameServer:
         except AuthError as exc:
             return exc
 
-    def _count_refusal(self, refuse: Refuse) -> None:
+    def _resume_claims(self, resume: Resume) -> ResumeClaims | ResumeTokenError:
+        try:
+            return self.rooms.resume_key.parse(resume.room, resume.token)
+        except ResumeTokenError as exc:
+            return exc
+
+    def _count_refusal(self, refuse: Refuse, resume: bool = False) -> None:
         self.stats.refused[refuse.refusal.value] += 1
-        if refuse.step is Step.CPU_BUDGET:
+        if resume:
+            self.stats.resume_refusals[refuse.refusal.value] += 1
+            if refuse.step in (Step.TOKEN, Step.SEAT):
+                log.info("refused a RESUME: %s", peer_text(refuse.message))  # never the token
+        elif refuse.step is Step.CPU_BUDGET:
             self.stats.overload_refusals += 1
         elif refuse.step is Step.TOKEN:
             log.info("refused a JOIN: %s", peer_text(refuse.message))  # never the token
 
     def _take_over_player(self, player_id: str) -> None:
         """A newer connection for ``player_id`` takes its seat: close and unseat the old one
-        now, so its entity is removed in the same tick the new one's is created."""
+        (or free its held seat) now, so its entity is removed in the same tick the new one's
+        is created."""
         old = self.by_player.pop(player_id, None)
         if old is None:
             return
-        old.close(CloseCode.REPLACED, "replaced by a newer connection for the same player")
         host = old.host
-        if host is not None and host.sessions.get(old.player.number) is old:
-            del host.sessions[old.player.number]
-            host.room.unseat(old.player.number)
+        number = old.player.number
+        if host is not None and host.release(number):
+            return  # it was a held seat
+        old.take_seat_away(
+            CloseCode.REPLACED,
+            "replaced by a newer connection for the same player",
+            EndCause.REPLACED,
+        )
+        if host is not None and host.sessions.get(number) is old:
+            del host.sessions[number]
+            host.room.unseat(number)
 
-    def _seat(self, conn: FastConnection, seat: Seat) -> Session:
-        host = self.rooms.rooms[seat.room]
-        room = host.room
-        identity = seat.identity
-        player = room.seat(identity.player_id, identity.name)  # admission checked the room
+    def _replace_attached(self, action: ReplaceAttached) -> None:
+        """A RESUME takes over a seat whose old connection is still attached: close that one
+        (4009) and detach it from the seat, in the same step as the seat is taken back."""
+        host = self.rooms.rooms[action.room]
+        old = host.sessions.pop(action.number, None)
+        if old is not None:
+            old.take_seat_away(
+                CloseCode.REPLACED, "replaced by a resumed connection", EndCause.RESUMED_ELSEWHERE
+            )
+
+    def _new_session(
+        self, conn: FastConnection, host: RoomHost, player: Player, version: int
+    ) -> Session:
         cfg = self.config
         now = trio.current_time()
+        room = host.room
         tick_rate = room.config.tick_rate
         limiter = MessageLimiter(
             max(cfg.input_rate, 3.0 * tick_rate),
@@ -633,36 +404,78 @@ class GameServer:
             cfg.event_burst,
             cfg.abuse_allowance,
             now,
+            1.0 / cfg.resync_interval,
+            cfg.resync_burst,
         )
         outbound = Outbound(conn, room.snapshot, cfg.outbound_limit, self.stats)
-        session = Session(conn, player, outbound, limiter, now)
+        session = Session(conn, player, outbound, limiter, now, version)
         session.host = host
         host.sessions[player.number] = session
-        self.by_player[identity.player_id] = session
+        self.by_player[player.id] = session
         self.stats.players += 1
         return session
 
-    async def _play(self, session: Session) -> SessionEnded:
+    def _seat(self, conn: FastConnection, seat: Seat, version: int = 1) -> Session:
+        host = self.rooms.rooms[seat.room]
+        identity = seat.identity
+        player = host.room.seat(identity.player_id, identity.name)  # admission checked the room
+        return self._new_session(conn, host, player, version)
+
+    def _reattach(self, conn: FastConnection, action: Reattach, version: int) -> Session:
+        """Take a held (or just replaced) seat back for this connection: rotate its token
+        generation first, so the token just shown, and any racing copy of it, is dead."""
+        host = self.rooms.rooms[action.room]
+        room = host.room
+        room.rotate(action.number)
+        player = room.reattach(action.number)
+        host.resumed_seat(action.number)
+        session = self._new_session(conn, host, player, version)
+        session.resume_from = action.have_tick
+        self.stats.resumes += 1
+        return session
+
+    async def _play(self, session: Session) -> None:
         """Run a seated session until it ends; the room's tick does its reads and writes."""
-        host = session.host
-        assert host is not None
-        player = session.player
         try:
             with session.scope:
                 await session.outbound.run()
         except OutboundOverflow:
             self.stats.slow_disconnects += 1
-            session.close(CloseCode.TOO_SLOW, "too slow: reliable messages piled up", False)
+            session.close(
+                CloseCode.TOO_SLOW,
+                "too slow: reliable messages piled up",
+                False,
+                cause=EndCause.TOO_SLOW,
+            )
         except TransportClosed:
-            session.close(CloseCode.GOING_AWAY, "connection lost", False)
-        finally:
-            if host.sessions.get(player.number) is session:
-                del host.sessions[player.number]
-                host.room.unseat(player.number)
-            if self.by_player.get(player.id) is session:
-                del self.by_player[player.id]
-            self.stats.players -= 1
-        return session.end or SessionEnded(CloseCode.NORMAL, "", send_message=False)
+            session.close(
+                CloseCode.GOING_AWAY, "connection lost", False, cause=EndCause.TRANSPORT_LOST
+            )
+
+    def _end_session(self, life: Lifecycle, session: Session) -> list[Action]:
+        """The session is over: let the lifecycle decide the seat's fate and carry it out
+        (never awaits, so no other connection sees the seat in between). A session that no
+        longer owns its seat (evicted, or replaced by a resume) never touches it."""
+        end = session.end or SessionEnded(
+            CloseCode.GOING_AWAY, "server shutting down", False, cause=EndCause.SHUTDOWN
+        )
+        actions = life.receive(end)
+        host = session.host
+        assert host is not None
+        number = session.player.number
+        owner = host.sessions.get(number) is session
+        if owner:
+            del host.sessions[number]
+        held = False
+        for action in actions:
+            if isinstance(action, Detach) and owner:
+                held = host.hold(session)
+            elif isinstance(action, Unseat) and owner:
+                host.room.unseat(number)
+        if not held and self.by_player.get(session.player.id) is session:
+            del self.by_player[session.player.id]
+        self.stats.players -= 1
+        return actions
 
     async def _finish(self, conn: FastConnection, actions: list[Action]) -> None:
         """The lifecycle's last actions: ERROR or CLOSE, then the close frame; then wait
@@ -728,6 +541,20 @@ class _Directory:
     def may_create_room(self, creator: str) -> bool:
         return self._server.rooms.may_create(creator)
 
+    def seat_hold(self, room: str) -> float:
+        host = self._server.rooms.rooms.get(room)
+        return 0.0 if host is None else host.seat_hold
+
+    def resume_check(self, room: str, claims: ResumeClaims) -> ResumeRefusal | None:
+        host = self._server.rooms.rooms.get(room)
+        if host is None or host.closed or host.closing:
+            return ResumeRefusal.SEAT_LOST
+        return host.room.resume_check(claims)
+
+    def seat_attached(self, room: str, number: int) -> bool:
+        host = self._server.rooms.rooms.get(room)
+        return host is not None and number in host.sessions
+
 
 def _peer_ip(stream: trio.abc.Stream) -> str:
     inner = stream.transport_stream if isinstance(stream, trio.SSLStream) else stream
@@ -749,13 +576,15 @@ async def open_gameserver(
     stats: ServerStats | None = None,
     load: LoadMonitor | None = None,
     guest: GuestIssuer | None = None,
+    resume_key: ResumeKey | None = None,
 ) -> AsyncIterator[GameServer]:
     """Run a server for the duration of the block; yields it once it is listening.
 
     ``auth`` verifies the token in each JOIN. ``None`` makes an open server that seats anyone
     (for tests and trusted embedding only; the ``gameserver`` command always sets one).
     ``load`` replaces the CPU-budget monitor made from the config (tests inject one).
-    ``guest`` mints guest tokens for the web demo (``POST /guest``; None: off). With
+    ``guest`` mints guest tokens for the web demo (``POST /guest``; None: off).
+    ``resume_key`` mints and checks resume tokens (None: 32 fresh random bytes). With
     ``config.web`` the files under ``config.web_root`` are read here, before listening
     (``gameserver.http_static.WebRootError`` if they cannot be served).
 
@@ -768,7 +597,7 @@ async def open_gameserver(
     site = StaticSite.load(config.web_root) if config.web else None
     web = WebApp(site, guest, registry.default or "")
     async with trio.open_nursery() as nursery:
-        rooms = RoomDirectory(nursery, config, stats)
+        rooms = RoomDirectory(nursery, config, stats, resume_key)
         server = GameServer(
             config, registry, ssl_context, rooms, stats, auth, nursery=nursery, load=load, web=web
         )
@@ -796,11 +625,19 @@ async def serve_gameserver(
     stats: ServerStats | None = None,
     load: LoadMonitor | None = None,
     guest: GuestIssuer | None = None,
+    resume_key: ResumeKey | None = None,
     task_status: trio.TaskStatus[GameServer] = trio.TASK_STATUS_IGNORED,
 ) -> NoReturn:
     """``server = await nursery.start(serve_gameserver, config, registry, ssl_context)``."""
     async with open_gameserver(
-        config, registry, ssl_context, auth=auth, stats=stats, load=load, guest=guest
+        config,
+        registry,
+        ssl_context,
+        auth=auth,
+        stats=stats,
+        load=load,
+        guest=guest,
+        resume_key=resume_key,
     ) as server:
         task_status.started(server)
         await trio.sleep_forever()

@@ -36,4 +36,15 @@ class ServerStats:
     overload_refusals: int = 0
     #: answers to plain HTTP requests on the WSS port (the web demo), by status ("200", "404")
     http_responses: Counter[str] = attrs.Factory(Counter)
+    #: RESUMEs admitted (a held, or still attached, seat taken back)
+    resumes: int = 0
+    #: RESUMEs refused, by reason ("seat_lost", "resume_replayed", ...; also in ``refused``)
+    resume_refusals: Counter[str] = attrs.Factory(Counter)
+    #: seats held for a resume now
+    seats_held: int = 0
+    #: held seats whose hold ran out (the player left)
+    seats_expired: int = 0
+    #: RESYNCs answered with a snapshot, and those ignored (over the rate limit)
+    resyncs: int = 0
+    resyncs_limited: int = 0
     tick_histogram: TickHistogram = attrs.Factory(TickHistogram)

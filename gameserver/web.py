@@ -30,6 +30,7 @@ from gameserver.http_static import (
     security_headers,
     text_response,
 )
+from shared.protocol import SUPPORTED_SUBPROTOCOLS
 
 GUEST_PATH = "/guest"
 #: the largest ``POST /guest`` body (a JSON object with a name)
@@ -126,7 +127,8 @@ class WebApp:
         if self.site is None:
             return text_response(
                 426,
-                "this port speaks WebSocket (gamesync.v1); the web demo is off (--no-web)",
+                "this port speaks WebSocket (" + ", ".join(SUPPORTED_SUBPROTOCOLS) + "); "
+                "the web demo is off (--no-web)",
                 connect,
                 (("Upgrade", "websocket"),),
             )

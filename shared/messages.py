@@ -18,8 +18,10 @@ from shared.protocol import (
     MAX_MESSAGE_TEXT_BYTES,
     MAX_NAME_BYTES,
     MAX_PLAYER_NAME_BYTES,
+    MAX_RESUME_TOKEN_BYTES,
     MAX_TOKEN_BYTES,
     PROTOCOL_VERSION,
+    SUPPORTED_VERSIONS,
     CloseCode,
     Kind,
 )
@@ -58,6 +60,36 @@ class Join:
 
 
 @attrs.frozen
+class Resume:
+    """v2: take back the seat held for ``token`` (the resume token of the last JOINED) in
+    ``room``. ``have_tick`` is the tick of the state the client holds (0: none; it then gets a
+    SNAPSHOT, else a catch-up DELTA from that tick when the server still can)."""
+
+    room: str
+    token: str
+    have_tick: int = 0
+    version: int = PROTOCOL_VERSION
+
+    def to_bytes(self) -> bytes:
+        return b"".join(
+            [
+                bytes((Kind.RESUME, self.version)),
+                wire.string(self.room, MAX_NAME_BYTES),
+                wire.string(self.token, MAX_RESUME_TOKEN_BYTES),
+                wire.varint(self.have_tick),
+            ]
+        )
+
+
+@attrs.frozen
+class Resync:
+    """v2: ask for a fresh SNAPSHOT without leaving (after a desync). Rate-limited."""
+
+    def to_bytes(self) -> bytes:
+        return bytes((Kind.RESYNC,))
+
+
+@attrs.frozen
 class Leave:
     def to_bytes(self) -> bytes:
         return bytes((Kind.LEAVE,))
@@ -91,11 +123,29 @@ class Event:
         )
 
 
-ClientMessage = Join | Leave | Input | Event
+ClientMessage = Join | Resume | Resync | Leave | Input | Event
 
 
-def parse_client_message(data: bytes, input_schema: InputSchema | None = None) -> ClientMessage:
-    """Decode one client message. INPUT needs the room's input schema."""
+def _version(r: wire.Reader, version: int | None) -> int:
+    """The version byte of JOIN, RESUME or JOINED: the connection's (``version``), or any
+    version we speak when ``version`` is None (the caller checks it against the connection)."""
+    got = r.u8()
+    if got != version if version is not None else got not in SUPPORTED_VERSIONS:
+        speaks = version if version is not None else PROTOCOL_VERSION
+        raise RemoteProtocolError(
+            f"protocol version {got} not supported (this connection speaks {speaks})",
+            CloseCode.PROTOCOL_ERROR,
+        )
+    return got
+
+
+def parse_client_message(
+    data: bytes, input_schema: InputSchema | None = None, *, version: int | None = None
+) -> ClientMessage:
+    """Decode one client message. INPUT needs the room's input schema.
+
+    ``version`` is the connection's protocol version: RESUME and RESYNC exist from v2 on, and
+    JOIN/RESUME must carry it. None accepts any version we speak (the caller checks)."""
     if not data:
         raise RemoteProtocolError("empty message", CloseCode.PROTOCOL_ERROR)
     r = wire.Reader(data, 1)
@@ -109,12 +159,7 @@ def parse_client_message(data: bytes, input_schema: InputSchema | None = None) -
     elif kind == Kind.EVENT:
         msg = Event(r.string(MAX_NAME_BYTES), r.blob(MAX_EVENT_DATA_BYTES))
     elif kind == Kind.JOIN:
-        version = r.u8()
-        if version != PROTOCOL_VERSION:
-            raise RemoteProtocolError(
-                f"protocol version {version} not supported (server speaks {PROTOCOL_VERSION})",
-                CloseCode.PROTOCOL_ERROR,
-            )
+        join_version = _version(r, version)
         flags = r.u8()
         if flags & ~JOIN_PRIVATE:
             raise RemoteProtocolError(f"unknown JOIN flags 0x{flags:02x}", CloseCode.PROTOCOL_ERROR)
@@ -123,11 +168,20 @@ def parse_client_message(data: bytes, input_schema: InputSchema | None = None) -
             r.string(MAX_NAME_BYTES),
             r.string(MAX_PLAYER_NAME_BYTES),
             r.string(MAX_TOKEN_BYTES),
-            version,
+            join_version,
             bool(flags & JOIN_PRIVATE),
         )
     elif kind == Kind.LEAVE:
         msg = Leave()
+    elif kind == Kind.RESUME and version != 1:
+        resume_version = _version(r, version)
+        if resume_version < 2:
+            raise RemoteProtocolError("RESUME needs protocol version 2", CloseCode.PROTOCOL_ERROR)
+        msg = Resume(
+            r.string(MAX_NAME_BYTES), r.string(MAX_RESUME_TOKEN_BYTES), r.varint(), resume_version
+        )
+    elif kind == Kind.RESYNC and version != 1:
+        msg = Resync()
     else:
         raise RemoteProtocolError(
             f"unknown client message kind 0x{kind:02x}", CloseCode.PROTOCOL_ERROR
@@ -139,9 +193,17 @@ def parse_client_message(data: bytes, input_schema: InputSchema | None = None) -
 # ---------------------------------------------------------------- server -> client
 
 
+JOINED_RESUMED = 0x01  # JOINED (v2) flag: this answers a RESUME; same seat, same player
+
+
 @attrs.frozen
 class Joined:
-    """The join succeeded: who you are, and the schemas to decode the room's state with."""
+    """The join succeeded: who you are, and the schemas to decode the room's state with.
+
+    From v2 on it also carries the seat's resume token (single-use: the next RESUME needs the
+    token of the latest JOINED; '' = no resume for this seat), how long the server holds the
+    seat after a lost connection, the last input seq the game applied for this player, and
+    whether it answers a RESUME. With ``version == 1`` those are not on the wire."""
 
     player: int
     room: str
@@ -150,19 +212,30 @@ class Joined:
     schema: Schema = attrs.field(eq=False)
     input_schema: InputSchema = attrs.field(eq=False)
     version: int = PROTOCOL_VERSION
+    resumed: bool = False
+    resume_token: str = ""
+    seat_hold_ms: int = 0
+    input_seq: int = 0
 
     def to_bytes(self) -> bytes:
-        return b"".join(
-            [
-                bytes((Kind.JOINED, self.version)),
-                wire.varint(self.player),
-                wire.string(self.room, MAX_NAME_BYTES),
-                wire.string(self.game, MAX_NAME_BYTES),
-                bytes((self.tick_rate,)),
-                self.schema.to_bytes(),
-                self.input_schema.to_bytes(),
+        head = [bytes((Kind.JOINED, self.version))]
+        if self.version >= 2:
+            head.append(bytes((JOINED_RESUMED if self.resumed else 0,)))
+        body = [
+            wire.varint(self.player),
+            wire.string(self.room, MAX_NAME_BYTES),
+            wire.string(self.game, MAX_NAME_BYTES),
+            bytes((self.tick_rate,)),
+            self.schema.to_bytes(),
+            self.input_schema.to_bytes(),
+        ]
+        if self.version >= 2:
+            body += [
+                wire.string(self.resume_token, MAX_RESUME_TOKEN_BYTES),
+                wire.varint(self.seat_hold_ms),
+                wire.varint(self.input_seq),
             ]
-        )
+        return b"".join(head + body)
 
 
 @attrs.frozen
@@ -193,12 +266,21 @@ class Snapshot:
 
 @attrs.frozen
 class Delta:
+    """The changes from the state at ``base`` to the state at ``tick``. ``base`` is None for
+    the per-tick delta (base ``tick - 1``); a v2 catch-up delta after a RESUME names it."""
+
     tick: int
     checksum: int | None
     acks: tuple[tuple[int, int], ...]  # (player, increment of last applied seq; 0 = player left)
     created: tuple[EntityRecord, ...]
     changed: tuple[EntityPatch, ...]
     removed: tuple[int, ...]
+    base: int | None = None
+
+    @property
+    def base_tick(self) -> int:
+        """The tick of the state this delta applies to."""
+        return self.tick - 1 if self.base is None else self.base
 
 
 @attrs.frozen
@@ -288,13 +370,22 @@ def _count(r: wire.Reader) -> int:
     return n
 
 
+DELTA_CHECKSUM = 0x01  # DELTA flag: a state checksum follows the tick
+DELTA_BASE = 0x02  # DELTA flag (v2): a base tick follows the tick (a catch-up delta)
+
+
 def parse_server_message(
     data: bytes,
     schema: Schema | None = None,
     type_of: Callable[[int], EntityType] | None = None,
+    *,
+    version: int | None = None,
 ) -> ServerMessage:
     """Decode one server message. SNAPSHOT needs the schema; DELTA needs the schema and
-    ``type_of(entity_id)``, the type of an entity the receiver already holds."""
+    ``type_of(entity_id)``, the type of an entity the receiver already holds.
+
+    ``version`` is the connection's protocol version (None: any we speak): JOINED must carry
+    it, and a v1 DELTA has no BASE flag."""
     if not data:
         raise RemoteProtocolError("empty message", CloseCode.PROTOCOL_ERROR)
     r = wire.Reader(data, 1)
@@ -311,10 +402,14 @@ def parse_server_message(
             msg = Snapshot(tick, checksum, acks, ents)
         else:
             flags = r.u8()
-            if flags & ~0x01:
+            known_flags = DELTA_CHECKSUM if version == 1 else DELTA_CHECKSUM | DELTA_BASE
+            if flags & ~known_flags:
                 raise RemoteProtocolError(f"unknown delta flags 0x{flags:02x}")
             tick = r.varint()
-            csum = r.fixed(4) if flags & 0x01 else None
+            base = r.varint() if flags & DELTA_BASE else None
+            if base is not None and base >= tick:
+                raise RemoteProtocolError(f"delta base tick {base} not before its tick {tick}")
+            csum = r.fixed(4) if flags & DELTA_CHECKSUM else None
             acks = read_acks(r)
             created = tuple(read_record(r, schema) for _ in range(_count(r)))
             known = {rec.id: schema.types[rec.type_id] for rec in created}
@@ -328,7 +423,7 @@ def parse_server_message(
 
             changed = tuple(read_patch(r, lookup) for _ in range(_count(r)))
             removed = tuple(r.varint() for _ in range(_count(r)))
-            msg = Delta(tick, csum, acks, created, changed, removed)
+            msg = Delta(tick, csum, acks, created, changed, removed, base)
     elif kind == Kind.ROOM_EVENT:
         msg = RoomEvent(r.varint(), r.string(MAX_NAME_BYTES), r.blob(MAX_EVENT_DATA_BYTES))
     elif kind == Kind.ERROR:
@@ -336,16 +431,34 @@ def parse_server_message(
     elif kind == Kind.CLOSE:
         msg = Close(r.fixed(2), r.string(MAX_MESSAGE_TEXT_BYTES))
     elif kind == Kind.JOINED:
-        version = r.u8()
-        if version != PROTOCOL_VERSION:
+        joined_version = _version(r, version)
+        flags = r.u8() if joined_version >= 2 else 0
+        if flags & ~JOINED_RESUMED:
             raise RemoteProtocolError(
-                f"protocol version {version} not supported", CloseCode.PROTOCOL_ERROR
+                f"unknown JOINED flags 0x{flags:02x}", CloseCode.PROTOCOL_ERROR
             )
         player = r.varint()
         room = r.string(MAX_NAME_BYTES)
         game = r.string(MAX_NAME_BYTES)
         tick_rate = r.u8()
-        msg = Joined(player, room, game, tick_rate, Schema.read(r), InputSchema.read(r), version)
+        schema_ = Schema.read(r)
+        input_schema = InputSchema.read(r)
+        if joined_version >= 2:
+            msg = Joined(
+                player,
+                room,
+                game,
+                tick_rate,
+                schema_,
+                input_schema,
+                joined_version,
+                bool(flags & JOINED_RESUMED),
+                r.string(MAX_RESUME_TOKEN_BYTES),
+                r.varint(),
+                r.varint(),
+            )
+        else:
+            msg = Joined(player, room, game, tick_rate, schema_, input_schema, joined_version)
     else:
         raise RemoteProtocolError(
             f"unknown server message kind 0x{kind:02x}", CloseCode.PROTOCOL_ERROR

@@ -4,16 +4,46 @@ from __future__ import annotations
 
 import enum
 
-#: Version byte carried by Join/Joined. Bumped on any incompatible change.
-PROTOCOL_VERSION = 1
-#: The WebSocket subprotocol name a client must offer in ``Sec-WebSocket-Protocol``.
-SUBPROTOCOL = f"gamesync.v{PROTOCOL_VERSION}"
-SUPPORTED_SUBPROTOCOLS: tuple[str, ...] = (SUBPROTOCOL,)
+#: The newest protocol version: the version byte of JOIN, RESUME and JOINED. Each version is
+#: its own WebSocket subprotocol, negotiated in the handshake; the server speaks every version
+#: in :data:`SUPPORTED_VERSIONS`, and a connection speaks the one negotiated for it.
+PROTOCOL_VERSION = 2
+SUPPORTED_VERSIONS: tuple[int, ...] = (2, 1)  # newest first
+SUBPROTOCOL_V1 = "gamesync.v1"
+SUBPROTOCOL_V2 = "gamesync.v2"
+#: The subprotocol of the newest version (what a client offers first).
+SUBPROTOCOL = SUBPROTOCOL_V2
+#: Every subprotocol the server speaks, in order of preference: it selects the first one the
+#: client offers.
+SUPPORTED_SUBPROTOCOLS: tuple[str, ...] = (SUBPROTOCOL_V2, SUBPROTOCOL_V1)
+
+
+def subprotocol_for(version: int) -> str:
+    """The subprotocol name of a protocol version (``gamesync.v<version>``)."""
+    return f"gamesync.v{version}"
+
+
+def version_of_subprotocol(name: str | None) -> int | None:
+    """The protocol version a subprotocol name stands for, or None if not one we speak."""
+    for version in SUPPORTED_VERSIONS:
+        if name == subprotocol_for(version):
+            return version
+    return None
+
+
+def select_subprotocol(offered: tuple[str, ...] | list[str]) -> str | None:
+    """The subprotocol the server selects from a client's offer: the newest it speaks."""
+    for name in SUPPORTED_SUBPROTOCOLS:
+        if name in offered:
+            return name
+    return None
+
 
 #: Limits that the codec enforces on every decoded message.
 MAX_NAME_BYTES = 64  # room, game and event names
 MAX_PLAYER_NAME_BYTES = 32
 MAX_TOKEN_BYTES = 2048
+MAX_RESUME_TOKEN_BYTES = 128
 MAX_EVENT_DATA_BYTES = 1024
 MAX_MESSAGE_TEXT_BYTES = 256  # error and close texts
 
@@ -26,6 +56,8 @@ class Kind(enum.IntEnum):
     LEAVE = 0x02
     INPUT = 0x03
     EVENT = 0x04
+    RESUME = 0x05  # v2: instead of JOIN, take a held seat back
+    RESYNC = 0x06  # v2: ask for a fresh SNAPSHOT while seated
     # server -> client
     JOINED = 0x10
     SNAPSHOT = 0x11
@@ -58,6 +90,7 @@ class CloseCode(enum.IntEnum):
     KICKED = 4010
     ROOM_CLOSED = 4011
     DRAINING = 4012  # the server is draining (shutting down): it admits no new joins
+    SEAT_LOST = 4013  # v2: RESUME for a seat no longer held (expired, left, room gone)
 
 
 #: The ERROR message of a JOIN refused with 4012 because the server is draining. A client

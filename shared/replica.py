@@ -56,8 +56,12 @@ class Replica:
     def apply_delta(self, delta: Delta, verify: bool = True) -> None:
         if self.tick < 0:
             raise DesyncError("delta before any snapshot")
-        if delta.tick != self.tick + 1:
-            raise DesyncError(f"delta for tick {delta.tick} after tick {self.tick}")
+        if delta.base_tick != self.tick:
+            if delta.base is None:
+                raise DesyncError(f"delta for tick {delta.tick} after tick {self.tick}")
+            raise DesyncError(
+                f"catch-up delta from tick {delta.base} to {delta.tick} after tick {self.tick}"
+            )
         ents = self.entities
         for rec in delta.created:
             if rec.id in ents:

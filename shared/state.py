@@ -16,6 +16,8 @@ from shared.protocol import Kind
 from shared.schema import Code, Entity, EntityType, Schema
 
 FLAG_CHECKSUM = 0x01
+#: gamesync.v2: the delta applies to ``base_tick`` (a varint after the tick), not to tick - 1
+FLAG_BASE = 0x02
 _KIND_DELTA = bytes((Kind.DELTA,))
 _KIND_SNAPSHOT = bytes((Kind.SNAPSHOT,))
 
@@ -33,6 +35,22 @@ def encode_patch(entity: Entity) -> bytes:
     """An entity's changed fields: id, field mask (``mask_bytes`` LE), the changed fields."""
     etype = entity.etype
     mask = entity.mask
+    out = [wire.varint(entity.id), mask.to_bytes(etype.mask_bytes, "little")]
+    encoders = etype.encoders
+    codes = entity.codes
+    i = 0
+    while mask:
+        if mask & 1:
+            out.append(encoders[i](codes[i]))
+        mask >>= 1
+        i += 1
+    return b"".join(out)
+
+
+def encode_masked(entity: Entity, mask: int) -> bytes:
+    """A patch of ``entity`` carrying the fields in ``mask`` with their current values (as
+    :func:`encode_patch` writes the entity's own change mask)."""
+    etype = entity.etype
     out = [wire.varint(entity.id), mask.to_bytes(etype.mask_bytes, "little")]
     encoders = etype.encoders
     codes = entity.codes
@@ -68,6 +86,10 @@ class State:
         self._created: dict[int, Entity] = {}
         self._changed: dict[int, Entity] = {}
         self._removed: list[int] = []
+        #: when a list, :meth:`remove` appends every entity it removes that a delta already
+        #: carried (the ones in the next delta's removed list); its owner empties it (the
+        #: room's catch-up history needs the types of entities removed since a past tick)
+        self.removal_log: list[Entity] | None = None
 
     def __len__(self) -> int:
         return len(self.entities)
@@ -110,6 +132,8 @@ class State:
         self._changed.pop(eid, None)
         if self._created.pop(eid, None) is None:
             self._removed.append(eid)
+            if self.removal_log is not None:
+                self.removal_log.append(ent)
 
     def checksum(self) -> int:
         return records_checksum(encode_record(e) for e in self.entities.values())

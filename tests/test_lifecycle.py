@@ -1,4 +1,5 @@
-"""The connection lifecycle core, driven with no sockets: admission, refusals, takeover, ends.
+"""The connection lifecycle core, driven with no sockets: admission, refusals, takeover, ends,
+and (gamesync.v2) resume admission and the seat's fate at a session's end.
 
 ``Pair`` is the harness (as h11's ``ConnectionPair``): a client end that speaks the wire
 protocol's bytes, and a server end made of a :class:`Lifecycle` and ``World``, a fake of the
@@ -22,30 +23,41 @@ from gameserver.game import Game
 from gameserver.games.arena import Arena
 from gameserver.lifecycle import (
     ADMISSION,
+    HOLDS,
+    RESUME_ADMISSION,
+    SEAT_FATES,
     TRANSITIONS,
     Action,
     Close,
     ConnectionLost,
     CreateRoom,
+    Detach,
     Draining,
+    EndCause,
     Evict,
     JoinReceived,
     JoinTimedOut,
     Lifecycle,
     LifecycleError,
     PeerError,
+    Reattach,
     Refuse,
+    ReplaceAttached,
+    ResumeReceived,
     RoomInfo,
     Seat,
+    SeatFate,
     SeatTaken,
     Send,
     SessionEnded,
     State,
     Step,
+    Unseat,
 )
 from gameserver.load import LoadMonitor
 from gameserver.reasons import (
     CLOSE_CODES,
+    RESUME_REFUSALS,
     ErrorKind,
     Refusal,
     Violation,
@@ -55,13 +67,15 @@ from gameserver.reasons import (
     pre_join_flood_error,
     text_frame_error,
 )
+from gameserver.resume import ResumeClaims, ResumeKey, ResumeRefusal, ResumeTokenError
 from shared.errors import RemoteProtocolError
 from shared.messages import Close as CloseMessage
-from shared.messages import Error, Join, parse_client_message, parse_server_message
+from shared.messages import Error, Join, Resume, parse_client_message, parse_server_message
 from shared.protocol import DRAINING_MESSAGE, CloseCode
 
 SECRET = b"s" * 32
 OTHER_SECRET = b"o" * 32
+RESUME_KEY = ResumeKey(b"r" * 32)
 
 
 class Other(Arena):
@@ -88,6 +102,9 @@ class FakeRoom:
     max_players: int = 8
     seats: dict[int, str] = attrs.Factory(dict)  # number -> player id
     next_number: int = 1
+    epoch: bytes = b"e" * 8
+    generations: dict[int, int] = attrs.Factory(dict)  # number -> token generation
+    held: set[int] = attrs.Factory(set)  # seats held for a resume
 
 
 @attrs.define
@@ -101,6 +118,9 @@ class World:
     creation_tokens: int = 1000
     rooms: dict[str, FakeRoom] = attrs.Factory(dict)
     evicted: list[str] = attrs.Factory(list)
+    #: (room, number) of the old connections a RESUME replaced
+    replaced: list[tuple[str, int]] = attrs.Factory(list)
+    hold_seconds: float = 20.0
     _ids: int = 0
 
     # ---- lifecycle.Directory
@@ -136,6 +156,27 @@ class World:
         self.creation_tokens -= 1
         return True
 
+    def seat_hold(self, room: str) -> float:
+        return self.hold_seconds if room in self.rooms else 0.0
+
+    def resume_check(self, room: str, claims: ResumeClaims) -> ResumeRefusal | None:
+        r = self.rooms.get(room)
+        if r is None or r.closing or r.epoch != claims.epoch or claims.number not in r.seats:
+            return ResumeRefusal.SEAT_LOST
+        if r.generations[claims.number] != claims.generation:
+            return ResumeRefusal.TOKEN_USED
+        return None
+
+    def seat_attached(self, room: str, number: int) -> bool:
+        r = self.rooms.get(room)
+        return r is not None and number in r.seats and number not in r.held
+
+    # ---- what a client holds
+    def token(self, room: str, number: int) -> str:
+        """The resume token of the seat's latest JOINED."""
+        r = self.rooms[room]
+        return RESUME_KEY.mint(room, r.epoch, number, r.generations[number])
+
     # ---- the driver
     def add_room(self, name: str, game: type[Game] = Arena, **kw: Any) -> FakeRoom:
         room = self.rooms[name] = FakeRoom(name, game, **kw)
@@ -147,7 +188,13 @@ class World:
         number = r.next_number
         r.next_number += 1
         r.seats[number] = player_id
+        r.generations[number] = 1  # its JOINED's token
         return number
+
+    def _unseat(self, room: FakeRoom, number: int) -> None:
+        room.seats.pop(number, None)
+        room.held.discard(number)
+        room.generations.pop(number, None)
 
     def carry_out(self, life: Lifecycle, actions: list[Action]) -> None:
         for action in actions:
@@ -157,10 +204,27 @@ class World:
             elif isinstance(action, Evict):
                 self.evicted.append(action.player_id)
                 for room in self.rooms.values():
-                    room.seats = {n: p for n, p in room.seats.items() if p != action.player_id}
+                    for n in [n for n, p in room.seats.items() if p == action.player_id]:
+                        self._unseat(room, n)
             elif isinstance(action, Seat):
                 number = self.seat(action.room, action.identity.player_id)
                 assert life.receive(SeatTaken(number)) == []
+            elif isinstance(action, ReplaceAttached):
+                r = self.rooms[action.room]
+                assert action.number in r.seats and action.number not in r.held
+                self.replaced.append((action.room, action.number))
+            elif isinstance(action, Reattach):
+                r = self.rooms[action.room]
+                assert action.number in r.seats
+                r.generations[action.number] += 1  # rotated: the token used is dead now
+                r.held.discard(action.number)
+                assert life.receive(SeatTaken(action.number)) == []
+            elif isinstance(action, Detach):
+                r = self.rooms[action.room]
+                assert action.number in r.seats
+                r.held.add(action.number)
+            elif isinstance(action, Unseat):
+                self._unseat(self.rooms[action.room], action.number)
 
     def seats(self) -> dict[str, dict[int, str]]:
         return {name: dict(room.seats) for name, room in self.rooms.items()}
@@ -233,6 +297,20 @@ class Pair:
         assert isinstance(msg, Join)
         return self.deliver(self.connect(), JoinReceived(msg, self._verify(msg.token)))
 
+    def resume(self, room: str, token: str, have_tick: int = 7, version: int = 2) -> Outcome:
+        """A client sends RESUME (as bytes) on a fresh v2 connection."""
+        msg = parse_client_message(Resume(room, token, have_tick, version).to_bytes(), version=2)
+        assert isinstance(msg, Resume)
+        verdict: ResumeClaims | ResumeTokenError
+        try:
+            verdict = RESUME_KEY.parse(msg.room, msg.token)
+        except ResumeTokenError as exc:
+            verdict = exc
+        return self.deliver(self.connect(), ResumeReceived(msg, verdict))
+
+    def end(self, life: Lifecycle, cause: EndCause, code: int = 1001) -> Outcome:
+        return self.deliver(life, SessionEnded(code, cause.value, False, cause=cause))
+
 
 def refused_with(out: Outcome, refusal: Refusal, step: Step | None = None) -> None:
     """Refused: one Refuse, then ERROR and the close, with the refusal's code; nothing else."""
@@ -294,18 +372,26 @@ def test_a_seated_session_ends_with_close_or_error_by_who_decided() -> None:
     pair = Pair()
     out = pair.join()
     # the server's own decision: CLOSE before the close frame
-    end = pair.deliver(out.life, SessionEnded(CloseCode.REPLACED, "replaced"))
+    end = pair.deliver(
+        out.life, SessionEnded(CloseCode.REPLACED, "replaced", cause=EndCause.REPLACED)
+    )
     assert out.life.state is State.CLOSED
     assert end.messages == [CloseMessage(CloseCode.REPLACED, "replaced")]
     assert end.close_code == CloseCode.REPLACED
     # the peer's mistake: ERROR
     life = pair.join(player="bob").life
-    end = pair.deliver(life, SessionEnded(CloseCode.POLICY_VIOLATION, "flood"))
+    end = pair.deliver(
+        life, SessionEnded(CloseCode.POLICY_VIOLATION, "flood", cause=EndCause.FLOOD)
+    )
     assert end.messages == [Error(CloseCode.POLICY_VIOLATION, "flood")]
     # nothing can reach the peer (too slow, left, connection lost): the close frame only
     life = pair.join(player="carol").life
-    end = pair.deliver(life, SessionEnded(CloseCode.TOO_SLOW, "too slow", send_message=False))
-    assert end.messages == [] and end.actions == [Close(CloseCode.TOO_SLOW, "too slow")]
+    end = pair.deliver(
+        life,
+        SessionEnded(CloseCode.TOO_SLOW, "too slow", send_message=False, cause=EndCause.TOO_SLOW),
+    )
+    assert end.messages == []
+    assert end.actions == [Detach("lobby", 3), Close(CloseCode.TOO_SLOW, "too slow")]
 
 
 # ---------------------------------------------------------------- every refusal kind
@@ -431,9 +517,11 @@ def test_join_timeout_and_drain_refuse_a_connection_that_never_joined() -> None:
 
 def test_every_refusal_with_a_close_code_is_covered() -> None:
     covered = {r for r, _, _, _ in ADMISSION_CASES} | {Refusal.JOIN_TIMEOUT, Refusal.DRAINING}
+    covered |= {r for r, _, _ in RESUME_CASES}
     assert covered == set(CLOSE_CODES)
+    assert {r for r, _, _ in RESUME_CASES} == RESUME_REFUSALS
     # and every refusal in the table has a close code and a step that may give it
-    for row in ADMISSION:
+    for row in (*ADMISSION, *RESUME_ADMISSION):
         assert row.refusals <= set(CLOSE_CODES)
     for refusal, step, _, _ in ADMISSION_CASES:
         assert refusal in next(row for row in ADMISSION if row.step is step).refusals
@@ -468,6 +556,9 @@ def test_metrics_labels_keep_their_names() -> None:
         "close_1007",
         "close_1009",
         "draining",
+        "resume_bad_token",
+        "resume_replayed",
+        "seat_lost",
     } <= labels
 
 
@@ -475,7 +566,8 @@ def test_metrics_labels_keep_their_names() -> None:
 
 
 def test_the_first_failing_check_in_table_order_refuses() -> None:
-    assert [row.step for row in ADMISSION] == list(Step)
+    assert [row.step for row in ADMISSION] == [s for s in Step if s is not Step.SEAT]
+    assert [row.step for row in RESUME_ADMISSION] == [Step.DRAINING, Step.TOKEN, Step.SEAT]
     pair = Pair()
     pair.world.draining = True
     pair.world.monitor.load = 2.0
@@ -701,8 +793,9 @@ def test_a_lost_connection_sends_nothing() -> None:
     out = pair.deliver(pair.connect(), ConnectionLost())
     assert out.life.state is State.CLOSED and out.actions == []
     life = pair.join().life
-    assert pair.deliver(life, ConnectionLost()).actions == []
-    assert life.state is State.CLOSED
+    # seated: nothing is sent; the seat is held as for a lost transport
+    assert pair.deliver(life, ConnectionLost()).actions == [Detach("lobby", 1)]
+    assert life.state is State.DETACHED
 
 
 @pytest.mark.parametrize(
@@ -710,7 +803,10 @@ def test_a_lost_connection_sends_nothing() -> None:
     [
         ([SeatTaken(1)], "can't handle event SeatTaken in state AWAITING_JOIN"),
         ([JoinTimedOut(), JoinTimedOut()], "can't handle event JoinTimedOut in state CLOSED"),
-        ([ConnectionLost(), SessionEnded(1000, "")], "event SessionEnded in state CLOSED"),
+        (
+            [ConnectionLost(), SessionEnded(1000, "", cause=EndCause.LEFT)],
+            "event SessionEnded in state CLOSED",
+        ),
     ],
 )
 def test_a_missing_transition_names_the_state_and_the_event(
@@ -735,6 +831,299 @@ def test_a_second_join_on_a_seated_connection_is_our_bug() -> None:
 
 def test_the_transition_table_covers_every_state() -> None:
     assert set(TRANSITIONS) == set(State)
-    assert TRANSITIONS[State.CLOSED] == {}
-    # reserved for resume: present, with no transitions yet
-    assert TRANSITIONS[State.DETACHED] == {} and TRANSITIONS[State.RESUMED] == {}
+    # the final states
+    assert TRANSITIONS[State.CLOSED] == {} and TRANSITIONS[State.DETACHED] == {}
+    assert TRANSITIONS[State.RESUMED] == {SeatTaken: State.SEATED}
+    assert TRANSITIONS[State.AWAITING_JOIN][ResumeReceived] is State.RESUME_RECEIVED
+
+
+# ---------------------------------------------------------------- resume (gamesync.v2)
+
+
+def _seated(pair: Pair, player: str = "alice", room: str = "lobby") -> Outcome:
+    out = pair.join(room, player=player)
+    admitted(out)
+    return out
+
+
+def test_a_dropped_seat_is_held_and_a_resume_takes_it_back() -> None:
+    pair = Pair()
+    first = _seated(pair)
+    number = first.life.number
+    assert number is not None
+    token = pair.world.token("lobby", number)
+    end = pair.end(first.life, EndCause.TRANSPORT_LOST)
+    assert first.life.state is State.DETACHED and first.life.fate is SeatFate.HOLD
+    assert end.actions == [Detach("lobby", number), Close(1001, "transport_lost")]
+    assert pair.world.rooms["lobby"].held == {number}
+    out = pair.resume("lobby", token, have_tick=42)
+    assert out.life.state is State.SEATED and out.life.refused is None
+    assert out.actions == [Reattach("lobby", number, 42)]
+    assert out.life.history == [
+        State.AWAITING_JOIN,
+        State.RESUME_RECEIVED,
+        State.RESUMED,
+        State.SEATED,
+    ]
+    assert out.life.room == "lobby" and out.life.number == number
+    assert pair.world.rooms["lobby"].held == set()
+    assert not out.messages and out.close_code is None
+
+
+def test_a_resume_while_the_old_connection_is_attached_replaces_it() -> None:
+    pair = Pair()
+    first = _seated(pair)
+    token = pair.world.token("lobby", 1)
+    out = pair.resume("lobby", token)
+    assert out.actions == [ReplaceAttached("lobby", 1), Reattach("lobby", 1, 7)]
+    assert pair.world.replaced == [("lobby", 1)]
+    # the old connection's end (the driver sets the cause) never touches the seat
+    end = pair.end(first.life, EndCause.RESUMED_ELSEWHERE, CloseCode.REPLACED)
+    assert first.life.fate is SeatFate.MOVED and first.life.state is State.CLOSED
+    assert end.actions == [Close(CloseCode.REPLACED, "resumed_elsewhere")]
+    assert pair.world.seats() == {"lobby": {1: "alice"}}
+
+
+def _bad_token(pair: Pair) -> dict[str, Any]:
+    return {"token": "AAAA" + pair.world.token("lobby", 1)[4:]}
+
+
+def _garbage_token(pair: Pair) -> dict[str, Any]:
+    return {"token": "not a token!"}
+
+
+def _other_room(pair: Pair) -> dict[str, Any]:
+    pair.world.add_room("elsewhere")
+    return {"room": "elsewhere", "token": pair.world.token("lobby", 1)}
+
+
+def _replayed(pair: Pair) -> dict[str, Any]:
+    token = pair.world.token("lobby", 1)
+    pair.world.rooms["lobby"].generations[1] += 1  # a newer JOINED went out since
+    return {"token": token}
+
+
+def _expired(pair: Pair) -> dict[str, Any]:
+    token = pair.world.token("lobby", 1)
+    del pair.world.rooms["lobby"].seats[1]  # the hold ran out: the seat left
+    return {"token": token}
+
+
+def _room_gone(pair: Pair) -> dict[str, Any]:
+    token = pair.world.token("lobby", 1)
+    del pair.world.rooms["lobby"]
+    return {"token": token}
+
+
+def _room_remade(pair: Pair) -> dict[str, Any]:
+    token = pair.world.token("lobby", 1)
+    pair.world.rooms["lobby"].epoch = b"f" * 8  # closed and made again under the same name
+    return {"token": token}
+
+
+def _resume_draining(pair: Pair) -> dict[str, Any]:
+    pair.world.draining = True
+    return {"token": "garbage, but the drain is reported first"}
+
+
+#: (refusal, step, setup) for every refusal a RESUME can get
+RESUME_CASES: list[tuple[Refusal, Step, Any]] = [
+    (Refusal.DRAINING, Step.DRAINING, _resume_draining),
+    (Refusal.RESUME_BAD_TOKEN, Step.TOKEN, _bad_token),
+    (Refusal.RESUME_BAD_TOKEN, Step.TOKEN, _garbage_token),
+    (Refusal.RESUME_BAD_TOKEN, Step.TOKEN, _other_room),
+    (Refusal.RESUME_REPLAYED, Step.SEAT, _replayed),
+    (Refusal.SEAT_LOST, Step.SEAT, _expired),
+    (Refusal.SEAT_LOST, Step.SEAT, _room_gone),
+    (Refusal.SEAT_LOST, Step.SEAT, _room_remade),
+]
+
+
+@pytest.mark.parametrize(
+    ("refusal", "step", "setup"),
+    RESUME_CASES,
+    ids=[s.__name__.strip("_") for _, _, s in RESUME_CASES],
+)
+def test_every_resume_refusal(refusal: Refusal, step: Step, setup: Any) -> None:
+    pair = Pair()
+    pair.end(_seated(pair).life, EndCause.TRANSPORT_LOST)
+    kwargs = setup(pair)
+    before = pair.world.seats()
+    out = pair.resume(kwargs.pop("room", "lobby"), **kwargs)
+    refused_with(out, refusal, step)
+    assert pair.world.seats() == before and not pair.world.replaced
+    assert out.life.number is None
+    code = {
+        Refusal.DRAINING: 4012,
+        Refusal.RESUME_BAD_TOKEN: 4001,
+        Refusal.RESUME_REPLAYED: 4001,
+        Refusal.SEAT_LOST: 4013,
+    }[refusal]
+    [message] = out.messages
+    assert message.code == code == out.close_code
+    expected = {
+        Refusal.DRAINING: DRAINING_MESSAGE,
+        Refusal.RESUME_BAD_TOKEN: "unauthorized: bad resume token",
+        Refusal.RESUME_REPLAYED: "unauthorized: resume token already used",
+        Refusal.SEAT_LOST: "seat lost: the seat is no longer held",
+    }[refusal]
+    assert message.message == expected
+
+
+def test_a_resume_skips_the_cpu_budget_the_seat_is_paid_for() -> None:
+    pair = Pair()
+    pair.end(_seated(pair).life, EndCause.IDLE)
+    pair.world.monitor.load = 2.0
+    refused_with(pair.join(player="bob"), Refusal.SERVER_FULL, Step.CPU_BUDGET)
+    out = pair.resume("lobby", pair.world.token("lobby", 1))
+    assert out.life.state is State.SEATED
+
+
+def test_racing_resumes_with_one_token_exactly_one_wins() -> None:
+    pair = Pair()
+    pair.end(_seated(pair).life, EndCause.TRANSPORT_LOST)
+    token = pair.world.token("lobby", 1)
+    outs = [pair.resume("lobby", token) for _ in range(3)]
+    assert [o.life.state for o in outs] == [State.SEATED, State.CLOSED, State.CLOSED]
+    assert [o.refusal for o in outs[1:]] == [Refusal.RESUME_REPLAYED] * 2
+    # the winner's next token works; the loser's old one never again
+    assert pair.resume("lobby", pair.world.token("lobby", 1)).life.state is State.SEATED
+    refused_with(pair.resume("lobby", token), Refusal.RESUME_REPLAYED, Step.SEAT)
+
+
+def test_a_fresh_join_of_the_same_player_evicts_its_held_seat() -> None:
+    pair = Pair()
+    pair.end(_seated(pair).life, EndCause.TRANSPORT_LOST)
+    token = pair.world.token("lobby", 1)
+    out = pair.join("lobby")
+    assert [type(a) for a in out.actions] == [Evict, Seat]
+    assert pair.world.seats() == {"lobby": {2: "alice"}}
+    refused_with(pair.resume("lobby", token), Refusal.SEAT_LOST, Step.SEAT)
+
+
+@pytest.mark.parametrize("cause", list(EndCause), ids=[c.value for c in EndCause])
+def test_the_end_cause_decides_hold_or_unseat(cause: EndCause) -> None:
+    assert set(SEAT_FATES) == set(EndCause)
+    fate = SEAT_FATES[cause]
+    # v2, a room that holds seats, not draining: the table decides
+    pair = Pair()
+    out = pair.end(_seated(pair).life, cause)
+    assert out.life.fate is fate
+    expected: list[Action] = {
+        SeatFate.HOLD: [Detach("lobby", 1)],
+        SeatFate.UNSEAT: [Unseat("lobby", 1)],
+        SeatFate.MOVED: [],
+    }[fate]
+    assert out.actions[:-1] == expected and isinstance(out.actions[-1], Close)
+    assert out.life.state is (State.DETACHED if fate is SeatFate.HOLD else State.CLOSED)
+    # never held: on a v1 connection, with holds off, or while draining
+    for setup in ("v1", "off", "draining"):
+        pair = Pair()
+        if setup == "v1":
+            life = Lifecycle(pair.world, version=1)
+            join = Join("lobby", token=pair.token(), version=1)
+            pair.world.carry_out(life, life.receive(JoinReceived(join, pair._verify(join.token))))
+        else:
+            life = _seated(pair).life
+            pair.world.hold_seconds = 0.0 if setup == "off" else 20.0
+            pair.world.draining = setup == "draining"
+        out = pair.end(life, cause)
+        assert out.life.state is State.CLOSED, setup
+        assert out.life.fate is (SeatFate.MOVED if fate is SeatFate.MOVED else SeatFate.UNSEAT)
+
+
+def test_what_holds_a_seat() -> None:
+    """Held: a connection lost without LEAVE, not by the server's decision. Not held: LEAVE,
+    close 1000, the peer's errors, kick, room closed, drain/shutdown, crash, replaced."""
+    assert HOLDS == {
+        EndCause.PEER_CLOSED_OTHER,
+        EndCause.TRANSPORT_LOST,
+        EndCause.IDLE,
+        EndCause.TOO_SLOW,
+    }
+
+
+def test_resume_is_v2_only_and_the_version_byte_must_match() -> None:
+    pair = Pair()
+    life = Lifecycle(pair.world, version=1)
+    resume = Resume("lobby", "t", 1)
+    with pytest.raises(LifecycleError, match="version 2 message on a version 1 connection"):
+        life.receive(ResumeReceived(resume, ResumeTokenError(ResumeRefusal.MALFORMED)))
+    life = Lifecycle(pair.world, version=1)
+    with pytest.raises(LifecycleError, match="RESUME on a version 1 connection"):
+        life.receive(
+            ResumeReceived(Resume("lobby", "t", 1, 1), ResumeTokenError(ResumeRefusal.MALFORMED))
+        )
+    life = Lifecycle(pair.world, version=2)
+    join = Join("lobby", token=pair.token(), version=1)
+    with pytest.raises(LifecycleError, match="version 1 message on a version 2 connection"):
+        life.receive(JoinReceived(join, pair._verify(join.token)))
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["join", "resume", "stale", "end"]),
+            st.sampled_from(["p1", "p2"]),
+            st.sampled_from(list(EndCause)),
+            st.booleans(),  # draining
+        ),
+        max_size=30,
+    )
+)
+def test_resume_never_duplicates_a_seat_and_stale_tokens_never_win(ops: list[Any]) -> None:
+    """Whatever the sequence of joins, resumes (with the latest or an older token) and ends:
+    a seat has at most one live connection, a player at most one seat, and a token older than
+    the seat's latest never takes the seat."""
+    world = World()
+    pair = Pair(world)
+    live: dict[int, Lifecycle] = {}  # seat number -> the lifecycle attached to it
+    old_tokens: dict[int, list[str]] = {}
+    for op, player, cause, draining in ops:
+        world.draining = draining
+        mine = [
+            n
+            for n, p in world.rooms.get("lobby", FakeRoom("lobby", Arena)).seats.items()
+            if p == player
+        ]
+        if op == "join":
+            out = pair.join("lobby", player=player)
+            if out.life.state is State.SEATED:
+                for n in mine:  # evicted
+                    live.pop(n, None)
+                assert out.life.number is not None
+                live[out.life.number] = out.life
+        elif op in ("resume", "stale") and mine:
+            number = mine[0]
+            if op == "resume":
+                token = world.token("lobby", number)
+            elif old_tokens.get(number):
+                token = old_tokens[number][0]
+            else:
+                continue
+            out = pair.resume("lobby", token)
+            if op == "stale":
+                assert out.life.state is State.CLOSED
+                assert out.refusal in (Refusal.RESUME_REPLAYED, Refusal.DRAINING)
+            elif out.life.state is State.SEATED:
+                old_tokens.setdefault(number, []).append(token)
+                previous = live.pop(number, None)
+                if previous is not None:  # replaced: its end must not touch the seat
+                    assert ("lobby", number) in world.replaced
+                    pair.end(previous, EndCause.RESUMED_ELSEWHERE)
+                live[number] = out.life
+            else:
+                assert draining and out.refusal is Refusal.DRAINING
+        elif op == "end" and mine and mine[0] in live and cause is not EndCause.RESUMED_ELSEWHERE:
+            if cause is EndCause.REPLACED:
+                continue  # only ever the end of an evicted session
+            pair.end(live.pop(mine[0]), cause)
+        seats = world.seats().get("lobby", {})
+        assert len(seats.values()) == len(set(seats.values())), "a player has two seats"
+        room = world.rooms.get("lobby")
+        if room is not None:
+            for n in live:
+                assert n in seats and n not in room.held, "a live connection on a held seat"
+            for n in seats:
+                assert (n in live) != (n in room.held), f"seat {n}: live xor held"

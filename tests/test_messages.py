@@ -21,6 +21,8 @@ from shared.messages import (
     Join,
     Joined,
     Leave,
+    Resume,
+    Resync,
     RoomEvent,
     Snapshot,
     parse_client_message,
@@ -31,11 +33,15 @@ from shared.protocol import (
     MAX_MESSAGE_TEXT_BYTES,
     MAX_NAME_BYTES,
     MAX_PLAYER_NAME_BYTES,
+    MAX_RESUME_TOKEN_BYTES,
     MAX_TOKEN_BYTES,
     PROTOCOL_VERSION,
     SUBPROTOCOL,
+    SUPPORTED_SUBPROTOCOLS,
     CloseCode,
     Kind,
+    select_subprotocol,
+    version_of_subprotocol,
 )
 from shared.schema import EntityType, InputSchema
 from shared.state import State
@@ -68,13 +74,23 @@ def server_round_trip(data: bytes) -> Joined | Snapshot | Delta | RoomEvent | Er
 
 
 def test_constants() -> None:
-    assert PROTOCOL_VERSION == 1
-    assert SUBPROTOCOL == "gamesync.v1"
+    assert PROTOCOL_VERSION == 2
+    assert SUBPROTOCOL == "gamesync.v2"
+    assert SUPPORTED_SUBPROTOCOLS == ("gamesync.v2", "gamesync.v1")
+    assert select_subprotocol(["gamesync.v1", "gamesync.v2"]) == "gamesync.v2"
+    assert select_subprotocol(["x", "gamesync.v1"]) == "gamesync.v1"
+    assert select_subprotocol(["gamesync.v3"]) is None
+    assert version_of_subprotocol("gamesync.v1") == 1
+    assert version_of_subprotocol("gamesync.v2") == 2
+    assert version_of_subprotocol(None) is None
+    assert CloseCode.SEAT_LOST == 4013
     assert {k.name: int(k) for k in Kind} == {
         "JOIN": 1,
         "LEAVE": 2,
         "INPUT": 3,
         "EVENT": 4,
+        "RESUME": 5,
+        "RESYNC": 6,
         "JOINED": 0x10,
         "SNAPSHOT": 0x11,
         "DELTA": 0x12,
@@ -108,9 +124,16 @@ def test_client_message_round_trip(msg: Join | Leave | Input | Event) -> None:
 
 
 def test_client_message_exact_bytes() -> None:
-    assert Join("lobby", "arena", "al", "").to_bytes().hex() == (
+    assert Join("lobby", "arena", "al", "", version=1).to_bytes().hex() == (
         "01" + "01" + "00" + "056c6f626279" + "056172656e61" + "02616c" + "00"
     )
+    assert Join("lobby", "arena", "al", "").to_bytes().hex() == (
+        "01" + "02" + "00" + "056c6f626279" + "056172656e61" + "02616c" + "00"
+    )
+    assert Resume("lobby", "tok", 300).to_bytes().hex() == (
+        "05" + "02" + "056c6f626279" + "03746f6b" + "ac02"
+    )
+    assert Resync().to_bytes() == b"\x06"
     assert Leave().to_bytes() == b"\x02"
     assert Input(300, (150, 100)).to_bytes(INPUT).hex() == "03" + "ac02" + "96" + "64"
     assert Event("hi", b"\x00\x01").to_bytes().hex() == "04" + "026869" + "020001"
@@ -186,8 +209,9 @@ def test_client_messages_round_trip_property(
     ],
 )
 def test_bad_client_messages(data: bytes, code: int, match: str) -> None:
+    # these are v1 messages (on a v2 connection 0x05 is RESUME; see test_v2_* below)
     with pytest.raises(RemoteProtocolError, match=match) as info:
-        parse_client_message(data, INPUT)
+        parse_client_message(data, INPUT, version=1)
     assert info.value.close_code == code
 
 
@@ -390,7 +414,7 @@ def test_long_error_text_is_truncated_on_a_character_boundary() -> None:
 )
 def test_bad_server_messages(data: bytes, code: int, match: str) -> None:
     with pytest.raises(RemoteProtocolError, match=match) as info:
-        parse_server_message(data, SCHEMA, type_of)
+        parse_server_message(data, SCHEMA, type_of, version=1)
     assert info.value.close_code == code
 
 
@@ -537,3 +561,86 @@ def test_fuzz_parse_server_message(data: bytes, with_schema: bool) -> None:
         assert exc.close_code in (PROTOCOL_ERROR, INVALID)
         return
     assert isinstance(msg, Joined | Snapshot | Delta | RoomEvent | Error | Close)
+
+
+# ---------------------------------------------------------------- v2: RESUME, RESYNC, JOINED, BASE
+
+
+@pytest.mark.parametrize(
+    "msg",
+    [
+        Resume("lobby", "t" * MAX_RESUME_TOKEN_BYTES, 2**64 - 1),
+        Resume("r" * MAX_NAME_BYTES, "", 0),
+        Resync(),
+        Join("lobby", version=1),
+        Join("lobby", version=2),
+    ],
+)
+def test_v2_client_messages_round_trip(msg: Resume | Resync | Join) -> None:
+    data = msg.to_bytes()
+    assert parse_client_message(data, INPUT) == msg
+    if not isinstance(msg, Join):
+        assert parse_client_message(data, INPUT, version=2) == msg
+
+
+@pytest.mark.parametrize(
+    ("data", "version", "code", "match"),
+    [
+        (Resume("lobby", "tok").to_bytes(), 1, PROTOCOL_ERROR, "unknown client message kind 0x05"),
+        (Resync().to_bytes(), 1, PROTOCOL_ERROR, "unknown client message kind 0x06"),
+        (Join("lobby", version=1).to_bytes(), 2, PROTOCOL_ERROR, "version 1"),
+        (Join("lobby", version=2).to_bytes(), 1, PROTOCOL_ERROR, "version 2"),
+        (Join("lobby", version=3).to_bytes(), None, PROTOCOL_ERROR, "version 3"),
+        (Resume("lobby", "tok", version=1).to_bytes(), None, PROTOCOL_ERROR, "needs protocol"),
+        (Resume("lobby", "tok", version=3).to_bytes(), 2, PROTOCOL_ERROR, "version 3"),
+        (b"\x05", 2, INVALID, "truncated"),
+        (b"\x05\x02\x05lobby\x03tok", 2, INVALID, "truncated"),  # no have_tick
+        (b"\x05\x02\x05lobby\x03tok\x00\x00", 2, INVALID, "trailing"),
+        (b"\x05\x02\x00\x81\x01" + b"a" * 129 + b"\x00", 2, INVALID, "exceeds"),
+        (b"\x05\x02\x00\x01\xff\x00", 2, INVALID, "UTF-8"),
+        (b"\x06\x00", 2, INVALID, "trailing"),
+    ],
+)
+def test_v2_bad_client_messages(data: bytes, version: int | None, code: int, match: str) -> None:
+    with pytest.raises(RemoteProtocolError, match=match) as info:
+        parse_client_message(data, INPUT, version=version)
+    assert info.value.close_code == code
+
+
+def test_v2_joined_round_trip_and_v1_layout() -> None:
+    v2 = Joined(7, "lobby", "arena", 20, SCHEMA, INPUT, 2, True, "tok", 20000, 41)
+    data = v2.to_bytes()
+    assert data[:3] == b"\x10\x02\x01"
+    back = parse_server_message(data, version=2)
+    assert isinstance(back, Joined)
+    assert (back.resumed, back.resume_token, back.seat_hold_ms, back.input_seq) == (
+        True,
+        "tok",
+        20000,
+        41,
+    )
+    assert back.to_bytes() == data
+    v1 = Joined(7, "lobby", "arena", 20, SCHEMA, INPUT, 1, True, "tok", 20000, 41)
+    # the v2 fields are not on a v1 wire
+    plain = Joined(7, "lobby", "arena", 20, SCHEMA, INPUT, 1).to_bytes()
+    assert v1.to_bytes() == plain
+    assert parse_server_message(plain, version=1) == Joined(
+        7, "lobby", "arena", 20, SCHEMA, INPUT, 1
+    )
+    with pytest.raises(RemoteProtocolError, match="version 1"):
+        parse_server_message(plain, version=2)
+    with pytest.raises(RemoteProtocolError, match="JOINED flags"):
+        parse_server_message(b"\x10\x02\x80" + data[3:], version=2)
+
+
+def test_v2_delta_base_flag() -> None:
+    data = b"\x12\x02\x0a\x07\x00\x00\x00\x00"  # tick 10 from base 7, nothing changed
+    delta = parse_server_message(data, SCHEMA, type_of)
+    assert isinstance(delta, Delta)
+    assert (delta.tick, delta.base, delta.base_tick, delta.checksum) == (10, 7, 7, None)
+    with pytest.raises(RemoteProtocolError, match="unknown delta flags"):
+        parse_server_message(data, SCHEMA, type_of, version=1)
+    with pytest.raises(RemoteProtocolError, match="not before"):
+        parse_server_message(b"\x12\x02\x0a\x0a\x00\x00\x00\x00", SCHEMA, type_of)
+    plain = parse_server_message(b"\x12\x00\x0a\x00\x00\x00\x00", SCHEMA, type_of)
+    assert isinstance(plain, Delta) and plain.base is None and plain.base_tick == 9

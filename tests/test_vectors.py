@@ -1,5 +1,8 @@
 """Golden vectors: the codec against the committed tests/vectors/protocol_v1.json, both ways.
 
+tests/test_vectors_v2.py runs these same tests on protocol_v2.json (it loads this module with
+``VERSION = 2``).
+
 For every case: encoding the JSON meaning gives exactly ``hex``, and decoding ``hex`` gives
 exactly the JSON meaning. The JSON file is the source of truth (tools/make_vectors.py only helps
 write it); this file reads it with its own code, independent of the generator.
@@ -28,6 +31,8 @@ from shared.messages import (
     Join,
     Joined,
     Leave,
+    Resume,
+    Resync,
     RoomEvent,
     Snapshot,
     parse_client_message,
@@ -56,7 +61,9 @@ from shared.schema import (
 )
 from shared.state import State
 
-VECTORS = Path(__file__).parent / "vectors" / "protocol_v1.json"
+#: the protocol version under test (tests/test_vectors_v2.py sets 2 before loading this module)
+VERSION: int = globals().get("VERSION", 1)
+VECTORS = Path(__file__).parent / "vectors" / f"protocol_v{VERSION}.json"
 CASES: list[dict[str, Any]] = json.loads(VECTORS.read_text(encoding="utf-8"))
 BY_NAME = {c["name"]: c for c in CASES}
 BIG = 1 << 53
@@ -208,7 +215,14 @@ def client_meaning(msg: Any, d: dict[str, Any]) -> dict[str, Any]:
             "token": msg.token,
             "private": msg.private,
         }
-    if isinstance(msg, Leave):
+    if isinstance(msg, Resume):
+        return base | {
+            "version": msg.version,
+            "room": msg.room,
+            "token": msg.token,
+            "have_tick": msg.have_tick,
+        }
+    if isinstance(msg, Leave | Resync):
         return base
     if isinstance(msg, Input):
         _, inp = joined_schemas(d["input_schema_from"])
@@ -227,7 +241,7 @@ def client_meaning(msg: Any, d: dict[str, Any]) -> dict[str, Any]:
 def server_meaning(msg: Any, d: dict[str, Any], types: dict[int, EntityType]) -> dict[str, Any]:
     base = {"type": "server", "kind": d["kind"]}
     if isinstance(msg, Joined):
-        return base | {
+        joined = base | {
             "version": msg.version,
             "player": msg.player,
             "room": msg.room,
@@ -236,6 +250,14 @@ def server_meaning(msg: Any, d: dict[str, Any], types: dict[int, EntityType]) ->
             "schema": schema_meaning(msg.schema),
             "input_schema": fields_meaning(msg.input_schema),
         }
+        if msg.version >= 2:
+            joined |= {
+                "resumed": msg.resumed,
+                "resume_token": msg.resume_token,
+                "seat_hold_ms": msg.seat_hold_ms,
+                "input_seq": msg.input_seq,
+            }
+        return joined
     if isinstance(msg, Snapshot):
         schema, _ = joined_schemas(d["schema_from"])
         return base | {
@@ -247,10 +269,10 @@ def server_meaning(msg: Any, d: dict[str, Any], types: dict[int, EntityType]) ->
         }
     if isinstance(msg, Delta):
         schema, _ = joined_schemas(d["schema_from"])
-        return base | {
-            "schema_from": d["schema_from"],
-            "follows": d["follows"],
-            "tick": msg.tick,
+        delta = base | {"schema_from": d["schema_from"], "follows": d["follows"], "tick": msg.tick}
+        if msg.base is not None:
+            delta["base"] = msg.base
+        return delta | {
             "checksum": msg.checksum,
             "acks": acks_meaning(msg.acks),
             "created": [record_meaning(schema, r) for r in msg.created],
@@ -331,7 +353,15 @@ def encode_state_message(d: dict[str, Any], name: str) -> bytes:
         ent.mask = patch_of(schema, m).mask
         state._changed[m["id"]] = ent
     state._removed = list(d["removed"])
-    return state.encode_delta(d["tick"], acks_of(d["acks"]), d["checksum"] is not None)
+    data = state.encode_delta(d["tick"], acks_of(d["acks"]), d["checksum"] is not None)
+    if "base" not in d:
+        return data
+    # a catch-up delta (v2): the BASE flag, and the base tick right after the tick
+    tick = wire.varint(d["tick"])
+    assert data[2 : 2 + len(tick)] == tick
+    return b"".join(
+        [bytes((data[0], data[1] | 0x02)), tick, wire.varint(d["base"]), data[2 + len(tick) :]]
+    )
 
 
 # ---------------------------------------------------------------- the tests
@@ -352,7 +382,7 @@ def test_vector_file_shape() -> None:
 
 def test_vectors_cover_every_message_kind() -> None:
     seen = {(c["decoded"]["type"], c["decoded"].get("kind")) for c in CASES}
-    for kind in ("JOIN", "LEAVE", "INPUT", "EVENT"):
+    for kind in ("JOIN", "LEAVE", "INPUT", "EVENT") + (("RESUME", "RESYNC") if VERSION > 1 else ()):
         assert ("client", kind) in seen
     for kind in ("JOINED", "SNAPSHOT", "DELTA", "ROOM_EVENT", "ERROR", "CLOSE"):
         assert ("server", kind) in seen
@@ -427,6 +457,13 @@ def test_client_vectors(case: dict[str, Any]) -> None:
     inp = None
     if kind == "JOIN":
         msg: Any = Join(d["room"], d["game"], d["name"], d["token"], d["version"], d["private"])
+        assert msg.version == VERSION
+        encoded = msg.to_bytes()
+    elif kind == "RESUME":
+        msg = Resume(d["room"], d["token"], d["have_tick"], d["version"])
+        encoded = msg.to_bytes()
+    elif kind == "RESYNC":
+        msg = Resync()
         encoded = msg.to_bytes()
     elif kind == "LEAVE":
         msg = Leave()
@@ -440,7 +477,7 @@ def test_client_vectors(case: dict[str, Any]) -> None:
         msg = Event(d["name"], bytes.fromhex(d["data_hex"]))
         encoded = msg.to_bytes()
     assert encoded.hex() == case["hex"]
-    parsed = parse_client_message(data, inp)
+    parsed = parse_client_message(data, inp, version=VERSION)
     assert parsed == msg
     assert client_meaning(parsed, d) == d
 
@@ -454,6 +491,9 @@ def test_server_vectors(case: dict[str, Any]) -> None:
     schema = None
     types: dict[int, EntityType] = {}
     if kind == "JOINED":
+        assert d["version"] == VERSION
+        v2 = {k: d[k] for k in ("resumed", "resume_token", "seat_hold_ms", "input_seq") if k in d}
+        assert bool(v2) == (VERSION >= 2)
         encoded = Joined(
             d["player"],
             d["room"],
@@ -462,6 +502,7 @@ def test_server_vectors(case: dict[str, Any]) -> None:
             schema_of(d["schema"]),
             InputSchema(**field_dict(d["input_schema"])),
             d["version"],
+            **v2,
         ).to_bytes()
     elif kind in ("SNAPSHOT", "DELTA"):
         schema, _ = joined_schemas(d["schema_from"])
@@ -484,7 +525,7 @@ def test_server_vectors(case: dict[str, Any]) -> None:
         except KeyError:
             raise RemoteProtocolError(f"no entity {eid}") from None
 
-    parsed = parse_server_message(data, schema, type_of)
+    parsed = parse_server_message(data, schema, type_of, version=VERSION)
     assert server_meaning(parsed, d, types) == d
 
 
@@ -500,7 +541,7 @@ def test_state_vectors_replay_on_a_replica() -> None:
     applied = 0
     for c in CASES:
         d = c["decoded"]
-        if d.get("kind") != "DELTA":
+        if d.get("kind") != "DELTA" or "base" in d:
             continue
         assert d["follows"] == previous
         delta = parse_server_message(bytes.fromhex(c["hex"]), schema, replica.type_of)
@@ -512,9 +553,41 @@ def test_state_vectors_replay_on_a_replica() -> None:
         applied += 1
     assert applied >= 3
     assert replica.checks == 1 + sum(
-        c["decoded"]["checksum"] is not None for c in CASES if c["decoded"].get("kind") == "DELTA"
+        c["decoded"]["checksum"] is not None
+        for c in CASES
+        if c["decoded"].get("kind") == "DELTA" and "base" not in c["decoded"]
     )
     assert replica.checks >= 3
+
+
+def test_catch_up_vectors_apply_to_their_base_state() -> None:
+    """A catch-up DELTA (v2) takes a replica at its base tick (the state of the case it
+    ``follows``) to the state after it, with a checksum that verifies."""
+    catch_ups = [c for c in CASES if "base" in c["decoded"]]
+    assert bool(catch_ups) == (VERSION >= 2)
+    snapshot = BY_NAME["server_snapshot"]
+    schema, _ = joined_schemas(snapshot["decoded"]["schema_from"])
+    for c in catch_ups:
+        d = c["decoded"]
+        replica = Replica(schema)
+        replica.entities = {
+            eid: schema.by_name[name].cls(eid, list(codes), None)
+            for eid, (name, codes) in STATES[d["follows"]].items()
+        }
+        replica.tick = d["base"]
+        delta = parse_server_message(bytes.fromhex(c["hex"]), schema, replica.type_of)
+        assert isinstance(delta, Delta) and delta.base == d["base"]
+        assert d["checksum"] is not None, "a catch-up delta always carries the checksum"
+        replica.apply_delta(delta)
+        assert replica.checks == 1 and replica.tick == d["tick"]
+        view = {e.id: (e.etype.name, tuple(e.codes)) for e in replica}
+        assert view == STATES[c["name"]]
+        # applied to any other tick, it is a desync
+        stale = Replica(schema)
+        stale.entities = dict(replica.entities)
+        stale.tick = d["base"] - 1
+        with pytest.raises(RemoteProtocolError):
+            stale.apply_delta(delta)
 
 
 @pytest.mark.parametrize("case", cases_of("client_reject", "server_reject"))
@@ -523,9 +596,11 @@ def test_reject_vectors(case: dict[str, Any]) -> None:
     data = bytes.fromhex(case["hex"])
     with pytest.raises(RemoteProtocolError) as info:
         if d["type"] == "client_reject":
-            parse_client_message(data, ARENA_INPUT)
+            parse_client_message(data, ARENA_INPUT, version=VERSION)
         else:
-            parse_server_message(data, ARENA_SCHEMA, lambda eid: ARENA_SCHEMA.types[0])
+            parse_server_message(
+                data, ARENA_SCHEMA, lambda eid: ARENA_SCHEMA.types[0], version=VERSION
+            )
     assert info.value.close_code == d["close_code"]
 
 

@@ -1,9 +1,14 @@
-"""Write tests/vectors/protocol_v1.json: golden byte vectors for the gamesync.v1 wire protocol.
+"""Write tests/vectors/protocol_v1.json and protocol_v2.json: golden byte vectors for the
+gamesync.v1 and gamesync.v2 wire protocols.
 
 Usage (from the repository root)::
 
-    .venv/bin/python tools/make_vectors.py           # (re)write the file
-    .venv/bin/python tools/make_vectors.py --check   # exit 1 if the file differs
+    .venv/bin/python tools/make_vectors.py           # (re)write both files
+    .venv/bin/python tools/make_vectors.py --check   # exit 1 if a file differs
+
+Each file is complete for its version (a client of one version needs only its file). v2 has
+the v1 cases with the v2 version byte and JOINED layout, plus RESUME, RESYNC, a resumed JOINED,
+a catch-up DELTA (the BASE flag) and the v2 rejections.
 
 The committed JSON is the source of truth; tests/test_vectors.py checks the codec against it in
 both directions. This script is only a helper for adding cases: it builds each message with the
@@ -44,6 +49,8 @@ from shared.messages import (  # noqa: E402
     Join,
     Joined,
     Leave,
+    Resume,
+    Resync,
     RoomEvent,
     Snapshot,
     parse_server_message,
@@ -66,9 +73,9 @@ from shared.schema import (  # noqa: E402
     VarInt,
     VarUInt,
 )
-from shared.state import State  # noqa: E402
+from shared.state import State, encode_acks, encode_patch, encode_record  # noqa: E402
 
-OUT = ROOT / "tests" / "vectors" / "protocol_v1.json"
+VECTORS = ROOT / "tests" / "vectors"
 BIG = 1 << 53
 JOINED_CASE = "server_joined_arena"
 
@@ -245,7 +252,7 @@ def field_cases() -> list[dict[str, Any]]:
 # ---------------------------------------------------------------- messages
 
 
-def client_cases() -> list[dict[str, Any]]:
+def client_cases(version: int) -> list[dict[str, Any]]:
     def join(msg: Join) -> dict[str, Any]:
         return {
             "type": "client",
@@ -258,14 +265,14 @@ def client_cases() -> list[dict[str, Any]]:
             "private": msg.private,
         }
 
-    j1 = Join("lobby", "arena", "alice")
-    j2 = Join("duel:7", "", "bøb", "reserved-token")
-    j3 = Join("", "arena", "carol", "eyJ.x.y", private=True)
+    j1 = Join("lobby", "arena", "alice", version=version)
+    j2 = Join("duel:7", "", "bøb", "reserved-token", version=version)
+    j3 = Join("", "arena", "carol", "eyJ.x.y", version=version, private=True)
     i1 = Input(1, INPUT.codes_for({"dx": 0.5, "dy": -0.25}))
     i2 = Input(300, INPUT.codes_for({"dx": -1.0, "dy": 1.0}))
     e1 = Event("chat", b"hi!")
     e2 = Event("ping")
-    return [
+    cases = [
         case(
             "client_join",
             "JOIN room 'lobby', game 'arena', player name 'alice'",
@@ -327,30 +334,109 @@ def client_cases() -> list[dict[str, Any]]:
             {"type": "client", "kind": "EVENT", "name": "ping", "data_hex": ""},
         ),
     ]
+    if version >= 2:
+        r1 = Resume("lobby", RESUME_TOKEN, 10)
+        r2 = Resume("lobby", RESUME_TOKEN, 0)
+        cases += [
+            case(
+                "client_resume",
+                "RESUME (v2): take back the seat in 'lobby' held for this resume token; the "
+                "client's replica is at tick 10 (answered with a catch-up DELTA from tick 10)",
+                r1.to_bytes(),
+                resume(r1),
+            ),
+            case(
+                "client_resume_no_state",
+                "RESUME (v2) from a client that holds no state (have_tick 0): answered with a "
+                "SNAPSHOT",
+                r2.to_bytes(),
+                resume(r2),
+            ),
+            case(
+                "client_resync",
+                "RESYNC (v2): the kind byte alone; ask for a fresh SNAPSHOT",
+                Resync().to_bytes(),
+                {"type": "client", "kind": "RESYNC"},
+            ),
+        ]
+    return cases
 
 
-def state_cases() -> list[dict[str, Any]]:
-    """JOINED, then a SNAPSHOT and a chain of DELTAs a replica can apply in order."""
-    joined = Joined(1, "lobby", "arena", 20, SCHEMA, INPUT)
-    cases = [
-        case(
-            JOINED_CASE,
-            "JOINED: player 1 in room 'lobby' running 'arena' at 20 ticks/s, with the entity "
-            "schema and the input schema",
-            joined.to_bytes(),
-            {
-                "type": "server",
-                "kind": "JOINED",
-                "version": joined.version,
-                "player": joined.player,
-                "room": joined.room,
-                "game": joined.game,
-                "tick_rate": joined.tick_rate,
-                "schema": schema_meaning(SCHEMA),
-                "input_schema": fields_meaning(INPUT),
-            },
+#: the resume token in the v2 vectors: opaque to clients (made by the server)
+RESUME_TOKEN = "q83vASNFZ4kBAnR5cGljYWwtcmVzdW1lLW1hYw"
+
+
+def resume(msg: Resume) -> dict[str, Any]:
+    return {
+        "type": "client",
+        "kind": "RESUME",
+        "version": msg.version,
+        "room": msg.room,
+        "token": msg.token,
+        "have_tick": msg.have_tick,
+    }
+
+
+def joined_meaning(joined: Joined) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "type": "server",
+        "kind": "JOINED",
+        "version": joined.version,
+        "player": joined.player,
+        "room": joined.room,
+        "game": joined.game,
+        "tick_rate": joined.tick_rate,
+        "schema": schema_meaning(SCHEMA),
+        "input_schema": fields_meaning(INPUT),
+    }
+    if joined.version >= 2:
+        out.update(
+            resumed=joined.resumed,
+            resume_token=joined.resume_token,
+            seat_hold_ms=joined.seat_hold_ms,
+            input_seq=joined.input_seq,
         )
-    ]
+    return out
+
+
+def state_cases(version: int) -> list[dict[str, Any]]:
+    """JOINED, then a SNAPSHOT and a chain of DELTAs a replica can apply in order."""
+    v2 = version >= 2
+    joined = Joined(
+        1,
+        "lobby",
+        "arena",
+        20,
+        SCHEMA,
+        INPUT,
+        version,
+        resume_token=RESUME_TOKEN if v2 else "",
+        seat_hold_ms=20000 if v2 else 0,
+    )
+    description = (
+        "JOINED: player 1 in room 'lobby' running 'arena' at 20 ticks/s, with the entity "
+        "schema and the input schema"
+    )
+    if v2:
+        description += (
+            "; v2: flags 0 (a fresh join), then the resume token, the seat hold (20000 ms) "
+            "and the last applied input seq (0)"
+        )
+    cases = [case(JOINED_CASE, description, joined.to_bytes(), joined_meaning(joined))]
+    if v2:
+        resumed = Joined(
+            1, "lobby", "arena", 20, SCHEMA, INPUT, version, True, RESUME_TOKEN[::-1], 20000, 5
+        )
+        cases.append(
+            case(
+                "server_joined_resumed",
+                "JOINED (v2) answering a RESUME: flags 0x01 (resumed), the same player 1, a new "
+                "resume token (the old one is dead now), seat hold 20000 ms, and input seq 5: "
+                "the client re-sends its inputs after seq 5",
+                resumed.to_bytes(),
+                joined_meaning(resumed),
+            )
+        )
     state = State(SCHEMA)
     gems = [
         state.spawn(GEM, x=120.0, y=80.0, value=1),
@@ -364,28 +450,28 @@ def state_cases() -> list[dict[str, Any]]:
         return state.entities[eid].etype
 
     def delta_case(name: str, description: str, data: bytes, follows: str) -> dict[str, Any]:
-        msg = parse_server_message(data, SCHEMA, type_of)
+        msg = parse_server_message(data, SCHEMA, type_of, version=version)
         assert isinstance(msg, Delta)
-        return case(
-            name,
-            description,
-            data,
-            {
-                "type": "server",
-                "kind": "DELTA",
-                "schema_from": JOINED_CASE,
-                "follows": follows,
-                "tick": msg.tick,
-                "checksum": msg.checksum,
-                "acks": acks_meaning(msg.acks),
-                "created": [record_meaning(SCHEMA, r) for r in msg.created],
-                "changed": [patch_meaning(type_of(p.id), p) for p in msg.changed],
-                "removed": list(msg.removed),
-            },
+        decoded: dict[str, Any] = {
+            "type": "server",
+            "kind": "DELTA",
+            "schema_from": JOINED_CASE,
+            "follows": follows,
+            "tick": msg.tick,
+        }
+        if msg.base is not None:
+            decoded["base"] = msg.base
+        decoded.update(
+            checksum=msg.checksum,
+            acks=acks_meaning(msg.acks),
+            created=[record_meaning(SCHEMA, r) for r in msg.created],
+            changed=[patch_meaning(type_of(p.id), p) for p in msg.changed],
+            removed=list(msg.removed),
         )
+        return case(name, description, data, decoded)
 
     data = state.encode_snapshot(10, {1: 5})
-    snap = parse_server_message(data, SCHEMA)
+    snap = parse_server_message(data, SCHEMA, version=version)
     assert isinstance(snap, Snapshot)
     cases.append(
         case(
@@ -454,7 +540,68 @@ def state_cases() -> list[dict[str, Any]]:
         )
     )
     assert gems[0].id == 1 and bob.id == 6
+    if v2:
+        # what a client at tick 10 (server_snapshot) that was away gets after RESUME at tick
+        # 14: all of ticks 11-14 merged. Created since and alive: gem 5 and bob (6) in full,
+        # with their values now; removed since: gem 2 and alice (4); gems 1 and 3 did not
+        # change; player 1 left (0), player 2's seq is 1 (+1 from nothing)
+        parts = [
+            bytes((0x12, 0x03)),  # DELTA, flags CHECKSUM | BASE
+            wire.varint(14),
+            wire.varint(10),  # the base tick
+            state.checksum().to_bytes(4, "little"),
+            encode_acks([(1, 0), (2, 1)]),
+            wire.varint(2),
+            encode_record(state.entities[5]),
+            encode_record(state.entities[6]),
+            wire.varint(0),
+            wire.varint(2),
+            wire.varint(2),
+            wire.varint(4),
+        ]
+        cases.append(
+            delta_case(
+                "server_delta_catch_up",
+                "a catch-up DELTA (v2, flags 0x03: checksum and base tick) from tick 10 to 14, "
+                "sent after a RESUMED JOINED to a client whose replica is at tick 10: it applies "
+                "to the state of server_snapshot and gives the state of server_delta_empty",
+                b"".join(parts),
+                "server_snapshot",
+            )
+        )
+        # a catch-up with patches: from tick 12 to 14, bob's y and hp changed (mask 0x0a)
+        patch_parts = [
+            bytes((0x12, 0x03)),
+            wire.varint(14),
+            wire.varint(12),
+            state.checksum().to_bytes(4, "little"),
+            encode_acks([(1, 0)]),
+            wire.varint(0),
+            wire.varint(1),
+            _patch(state.entities[6], 0x0A),
+            wire.varint(1),
+            wire.varint(4),
+        ]
+        cases.append(
+            delta_case(
+                "server_delta_catch_up_patch",
+                "a catch-up DELTA (v2) from tick 12 to 14: alice (4) removed, player 1 left, "
+                "bob's y and hp changed (mask 0x0a); it applies to the state of "
+                "server_delta_full",
+                b"".join(patch_parts),
+                "server_delta_full",
+            )
+        )
     return cases
+
+
+def _patch(entity: Any, mask: int) -> bytes:
+    saved = entity.mask
+    entity.mask = mask
+    try:
+        return encode_patch(entity)
+    finally:
+        entity.mask = saved
 
 
 def event_cases() -> list[dict[str, Any]]:
@@ -507,25 +654,26 @@ def event_cases() -> list[dict[str, Any]]:
     ]
 
 
-def reject_cases() -> list[dict[str, Any]]:
+def reject_cases(version: int) -> list[dict[str, Any]]:
     def reject(name: str, description: str, data: bytes, side: str, code: int) -> dict[str, Any]:
         return case(name, description, data, {"type": f"{side}_reject", "close_code": code})
 
     pe, ip = int(CloseCode.PROTOCOL_ERROR), int(CloseCode.INVALID_PAYLOAD)
-    return [
+    other = 2 if version == 1 else 3
+    cases = [
         reject("reject_client_unknown_kind", "unknown client kind 0x7f", b"\x7f", "client", pe),
         reject("reject_client_empty", "an empty message", b"", "client", pe),
         reject(
             "reject_client_bad_version",
-            "JOIN with protocol version 2",
-            Join("lobby", version=2).to_bytes(),
+            f"JOIN with protocol version {other}",
+            Join("lobby", version=other).to_bytes(),
             "client",
             pe,
         ),
         reject(
             "reject_client_truncated_join",
             "JOIN cut inside the room name",
-            Join("lobby").to_bytes()[:5],
+            Join("lobby", version=version).to_bytes()[:5],
             "client",
             ip,
         ),
@@ -554,8 +702,10 @@ def reject_cases() -> list[dict[str, Any]]:
         reject("reject_server_unknown_kind", "unknown server kind 0x16", b"\x16", "server", pe),
         reject(
             "reject_server_delta_flags",
-            "DELTA with an unknown flag bit 0x02",
-            b"\x12\x02\x01\x00\x00\x00\x00",
+            "DELTA with an unknown flag bit 0x02"
+            if version == 1
+            else "DELTA with an unknown flag bit 0x04",
+            b"\x12\x02\x01\x00\x00\x00\x00" if version == 1 else b"\x12\x04\x01\x00\x00\x00\x00",
             "server",
             ip,
         ),
@@ -567,11 +717,51 @@ def reject_cases() -> list[dict[str, Any]]:
             ip,
         ),
     ]
+    if version == 1:
+        return cases
+    cases += [
+        reject(
+            "reject_client_truncated_resume",
+            "RESUME (v2) cut inside the token",
+            Resume("lobby", RESUME_TOKEN, 10).to_bytes()[:12],
+            "client",
+            ip,
+        ),
+        reject(
+            "reject_client_resume_long_token",
+            "RESUME (v2) whose token is 129 bytes (at most 128)",
+            b"\x05\x02\x05lobby\x81\x01" + b"a" * 129 + b"\x00",
+            "client",
+            ip,
+        ),
+        reject(
+            "reject_client_resync_trailing",
+            "RESYNC (v2) with a trailing byte",
+            b"\x06\x00",
+            "client",
+            ip,
+        ),
+        reject(
+            "reject_server_joined_flags",
+            "JOINED (v2) with an unknown flag bit 0x02",
+            b"\x10\x02\x02\x01",
+            "server",
+            pe,
+        ),
+        reject(
+            "reject_server_delta_base",
+            "catch-up DELTA (v2) whose base tick 5 is not before its tick 5",
+            b"\x12\x02\x05\x05\x00\x00\x00\x00",
+            "server",
+            ip,
+        ),
+    ]
+    return cases
 
 
-def build() -> list[dict[str, Any]]:
-    cases = primitive_cases() + field_cases() + client_cases() + state_cases()
-    cases += event_cases() + reject_cases()
+def build(version: int) -> list[dict[str, Any]]:
+    cases = primitive_cases() + field_cases() + client_cases(version) + state_cases(version)
+    cases += event_cases() + reject_cases(version)
     names = [c["name"] for c in cases]
     assert len(names) == len(set(names)), "duplicate case names"
     return cases
@@ -584,20 +774,24 @@ def render(cases: list[dict[str, Any]]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="compare instead of writing")
-    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--dir", type=Path, default=VECTORS, help="where the files go")
     args = parser.parse_args()
-    text = render(build())
-    if args.check:
-        current = args.out.read_text(encoding="utf-8") if args.out.exists() else ""
-        if current != text:
-            print(f"{args.out} differs from the generator's output", file=sys.stderr)
-            return 1
-        print(f"{args.out} is up to date")
-        return 0
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text, encoding="utf-8")
-    print(f"wrote {len(json.loads(text))} cases to {args.out}")
-    return 0
+    status = 0
+    for version in (1, 2):
+        out = args.dir / f"protocol_v{version}.json"
+        text = render(build(version))
+        if args.check:
+            current = out.read_text(encoding="utf-8") if out.exists() else ""
+            if current != text:
+                print(f"{out} differs from the generator's output", file=sys.stderr)
+                status = 1
+            else:
+                print(f"{out} is up to date")
+            continue
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8")
+        print(f"wrote {len(json.loads(text))} cases to {out}")
+    return status
 
 
 if __name__ == "__main__":

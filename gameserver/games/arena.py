@@ -78,6 +78,10 @@ class Arena(Game):
             self.state.remove(avatar)
         self.velocity.pop(player.number, None)
 
+    def on_drop(self, player: Player) -> None:
+        # a held player's avatar waits where it is (its last input would keep it running)
+        self.velocity[player.number] = (0.0, 0.0)
+
     def on_input(self, player: Player, inp: InputValues) -> None:
         dx, dy = inp.values
         norm = math.hypot(dx, dy)

@@ -104,7 +104,7 @@ async def test_listing_rooms_needs_an_admin_token(
     assert rooms["public"]["private"] is False
     assert rooms["public"]["game"] == "arena"
     assert rooms["public"]["players"] == [
-        {"number": alice.joined.player, "id": "a", "name": "Alice"}
+        {"number": alice.joined.player, "id": "a", "name": "Alice", "connected": True}
     ]
     assert rooms[secret_host.joined.room]["private"] is True
     assert [p["id"] for p in rooms[secret_host.joined.room]["players"]] == ["b"]

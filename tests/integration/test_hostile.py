@@ -65,6 +65,9 @@ BASE = ServerConfig(
     idle_timeout=10.0,
     # the CPU-budget monitor compares real CPU time with the (virtual) clock: keep it out
     cpu_budget=0.0,
+    # a hostile client cut off without LEAVE keeps its seat (gamesync.v2) this long: short,
+    # so that settled() also sees every held seat expire and its state go
+    seat_hold=1.0,
 )
 
 
