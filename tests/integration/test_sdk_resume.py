@@ -23,11 +23,7 @@ from clients.client import (
     open_game_client,
 )
 from gameserver.server import GameServer, ServerConfig
-
-try:
-    from tools.faultproxy import open_fault_proxy
-except ModuleNotFoundError:  # until tools/faultproxy.py (issue 10's proxy) is on main
-    from tests.integration.faultproxy_standin import open_fault_proxy  # type: ignore[assignment]
+from tools.faultproxy import open_fault_proxy
 
 
 @pytest.fixture
