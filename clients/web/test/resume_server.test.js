@@ -1,10 +1,11 @@
-// Reconnecting against the real server (gamesync.v2), through a TCP proxy this test breaks on
-// purpose (cutproxy.js): a cut with no close frame, a silent network, a hold that expires, a
-// tolerated desync recovered by RESYNC, a server gone for good. The other player connects
-// straight to the server and must not notice a thing.
+// Reconnecting against the real server (gamesync.v2 over wss://, the dev CA trusted), through
+// the project's fault proxy (tools/faultproxy.py, driven by faultproxy.js): a cut with no close
+// frame, a silent network, a hold that expires, a tolerated desync recovered by RESYNC, a
+// server gone for good. The other player connects straight to the server and must not notice
+// a thing.
 
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -13,11 +14,11 @@ import WebSocket from 'ws';
 
 import { arena } from '../games/arena.js';
 import { connect } from '../src/index.js';
-import { startCutProxy } from './cutproxy.js';
-import { SKIP, sleep, startServer, stopServer, token, until } from './realserver.js';
+import { startFaultProxy } from './faultproxy.js';
+import { PYTHON, ROOT, SKIP, sleep, startServer, stopServer, token, until } from './realserver.js';
 
 /** @typedef {import('../src/index.js').Session} Session */
-/** @typedef {import('./cutproxy.js').CutProxy} CutProxy */
+/** @typedef {import('./faultproxy.js').FaultProxy} FaultProxy */
 
 /**
  * Everything a session says about reconnecting, with the time it said it.
@@ -36,7 +37,7 @@ function record(s) {
 const avatarOf = (s) => s.entities('player').find((e) => e.get('owner') == s.player);
 
 /**
- * A server of our own with `args`, and a cut proxy in front of it.
+ * A server of our own with `args` (wss://, with its dev CA), and a fault proxy in front of it.
  * @param {string[]} args
  */
 function serverWithProxy(args) {
@@ -46,14 +47,23 @@ function serverWithProxy(args) {
     url: '',
     /** @type {import('node:child_process').ChildProcess | undefined} */
     proc: undefined,
-    /** @type {CutProxy | undefined} */
+    /** @type {FaultProxy | undefined} */
     proxy: undefined,
+    /** @type {import('../src/index.js').WebSocketConstructor} a `ws` WebSocket trusting the server's dev CA */
+    WebSocket: /** @type {import('../src/index.js').WebSocketConstructor} */ (/** @type {unknown} */ (WebSocket)),
   };
   before(async () => {
-    const s = await startServer(stateDir, ['--insecure', '--checksum-interval', '1', ...args]);
+    const s = await startServer(stateDir, ['--checksum-interval', '1', ...args]);
     ctx.url = s.url;
     ctx.proc = s.proc;
-    ctx.proxy = await startCutProxy(s.port);
+    const ca = readFileSync(join(stateDir, 'dev-ca.pem'));
+    ctx.WebSocket = class TrustingWebSocket extends WebSocket {
+      /** @param {string} u @param {string | string[]} protocols */
+      constructor(u, protocols) {
+        super(u, protocols, { ca });
+      }
+    };
+    ctx.proxy = await startFaultProxy({ python: PYTHON, root: ROOT, targetPort: s.port });
   });
   after(async () => {
     await ctx.proxy?.close();
@@ -70,8 +80,9 @@ function serverWithProxy(args) {
  * @param {Partial<import('../src/index.js').ConnectOptions>} [opts] alice's
  */
 async function twoPlayers(ctx, room, opts = {}) {
-  const proxy = /** @type {CutProxy} */ (ctx.proxy);
-  const base = { room, game: 'arena', WebSocket, predict: arena.predict, snapDistance: arena.snapDistance };
+  const proxy = /** @type {FaultProxy} */ (ctx.proxy);
+  assert.match(ctx.url, /^wss:\/\//);
+  const base = { room, game: 'arena', WebSocket: ctx.WebSocket, predict: arena.predict, snapDistance: arena.snapDistance };
   const alice = connect(proxy.url, { ...base, token: () => token(ctx.stateDir, `alice-${room}`), ...opts });
   const aliceLog = record(alice);
   await alice.ready;
@@ -84,7 +95,7 @@ async function twoPlayers(ctx, room, opts = {}) {
   return { proxy, alice, bob, aliceLog, bobLog };
 }
 
-describe('resuming against a real server (v2, through a cut proxy)', { skip: SKIP }, () => {
+describe('resuming against a real server (v2, wss://, through tools/faultproxy.py)', { skip: SKIP }, () => {
   const ctx = serverWithProxy(['--seat-hold', '20']);
 
   test('a cut with no close frame, the network back 1.5 s later: same seat, same entity, 0 desyncs, back within 1 s', async (t) => {
@@ -103,7 +114,7 @@ describe('resuming against a real server (v2, through a cut proxy)', { skip: SKI
     alice.setInput({ dx: 1, dy: 0.5 });
     await until(() => alice.lastAcked >= 10, 'alice playing');
 
-    proxy.cut();
+    await proxy.cut();
     const cutAt = Date.now();
     await until(() => alice.state === 'reconnecting', 'alice noticing the cut', 2000);
     const noticedMs = Date.now() - cutAt;
@@ -111,7 +122,7 @@ describe('resuming against a real server (v2, through a cut proxy)', { skip: SKI
     for (let i = 0; i < 5; i++) assert.ok(alice.sendInput({ dx: -1, dy: 0 }) > 0, 'inputs are kept while reconnecting');
     await sleep(1500);
     assert.equal(alice.state, 'reconnecting');
-    proxy.restore();
+    await proxy.restore();
     const backAt = Date.now();
     await until(() => aliceLog.some((e) => e.event === 'resumed'), 'the resume', 5000);
     const resumed = /** @type {any} */ (aliceLog.find((e) => e.event === 'resumed'));
@@ -148,14 +159,14 @@ describe('resuming against a real server (v2, through a cut proxy)', { skip: SKI
     const id = avatarOf(alice)?.id;
     alice.setInput({ dx: 0, dy: 1 });
     await until(() => alice.lastAcked >= 5, 'alice playing');
-    proxy.stall();
+    await proxy.stall();
     const stallAt = Date.now();
     await until(() => alice.state === 'reconnecting', 'the stall detector', 3000);
     const noticed = Date.now() - stallAt;
     assert.ok(noticed >= 700 && noticed < 1500, `noticed after ${noticed} ms`);
     assert.equal(aliceLog[0].reason, 'stall');
     await until(() => aliceLog.some((e) => e.event === 'reconnecting' && e.reason === 'timeout'), 'an attempt timing out in the silence', 4000);
-    proxy.restore();
+    await proxy.restore();
     await until(() => alice.stats.resumes === 1, 'the resume', 5000);
     assert.equal(alice.player, player);
     assert.equal(avatarOf(alice)?.id, id);
@@ -193,9 +204,9 @@ describe('resuming against a real server (v2, through a cut proxy)', { skip: SKI
 
   test('a server gone for good: attempts run out, lost (gave-up) and close', async () => {
     const { proxy, alice, bob, aliceLog } = await twoPlayers(ctx, 'gone', { maxAttempts: 4 });
-    proxy.cut(); // and never restored
+    await proxy.cut(); // and never restored
     await until(() => alice.state === 'closed', 'the end', 10_000);
-    proxy.restore();
+    await proxy.restore();
     assert.deepEqual(aliceLog.map((e) => e.event), ['reconnecting', 'reconnecting', 'reconnecting', 'reconnecting', 'lost', 'close']);
     assert.equal(aliceLog[4].reason, 'gave-up');
     assert.equal(aliceLog[4].final, true);
@@ -212,11 +223,11 @@ describe('a seat hold that expires (--seat-hold 1)', { skip: SKIP }, () => {
     const oldPlayer = alice.player;
     const oldId = /** @type {import('../src/index.js').Int} */ (avatarOf(alice)?.id);
     assert.equal(alice.joined?.seatHoldMs, 1000);
-    proxy.cut();
+    await proxy.cut();
     await until(() => alice.state === 'reconnecting', 'the cut noticed');
     // the hold is counted by the room: alice's avatar stays for ~1 s, then on_leave removes it
     await until(() => !bob.replica?.get(oldId), "alice's avatar removed when the hold expired", 5000);
-    proxy.restore();
+    await proxy.restore();
     await until(() => alice.state === 'playing' && alice.player != oldPlayer, 'the fresh join', 5000);
     const lost = /** @type {any} */ (aliceLog.find((e) => e.event === 'lost'));
     assert.equal(lost.reason, 'seat-lost');

@@ -26,6 +26,8 @@ export const ROOT = fileURLToPath(new URL('../../../../', import.meta.url));
 export const ARTIFACTS = fileURLToPath(new URL('../artifacts/', import.meta.url));
 const BIN = process.env.GAMESERVER_PYTHON ? dirname(process.env.GAMESERVER_PYTHON) : join(ROOT, '.venv', 'bin');
 export const ON_CI = process.env.CI === 'true';
+/** The project's Python (its .venv), for tools/ scripts. */
+export const PYTHON = join(BIN, 'python');
 
 export const BROWSERS = {
   chromium: process.env.CHROMIUM || '/usr/bin/chromium',

@@ -1,6 +1,7 @@
 // The browser SDK resumes after the connection is cut: headless Chromium and Firefox, the demo
-// page loaded through a TCP proxy (../cutproxy.js) in front of a real server, the proxy cut
-// with no close frame and no TLS close, the network back a second later. The page must be back
+// page loaded through the project's fault proxy (tools/faultproxy.py, ../faultproxy.js) in
+// front of a real server, every connection cut with RST (no close frame, no TLS close) and new
+// ones refused, the network back a second later. The page must be back
 // in the same seat (same player number, same entity) with no desync, having said so on its
 // status line, and without joining again. (The page, from the proxy's origin, gets a signed
 // token in its URL fragment: the server's guest tokens are for its own pages only.)
@@ -12,8 +13,8 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
-import { startCutProxy } from '../cutproxy.js';
-import { ARTIFACTS, BROWSERS, launch, playerToken, removeDir, skipReason, sleep, startServer, stop, tempDir, waitFor } from './harness.js';
+import { startFaultProxy } from '../faultproxy.js';
+import { ARTIFACTS, BROWSERS, PYTHON, ROOT, launch, playerToken, removeDir, skipReason, sleep, startServer, stop, tempDir, waitFor } from './harness.js';
 
 /** @typedef {import('./harness.js').DemoStats} DemoStats */
 /** @typedef {import('puppeteer-core').Browser} Browser */
@@ -28,16 +29,15 @@ function resumeTest(kind) {
     const stateDir = join(dir, 'state');
     /** @type {Awaited<ReturnType<typeof startServer>> | undefined} */
     let server;
-    /** @type {Awaited<ReturnType<typeof startCutProxy>> | undefined} */
+    /** @type {import('../faultproxy.js').FaultProxy | undefined} */
     let proxy;
     /** @type {Browser | undefined} */
     let browser;
 
     before(async () => {
-      proxy = await startCutProxy(0, 'wss');
-      // the page comes from the proxy's origin, so the server must allow it
-      server = await startServer(stateDir, ['--allow-origin', `https://127.0.0.1:${proxy.port}`, '--seat-hold', '20']);
-      proxy.setTarget(Number(new URL(server.url).port));
+      // the page comes from the proxy's origin (a port the server does not know yet): allow any
+      server = await startServer(stateDir, ['--allow-origin', '*', '--seat-hold', '20']);
+      proxy = await startFaultProxy({ python: PYTHON, root: ROOT, targetPort: Number(new URL(server.url).port) });
     });
     after(async () => {
       await browser?.close().catch(() => {});
@@ -77,7 +77,7 @@ function resumeTest(kind) {
       await page.keyboard.down('ArrowRight');
       await waitFor(page, (s) => s.checksumsVerified >= 20, 'some play', 10_000);
 
-      proxy.cut();
+      await proxy.cut();
       const cutAt = Date.now();
       st = await waitFor(page, (s) => s.state === 'reconnecting', 'the page to notice the cut', 5000);
       const noticedMs = Date.now() - cutAt;
@@ -85,7 +85,7 @@ function resumeTest(kind) {
       await sleep(1000);
       st = await stats(page);
       assert.equal(st.state, 'reconnecting', 'still down while the network is');
-      proxy.restore();
+      await proxy.restore();
       const backAt = Date.now();
       st = await waitFor(page, (s) => s.resumes === 1 && s.state === 'playing', 'the resume', 10_000);
       const resumedMs = Date.now() - backAt;
