@@ -27,7 +27,7 @@ from collections.abc import Iterable
 from shared import wire
 from shared.errors import LocalProtocolError
 from shared.protocol import Kind
-from shared.schema import Entity, EntityType
+from shared.schema import Entity, EntityType, FieldKind
 from shared.state import (
     FLAG_BASE,
     FLAG_CHECKSUM,
@@ -38,6 +38,66 @@ from shared.state import (
 )
 
 _HEAD = bytes((Kind.DELTA, FLAG_CHECKSUM | FLAG_BASE))
+#: how to step over one field's bytes without decoding it: a width, or one of these
+_VARINT = 0
+_STRING = -1
+_WIDTHS = {
+    FieldKind.BOOL: 1,
+    FieldKind.U8: 1,
+    FieldKind.I8: 1,
+    FieldKind.U16: 2,
+    FieldKind.I16: 2,
+    FieldKind.U32: 4,
+    FieldKind.I32: 4,
+    FieldKind.VARUINT: _VARINT,
+    FieldKind.VARINT: _VARINT,
+    FieldKind.STRING: _STRING,
+}
+_MAX_PLANS = 4096
+
+#: a skip plan: the total width when every field is fixed-width, else one step per field
+Plan = int | tuple[int, ...]
+
+
+def field_steps(etype: EntityType) -> tuple[int, ...]:
+    """For each field of ``etype``, how to step over its encoded bytes."""
+    steps = []
+    for ftype in etype.types:
+        if ftype.kind == FieldKind.FLOAT:
+            steps.append(int(ftype.width))  # type: ignore[attr-defined]
+        elif ftype.kind in _WIDTHS:
+            steps.append(_WIDTHS[ftype.kind])
+        else:  # pragma: no cover - a new field kind needs a line above
+            raise LocalProtocolError(f"delta history cannot skip a {ftype.kind.name} field")
+    return tuple(steps)
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    result = 0
+    shift = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return result, pos
+        shift += 7
+
+
+def _skip(data: bytes, pos: int, plan: Plan) -> int:
+    if isinstance(plan, int):
+        return pos + plan
+    for step in plan:
+        if step > 0:
+            pos += step
+        elif step == _VARINT:
+            while data[pos] >= 0x80:
+                pos += 1
+            pos += 1
+        else:
+            n, pos = _varint(data, pos)
+            pos += n
+    return pos
 
 
 class DeltaHistory:
@@ -53,6 +113,8 @@ class DeltaHistory:
         # (tick, delta, ids of the entities it removes that an earlier delta carried)
         self._entries: deque[tuple[int, bytes, tuple[int, ...]]] = deque()
         self._removed_types: dict[int, EntityType] = {}
+        self._steps: dict[int, tuple[int, ...]] = {}  # type id -> field_steps
+        self._plans: dict[tuple[int, int], Plan] = {}  # (type id, mask) -> plan
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -99,6 +161,20 @@ class DeltaHistory:
         entries = self._entries
         return bool(entries) and entries[-1][0] == tick and entries[0][0] - 1 <= have_tick < tick
 
+    def _plan(self, etype: EntityType, mask: int) -> Plan:
+        key = (etype.type_id, mask)
+        plan = self._plans.get(key)
+        if plan is None:
+            steps = self._steps.get(etype.type_id)
+            if steps is None:
+                steps = self._steps[etype.type_id] = field_steps(etype)
+            chosen = tuple(step for i, step in enumerate(steps) if mask >> i & 1)
+            plan = sum(chosen) if all(step > 0 for step in chosen) else chosen
+            if len(self._plans) >= _MAX_PLANS:
+                self._plans.clear()
+            self._plans[key] = plan
+        return plan
+
     def catch_up(self, have_tick: int, tick: int, state: State) -> bytes | None:
         """The catch-up DELTA from ``have_tick`` to ``tick``, the tick ``state`` is at (the
         last recorded one); None if the history does not reach back to ``have_tick``."""
@@ -107,60 +183,102 @@ class DeltaHistory:
         schema_types = state.schema.types
         entities = state.entities
         removed_types = self._removed_types
+        plans = self._plans
+        plan_for = self._plan
         created: dict[int, EntityType] = {}  # created since the base and alive so far
         masks: dict[int, int] = {}  # existed at the base: union of change masks
         removed: set[int] = set()  # existed at the base, gone
         acks: dict[int, int] = {}  # player -> summed increment; 0 = left
-
-        def type_of(eid: int) -> EntityType:
-            ent = entities.get(eid)
-            if ent is not None:
-                return ent.etype
-            etype = removed_types.get(eid)
-            if etype is None:
-                raise LocalProtocolError(f"delta history lost the type of entity {eid}")
-            return etype
-
         entries = self._entries
         for i in range(have_tick - entries[0][0] + 1, len(entries)):
-            r = wire.Reader(entries[i][1], 1)
-            flags = r.u8()
-            r.varint()  # tick
-            if flags & FLAG_CHECKSUM:
-                r.fixed(4)
-            for _ in range(r.varint()):
-                player = r.varint()
-                inc = r.varint()
-                if inc == 0:
-                    acks[player] = 0
-                elif acks.get(player, -1) != 0:
-                    acks[player] = acks.get(player, 0) + inc
-            for _ in range(r.varint()):
-                eid = r.varint()
-                etype = schema_types[r.varint()]
-                for dec in etype.decoders:
-                    dec(r)
+            data = entries[i][1]
+            # kind, flags, tick, [checksum]: the recorded deltas never have the BASE flag
+            pos = 2
+            while data[pos] >= 0x80:
+                pos += 1
+            pos += 1
+            if data[1] & FLAG_CHECKSUM:
+                pos += 4
+            n = data[pos]
+            if n < 0x80:
+                pos += 1
+            else:
+                n, pos = _varint(data, pos)
+            for _ in range(n):
+                player = data[pos]
+                if player < 0x80:
+                    pos += 1
+                else:
+                    player, pos = _varint(data, pos)
+                inc = data[pos]
+                if inc < 0x80:
+                    pos += 1
+                else:
+                    inc, pos = _varint(data, pos)
+                prev = acks.get(player)
+                if inc == 0 or prev is None:
+                    acks[player] = inc
+                elif prev:  # else the player left: it has no later increments
+                    acks[player] = prev + inc
+            n = data[pos]
+            if n < 0x80:
+                pos += 1
+            else:
+                n, pos = _varint(data, pos)
+            for _ in range(n):
+                eid, pos = _varint(data, pos)
+                type_id, pos = _varint(data, pos)
+                etype = schema_types[type_id]
                 created[eid] = etype
-            for _ in range(r.varint()):
-                eid = r.varint()
+                full = (1 << len(etype)) - 1
+                plan = plans.get((type_id, full))
+                pos = _skip(data, pos, plan_for(etype, full) if plan is None else plan)
+            n = data[pos]
+            if n < 0x80:
+                pos += 1
+            else:
+                n, pos = _varint(data, pos)
+            for _ in range(n):
+                eid = data[pos]
+                if eid < 0x80:
+                    pos += 1
+                else:
+                    eid, pos = _varint(data, pos)
                 known = created.get(eid)
-                etype = type_of(eid) if known is None else known
-                mask = r.fixed(etype.mask_bytes)
+                if known is not None:
+                    etype = known
+                elif (ent := entities.get(eid)) is not None:
+                    etype = ent.etype
+                elif (gone_type := removed_types.get(eid)) is not None:
+                    etype = gone_type
+                else:  # pragma: no cover - State.removal_log missed one
+                    raise LocalProtocolError(f"delta history lost entity {eid}'s type")
+                width = etype.mask_bytes
+                mask = (
+                    data[pos] if width == 1 else int.from_bytes(data[pos : pos + width], "little")
+                )
+                pos += width
                 if known is None:
                     masks[eid] = masks.get(eid, 0) | mask
-                decoders = etype.decoders
-                j = 0
-                m = mask
-                while m:
-                    if m & 1:
-                        decoders[j](r)
-                    m >>= 1
-                    j += 1
-            for _ in range(r.varint()):
-                eid = r.varint()
+                plan = plans.get((etype.type_id, mask))
+                if plan is None:
+                    plan = plan_for(etype, mask)
+                if type(plan) is int:
+                    pos += plan
+                else:
+                    pos = _skip(data, pos, plan)
+            n = data[pos]
+            if n < 0x80:
+                pos += 1
+            else:
+                n, pos = _varint(data, pos)
+            for _ in range(n):
+                eid, pos = _varint(data, pos)
                 if created.pop(eid, None) is None:
                     removed.add(eid)
                     masks.pop(eid, None)
+            if pos != len(data):  # pragma: no cover - our own bytes
+                raise LocalProtocolError(f"delta history misread tick {entries[i][0]}")
         born = sorted(created)
         patched = sorted(masks)
         gone = sorted(removed)

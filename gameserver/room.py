@@ -172,6 +172,8 @@ class Room:
         state = self.ctx.state
         state.encode_delta(0, (), False)
         self.history: DeltaHistory | None = None
+        # catch-ups built after the last tick, by base: resumes in one tick share them
+        self._catch_ups: tuple[int, dict[int, bytes | None]] = (0, {})
         if config.history_ticks > 0:
             self.history = DeltaHistory(config.history_ticks, config.history_bytes)
             state.removal_log = []
@@ -475,11 +477,19 @@ class Room:
         delta would be no smaller than the snapshot. Call it between ticks (right after
         ``tick()``), never from inside a game hook."""
         history = self.history
-        if history is None or not 0 < have_tick < self.state_tick:
+        now = self.state_tick
+        if history is None or not 0 < have_tick < now:
             return None
-        data = history.catch_up(have_tick, self.state_tick, self.ctx.state)
-        if data is None or len(data) >= len(self.snapshot()):
-            return None
+        at, built = self._catch_ups
+        if at != now:
+            built = {}
+            self._catch_ups = (now, built)
+        elif have_tick in built:
+            return built[have_tick]
+        data = history.catch_up(have_tick, now, self.ctx.state)
+        if data is not None and len(data) >= len(self.snapshot()):
+            data = None
+        built[have_tick] = data
         return data
 
     def players(self) -> Iterable[Player]:

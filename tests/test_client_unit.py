@@ -30,7 +30,7 @@ from clients.client import (
 )
 from gameserver.game import Player
 from gameserver.games.arena import INPUT, Arena
-from gameserver.room import Room, RoomConfig, RoomFull, TickOutput
+from gameserver.room import Room, RoomConfig, RoomFull
 from shared.errors import LocalProtocolError, RemoteProtocolError
 from shared.messages import (
     Close,
@@ -39,90 +39,15 @@ from shared.messages import (
     Event,
     Input,
     Join,
+    Joined,
     Leave,
     RoomEvent,
     parse_client_message,
+    parse_server_message,
 )
-from shared.protocol import SUBPROTOCOL, CloseCode, Kind
+from shared.protocol import SUBPROTOCOL_V1, CloseCode, subprotocol_for
 from shared.replica import DesyncError
-
-# ================================================================ sans-IO harness
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def corrupt_checksum(delta: bytes) -> bytes:
-    """Flip a bit of a DELTA's checksum (the delta must carry one)."""
-    assert delta[0] == Kind.DELTA and delta[1] & 0x01
-    # kind, flags, tick varint, then 4 checksum bytes
-    pos = 2
-    while delta[pos] & 0x80:
-        pos += 1
-    pos += 1
-    return delta[:pos] + bytes((delta[pos] ^ 0x01,)) + delta[pos + 1 :]
-
-
-class Harness:
-    """A pure Room on one side, a socketless GameClient on the other."""
-
-    def __init__(self, *, checksum_interval: int = 1, raise_on_desync: bool = True) -> None:
-        self.room = Room("r", Arena, RoomConfig(checksum_interval=checksum_interval, seed=7))
-        self.clock = FakeClock()
-        self.sent: list[bytes] = []
-        self.client = GameClient(self._send, raise_on_desync=raise_on_desync, clock=self.clock)
-        self.player: Player | None = None
-        self.deliver = True  # False: messages the client sends are lost
-
-    async def _send(self, data: bytes) -> None:
-        self.sent.append(data)
-        assert self.player is not None
-        if not self.deliver:
-            return
-        msg = parse_client_message(data, self.room.input_schema)
-        if isinstance(msg, Input):
-            self.room.push_input(self.player.number, msg.seq, msg.codes)
-        elif isinstance(msg, Event):
-            self.room.push_event(self.player.number, msg.name, msg.data)
-
-    def _events(self, out: TickOutput) -> None:
-        assert self.player is not None
-        for frame, target in out.events:
-            if target in (None, self.player.number):
-                self.client.handle_message(frame)
-
-    def join(self) -> None:
-        self.player = self.room.seat("p1", "alice")
-        out = self.room.tick()
-        assert out.joined == (self.player,)
-        self.client.handle_message(self.room.joined_message(self.player))
-        self.client.handle_message(self.room.snapshot())
-        self._events(out)
-
-    def tick(self, transform: Callable[[bytes], bytes] = lambda b: b) -> TickOutput:
-        out = self.room.tick()
-        self.client.handle_message(transform(out.delta))
-        self._events(out)
-        return out
-
-    def assert_converged(self) -> None:
-        state = self.room.ctx.state
-        replica = self.client.replica
-        assert replica.tick == self.room.state_tick
-        assert {e.id: (e.etype.name, list(e.codes)) for e in replica} == {
-            e.id: (e.etype.name, list(e.codes)) for e in state
-        }
-        assert replica.checksum() == state.checksum()
-        # a new player's ack of 0 reaches others only in snapshots, not deltas: drop zeros
-        assert {p: s for p, s in replica.acks.items() if s} == {
-            p: s for p, s in self.room.acks.items() if s
-        }
-
+from tests.sdk_fakes import Harness, corrupt_checksum
 
 # ================================================================ message handling
 
@@ -414,6 +339,8 @@ class FakeServer:
 
     tick_rate: int = 50
     max_players: int = 8
+    #: the protocol version it speaks (and selects): v1 by default, where no seat is resumed
+    version: int = 1
     #: a function (room name, player number, frame) -> frame applied to each DELTA sent
     tamper: Callable[[str, int, bytes], bytes] | None = None
     rooms: dict[str, Room] = attrs.Factory(dict)
@@ -421,6 +348,8 @@ class FakeServer:
     sockets: dict[tuple[str, int], WebSocketConnection] = attrs.Factory(dict)
     received: list[Any] = attrs.Factory(list)
     close_codes: list[int | None] = attrs.Factory(list)
+    #: the subprotocols each client offered
+    offered: list[tuple[str, ...]] = attrs.Factory(list)
     nursery: trio.Nursery | None = None
     port: int = 0
 
@@ -428,12 +357,20 @@ class FakeServer:
     def url(self) -> str:
         return f"ws://127.0.0.1:{self.port}"
 
+    def joined(self, room: Room, player: Player) -> bytes:
+        """The room's JOINED in this server's version (v2: no resume token, so no resume)."""
+        msg = parse_server_message(room.joined_message(player))
+        assert isinstance(msg, Joined)
+        return attrs.evolve(msg, version=self.version).to_bytes()
+
     async def handler(self, request: WebSocketRequest) -> None:
-        if SUBPROTOCOL not in request.proposed_subprotocols:
-            await request.reject(400, body=b"offer gamesync.v1")
+        subprotocol = subprotocol_for(self.version)
+        if subprotocol not in request.proposed_subprotocols:
+            await request.reject(400, body=f"offer {subprotocol}".encode())
             return
-        ws = await request.accept(subprotocol=SUBPROTOCOL)
-        join = parse_client_message(_binary(await ws.get_message()))
+        ws = await request.accept(subprotocol=subprotocol)
+        self.offered.append(tuple(request.proposed_subprotocols))
+        join = parse_client_message(_binary(await ws.get_message()), version=self.version)
         assert isinstance(join, Join)
         room = self.rooms.get(join.room)
         if room is None:
@@ -491,7 +428,7 @@ class FakeServer:
             for p in out.joined:
                 box = self.outboxes.get((room.name, p.number))
                 if box is not None:
-                    box.send_nowait(room.joined_message(p))
+                    box.send_nowait(self.joined(room, p))
                     box.send_nowait(room.snapshot())
             for (name, number), box in list(self.outboxes.items()):
                 if name == room.name and number not in joined:
@@ -625,7 +562,7 @@ async def test_connect_errors(fake_server: FakeServer) -> None:
 
 async def test_join_timeout(nursery: trio.Nursery) -> None:
     async def mute(request: WebSocketRequest) -> None:
-        await request.accept(subprotocol=SUBPROTOCOL)
+        await request.accept(subprotocol=SUBPROTOCOL_V1)
         await trio.sleep_forever()
 
     server = await nursery.start(serve_websocket, mute, "127.0.0.1", 0, None)

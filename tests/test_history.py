@@ -6,7 +6,7 @@ replica at ``have_tick`` gives exactly the server's current state, checksum and 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 import pytest
@@ -22,17 +22,33 @@ from shared.messages import Delta, Snapshot, parse_server_message
 from shared.protocol import Kind
 from shared.replica import Replica
 from shared.schema import (
+    Bool,
     EntityType,
+    Float,
     InputSchema,
     InputValues,
+    Int16,
     Schema,
     String,
     UInt8,
+    UInt32,
+    VarInt,
     VarUInt,
 )
 from shared.state import FLAG_BASE, FLAG_CHECKSUM
 
-SMALL = EntityType("small", x=UInt8(), n=VarUInt(), tag=String(8))
+# every field kind; a Float of 3 bytes, a String long enough for a 2-byte length
+SMALL = EntityType(
+    "small",
+    x=UInt8(),
+    n=VarUInt(),
+    tag=String(200),
+    f=Float(0.0, 1000.0, 0.001),
+    b=Bool(),
+    i=Int16(),
+    v=VarInt(),
+    u=UInt32(),
+)
 WIDE = EntityType("wide", **{f"f{i}": UInt8() for i in range(10)})  # a 2-byte mask
 EMPTY = EntityType("empty")  # no fields at all
 SCHEMA = Schema(SMALL, WIDE, EMPTY)
@@ -43,10 +59,20 @@ TYPES = (SMALL, WIDE, EMPTY)
 def field_value(etype: EntityType, field: int, value: int) -> Any:
     ftype = etype.types[field]
     if isinstance(ftype, String):
-        return f"t{value % 50}"
+        return "t" * (value % 180)
     if isinstance(ftype, UInt8):
         return value % 256
-    return value
+    if isinstance(ftype, Float):
+        return value * 3.7 % 1000
+    if isinstance(ftype, Bool):
+        return value % 2 == 1
+    if isinstance(ftype, Int16):
+        return value * 211 % 60000 - 30000
+    if isinstance(ftype, VarInt):
+        return (value - 150) * 1_000_003
+    if isinstance(ftype, UInt32):
+        return value * 12_345_679 % 2**32
+    return value * 1_000_003
 
 
 class Scripted(Game):
@@ -55,12 +81,14 @@ class Scripted(Game):
     name = "scripted"
     schema = SCHEMA
     input_schema = INPUT
+    #: entities made at tick 0 (past 127: ids and counts of 2-byte varints)
+    initial: ClassVar[int] = 2
 
     def __init__(self, ctx: RoomContext) -> None:
         super().__init__(ctx)
         self.plan: list[tuple[Any, ...]] = []
-        self.state.spawn(SMALL, x=1)
-        self.state.spawn(WIDE, f3=3)
+        for i in range(self.initial):
+            self.state.spawn(WIDE, f3=i % 256) if i % 2 else self.state.spawn(SMALL, x=i % 256)
 
     def on_input(self, player: Any, inp: InputValues) -> None:
         pass
@@ -88,8 +116,8 @@ class Scripted(Game):
 
 entity_ops = st.one_of(
     st.tuples(st.just("spawn"), st.integers(0, 2), st.integers(0, 300)),
-    st.tuples(st.just("set"), st.integers(0, 99), st.integers(0, 9), st.integers(0, 300)),
-    st.tuples(st.just("remove"), st.integers(0, 99)),
+    st.tuples(st.just("set"), st.integers(0, 999), st.integers(0, 9), st.integers(0, 300)),
+    st.tuples(st.just("remove"), st.integers(0, 999)),
 )
 player_ops = st.one_of(
     st.tuples(st.just("join")),
@@ -142,10 +170,13 @@ def run_script(
     script: list[tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]],
     history_ticks: int,
     history_bytes: int,
+    initial: int = 2,
+    seq_step: int = 1,
 ) -> tuple[Room, Replica, list[Seen]]:
+    game_cls = type("ScriptedN", (Scripted,), {"initial": initial})
     room = Room(
         "h",
-        Scripted,
+        game_cls,
         RoomConfig(
             max_players=6,
             checksum_interval=3,
@@ -171,7 +202,7 @@ def run_script(
             elif op[0] == "input" and numbers:
                 number = numbers[op[1] % len(numbers)]
                 for _ in range(op[2]):
-                    seqs[number] = seqs.get(number, 0) + 1
+                    seqs[number] = seqs.get(number, 0) + seq_step
                     room.push_input(number, seqs[number], (0,))
         game = room.game
         assert isinstance(game, Scripted)
@@ -231,11 +262,19 @@ def check_catch_ups(room: Room, truth: Replica, history: list[Seen]) -> int:
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(ticks_strategy, st.integers(1, 40))
+@given(
+    ticks_strategy,
+    st.integers(1, 40),
+    st.sampled_from([2, 2, 150]),  # 150: 2-byte ids and counts
+    st.sampled_from([1, 1, 200]),  # 200: 2-byte ack increments
+)
 def test_catch_up_lands_on_the_current_state(
-    script: list[tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]], history_ticks: int
+    script: list[tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]],
+    history_ticks: int,
+    initial: int,
+    seq_step: int,
 ) -> None:
-    room, truth, history = run_script(script, history_ticks, 1 << 20)
+    room, truth, history = run_script(script, history_ticks, 1 << 20, initial, seq_step)
     checked = check_catch_ups(room, truth, history)
     assert checked == min(history_ticks, len(script))
 

@@ -182,6 +182,25 @@ def test_metric_types() -> None:
     assert types["gameserver_tick_seconds"] == "histogram"
 
 
+def test_resume_metrics() -> None:
+    """gamesync.v2: resumes, refusals by reason, seats held (gauge), expired, resyncs."""
+    stats = ServerStats(resumes=4, seats_held=2, seats_expired=3, resyncs=5, resyncs_limited=6)
+    stats.resume_refusals["seat_lost"] += 1
+    stats.resume_refusals["resume_replayed"] += 2
+    registry, *_ = make(stats=stats)
+    s = scrape(registry)
+    assert s["gameserver_resumes_total", ()] == 4
+    assert s["gameserver_seats_held", ()] == 2
+    assert s["gameserver_seats_expired_total", ()] == 3
+    assert s["gameserver_resyncs_total", ()] == 5
+    assert s["gameserver_resyncs_limited_total", ()] == 6
+    assert s["gameserver_resumes_refused_total", (("reason", "seat_lost"),)] == 1
+    assert s["gameserver_resumes_refused_total", (("reason", "resume_replayed"),)] == 2
+    types = families(registry)
+    assert types["gameserver_seats_held"] == "gauge"
+    assert types["gameserver_resumes"] == types["gameserver_resumes_refused"] == "counter"
+
+
 def test_values_are_read_at_each_scrape() -> None:
     rooms = FakeRooms()
     registry, stats, _, _ = make(rooms=rooms)

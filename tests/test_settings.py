@@ -178,3 +178,21 @@ def test_describe_is_a_config_file_that_reproduces_the_settings(tmp_path: Path) 
 def test_unknown_gameserver_variables_are_reported() -> None:
     env = {"GAMESERVER_MAX_ROOM": "5", "GAMESERVER_PORT": "1", "GAMESERVER_SECRET": "x"}
     assert unknown_environment(env) == ["GAMESERVER_MAX_ROOM"]
+
+
+def test_resume_settings() -> None:
+    """--seat-hold (default: each game's own; 0 turns holds off), --resume-history and the
+    RESYNC limit reach ServerConfig; out of range is the user's one-line mistake."""
+    s = resolve(SERVE_SETTINGS, {}, {})
+    config = s.server_config()
+    assert config.seat_hold is None and config.resume_history == 10.0
+    assert (config.resync_interval, config.resync_burst) == (2.0, 2.0)
+    flags = {"seat-hold": "0", "resume-history": "3.5", "resync-interval": "1", "resync-burst": "4"}
+    config = resolve(SERVE_SETTINGS, flags, {}).server_config()
+    assert config.seat_hold == 0.0 and config.resume_history == 3.5
+    assert (config.resync_interval, config.resync_burst) == (1.0, 4.0)
+    env = {"GAMESERVER_SEAT_HOLD": "45"}
+    assert resolve(SERVE_SETTINGS, {}, env).server_config().seat_hold == 45.0
+    for name, value in [("seat-hold", "-1"), ("resume-history", "601"), ("resync-interval", "0")]:
+        with pytest.raises(SettingError, match=name):
+            resolve(SERVE_SETTINGS, {name: value}, {})

@@ -201,7 +201,7 @@ def test_events_are_relayed_to_everyone_or_sent_to_one() -> None:
 
 
 def test_leaving_and_dropping_free_the_seat_and_stop_delivery() -> None:
-    h = RoomHarness(Echo)
+    h = RoomHarness(Echo, seat_hold=0)  # no holds: a dropped connection leaves at once
     alice, bob, carol = h.join("alice"), h.join("bob"), h.join("carol")
     h.tick()
     alice.leave()
@@ -397,3 +397,63 @@ def test_replicas_stay_in_sync_whatever_the_players_do(
     h.tick()
     h.assert_in_sync()
     assert all(not c.desyncs for c in h.clients)
+
+
+def test_a_dropped_player_is_held_and_resumes_with_a_catch_up() -> None:
+    from gameserver.games.arena import Arena
+
+    h = RoomHarness(Arena, seed=3)
+    alice, bob = h.join("alice"), h.join("bob")
+    h.tick()
+    for _ in range(10):
+        alice.input(dx=1.0)
+        h.tick()
+    avatar = alice.entities("player")
+    mine = next(e for e in avatar if e.owner == alice.number)
+    seen_tick = alice.tick
+    alice.drop()
+    assert alice.held and not alice.connected
+    assert alice.number in {p.number for p in h.players}  # still in the room
+    h.advance(1.0)  # bob plays on; alice's avatar stays, alice receives nothing
+    assert alice.tick == seen_tick and bob.tick == h.current_tick
+    server_avatar = h.entity(mine.id)
+    assert server_avatar is not None and not h.room.player(alice.number).connected
+    alice.resume()
+    h.tick()
+    assert alice.joined is not None and alice.joined.resumed
+    assert alice.joined.input_seq == 10
+    assert isinstance(alice.last_update, Delta) and alice.last_update.base == seen_tick
+    assert alice.resumes == 1 and not alice.desyncs
+    h.assert_in_sync()
+    assert alice.input(dx=-1.0) == 11  # numbering goes on
+    h.tick()
+    h.assert_in_sync()
+    # without state (a reloaded page that kept only its token) it gets a snapshot
+    alice.drop()
+    h.tick()
+    alice.resume(keep_state=False)
+    h.tick()
+    assert isinstance(alice.last_update, Snapshot)
+    h.assert_in_sync()
+
+
+def test_a_hold_that_runs_out_leaves_and_a_held_seat_can_be_taken_over() -> None:
+    from gameserver.games.arena import Arena
+
+    h = RoomHarness(Arena, seat_hold=1.0)
+    alice, bob = h.join("alice"), h.join("bob")
+    h.tick()
+    alice.drop()
+    h.advance(1.0)
+    h.tick()
+    assert alice.expired and not alice.held
+    assert [p.id for p in h.players] == ["bob"]
+    assert all(e.owner != alice.number for e in h.entities("player"))
+    with pytest.raises(RuntimeError, match="no held seat"):
+        alice.resume()
+    bob.drop()
+    bob2 = h.join("bob")  # a fresh JOIN of the same player id gives up the held seat
+    assert bob.close_code == CloseCode.REPLACED and bob2.number != bob.number
+    h.tick()
+    assert [p.id for p in h.players] == ["bob"]
+    h.assert_in_sync()

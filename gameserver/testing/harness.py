@@ -17,6 +17,12 @@ those bytes with the ``shared`` codecs into a :class:`~shared.replica.Replica`, 
 server's checksums as a real client does. Inputs and events are encoded and parsed back through
 the wire codec too, so a game sees quantized values exactly as the server would.
 
+A lost connection is held as on the server: ``client.drop()`` keeps the seat for the game's
+``seat_hold`` (``on_drop`` runs at the next tick), ``client.resume()`` takes it back (``on_resume``,
+then a resumed JOINED and a catch-up DELTA from the client's tick, or a SNAPSHOT), and a hold
+that runs out leaves as LEAVE does (``on_leave``). Resume tokens are the server's business and
+are not modelled.
+
 What the harness leaves out is the network: no rate limits, no slow readers, no timeouts.
 Use the ``game_server`` pytest fixture (:mod:`gameserver.testing.pytest_plugin`) for those.
 """
@@ -31,7 +37,14 @@ from typing import Any, Generic, TypeVar
 import attrs
 
 from gameserver.game import MAX_TICK_RATE, Game, GameRegistry, Player
-from gameserver.room import PRIVATE_ROOM_RE, ROOM_NAME_RE, Room, RoomConfig, TickOutput
+from gameserver.room import (
+    PRIVATE_ROOM_RE,
+    ROOM_NAME_RE,
+    Room,
+    RoomConfig,
+    TickOutput,
+    ticks_for,
+)
 from gameserver.testing.sync import Difference, OutOfSync, compare
 from shared.messages import (
     Delta,
@@ -83,10 +96,15 @@ class HarnessClient:
         #: why the connection ended (NORMAL: left, GOING_AWAY: dropped, REPLACED); None = seated
         self.close_code: CloseCode | None = None
         self.last_update: Snapshot | Delta | None = None
+        #: the seat's hold ran out while the connection was lost (the player has left)
+        self.expired = False
+        #: how often this client resumed its held seat
+        self.resumes = 0
         self._replica: Replica | None = None
         self._need_snapshot = True
         self._next_seq = 1
         self._event_cursor = 0
+        self._resume_from: int | None = None  # the replica's tick when resume() was called
 
     def __repr__(self) -> str:
         state = "seated" if self.connected else f"closed {self.close_code!r}"
@@ -213,8 +231,26 @@ class HarnessClient:
         self._harness._close(self, CloseCode.NORMAL)
 
     def drop(self) -> None:
-        """Lose the connection without a goodbye; to the room this is the same as leaving."""
-        self._harness._close(self, CloseCode.GOING_AWAY)
+        """Lose the connection without a goodbye. The seat is held for the game's
+        ``seat_hold`` (the harness's ``seat_hold``): the entity stays, ``on_drop`` runs at the
+        next tick, nothing reaches this client until :meth:`resume`, and if the hold runs out
+        the player leaves (``on_leave``; :attr:`expired` becomes True). With holds off (or
+        before the player's join tick has run) this is the same as leaving."""
+        self._harness._drop(self)
+
+    @property
+    def held(self) -> bool:
+        """The connection is lost and the seat is held for a resume."""
+        return self.number in self._harness._held
+
+    def resume(self, *, keep_state: bool = True) -> None:
+        """Come back to the held seat, as a RESUME does: ``on_resume`` runs at the next tick,
+        which then sends a resumed JOINED and a catch-up DELTA from this client's tick (or a
+        SNAPSHOT, always with ``keep_state=False``, as for a client that kept only its token),
+        then the room events kept while it was away. Inputs the game had not applied are
+        forgotten: re-send them with :meth:`send_input` (their seqs are above
+        ``joined.input_seq``). Raises RuntimeError if the seat is not held."""
+        self._harness._resume(self, keep_state)
 
     def _check_connected(self, what: str) -> None:
         if not self.connected:
@@ -244,6 +280,16 @@ class HarnessClient:
             return None
         self.messages.append(msg)
         if isinstance(msg, Joined):
+            if msg.resumed:
+                if self.joined is None or msg.player != self.number:
+                    raise AssertionError(f"player {self.id!r} got a resumed JOINED for {msg}")
+                self.joined = msg
+                self._need_snapshot = False
+                if self._resume_from == 0:
+                    self._replica = Replica(msg.schema)
+                    self._need_snapshot = True
+                self._resume_from = None
+                return msg
             if self.joined is not None:
                 raise AssertionError(f"player {self.id!r} received a second JOINED")
             self.joined = msg
@@ -287,16 +333,34 @@ class RoomHarness(Generic[G]):
     ``config`` keywords override the room's settings (``seed``, ``tick_rate``,
     ``max_players``, ``checksum_interval``, ``input_queue_limit``, ``event_queue_limit``);
     by default the room runs at the game's own tick rate and size, as the server would make it.
-    ``history`` bounds each client's :attr:`HarnessClient.messages`.
+    ``seat_hold`` (seconds; default the game's ``seat_hold``, 0 = off) and ``resume_history``
+    (seconds of catch-up history, default 10) are the server's ``--seat-hold`` and
+    ``--resume-history``. ``history`` bounds each client's :attr:`HarnessClient.messages`.
     """
 
     def __init__(
-        self, game_cls: type[G], room: str = "test-room", *, history: int = 1000, **config: Any
+        self,
+        game_cls: type[G],
+        room: str = "test-room",
+        *,
+        history: int = 1000,
+        seat_hold: float | None = None,
+        resume_history: float = 10.0,
+        **config: Any,
     ) -> None:
         GameRegistry().register(game_cls)  # the server's own checks on a game class
         if not (ROOM_NAME_RE.fullmatch(room) or PRIVATE_ROOM_RE.fullmatch(room)):
             raise ValueError(f"room name {room!r}: 1-64 characters of A-Z a-z 0-9 _ . : -")
-        base = RoomConfig(max_players=game_cls.max_players, tick_rate=game_cls.tick_rate)
+        hold = game_cls.seat_hold if seat_hold is None else seat_hold
+        if hold < 0 or resume_history < 0:
+            raise ValueError("seat_hold and resume_history must not be negative")
+        rate = config.get("tick_rate", game_cls.tick_rate)
+        base = RoomConfig(
+            max_players=game_cls.max_players,
+            tick_rate=game_cls.tick_rate,
+            seat_hold_ticks=ticks_for(hold, rate) if rate > 0 else 0,
+            history_ticks=ticks_for(resume_history, rate) if rate > 0 else 0,
+        )
         cfg = attrs.evolve(base, **config)
         if not 1 <= cfg.tick_rate <= MAX_TICK_RATE:
             raise ValueError(f"tick_rate must be 1..{MAX_TICK_RATE}, got {cfg.tick_rate}")
@@ -307,6 +371,7 @@ class RoomHarness(Generic[G]):
         #: the last tick's output, as the server would route it (None before the first tick)
         self.last_output: TickOutput | None = None
         self._clients: dict[int, HarnessClient] = {}  # seated, by player number
+        self._held: dict[int, HarnessClient] = {}  # seats held for a resume, by player number
         self._by_id: dict[str, HarnessClient] = {}
         self._time_owed = 0.0  # seconds passed to advance() not yet worth a whole tick
 
@@ -387,12 +452,40 @@ class RoomHarness(Generic[G]):
         return client
 
     def _close(self, client: HarnessClient, code: CloseCode) -> None:
+        if self._held.pop(client.number, None) is not None:  # a held seat, taken over
+            client.close_code = code
+            del self._by_id[client.id]
+            self.room.unseat(client.number)
+            return
         if not client.connected:
             return
         client.close_code = code
         del self._clients[client.number]
         del self._by_id[client.id]
         self.room.unseat(client.number)
+
+    def _drop(self, client: HarnessClient) -> None:
+        if not client.connected:
+            return
+        if not self.room.detach(client.number):  # unseated instead: holds off, or too early
+            client.close_code = CloseCode.GOING_AWAY
+            del self._clients[client.number]
+            del self._by_id[client.id]
+            return
+        client.close_code = CloseCode.GOING_AWAY
+        del self._clients[client.number]
+        self._held[client.number] = client
+
+    def _resume(self, client: HarnessClient, keep_state: bool) -> None:
+        if self._held.get(client.number) is not client:
+            raise RuntimeError(f"player {client.id!r} has no held seat to resume")
+        del self._held[client.number]
+        self.room.reattach(client.number)
+        client.close_code = None
+        client.resumes += 1
+        replica = client._replica
+        client._resume_from = replica.tick if keep_state and replica is not None else 0
+        self._clients[client.number] = client
 
     # ------------------------------------------------------------ time
     def tick(self, n: int = 1) -> TickOutput:
@@ -446,6 +539,21 @@ class RoomHarness(Generic[G]):
                 joined.add(player.number)
                 client.receive(room.joined_message(player))
                 client.receive(room.snapshot())
+        for player in out.resumed:
+            client = clients.get(player.number)
+            if client is not None and client._resume_from is not None:
+                joined.add(player.number)
+                have = client._resume_from
+                client.receive(self._resumed_joined(player))
+                catch_up = room.catch_up(have) if have > 0 else None
+                client.receive(room.snapshot() if catch_up is None else catch_up)
+                for payload in room.take_held_events(player.number):
+                    client.receive(payload)
+        for player in out.expired:
+            gone = self._held.pop(player.number, None)
+            if gone is not None:
+                gone.expired = True
+                self._by_id.pop(gone.id, None)
         for number, client in clients.items():
             if number not in joined:
                 client.receive(out.delta)
@@ -455,6 +563,16 @@ class RoomHarness(Generic[G]):
                     client.receive(payload)
             elif (client := clients.get(target)) is not None:
                 client.receive(payload)
+
+    def _resumed_joined(self, player: Player) -> bytes:
+        room = self.room
+        game = room.game_cls
+        hold_ms = round(room.config.seat_hold_ticks * 1000 / room.config.tick_rate)
+        return Joined(
+            player.number, room.name, game.name, room.config.tick_rate, game.schema,
+            game.input_schema, resumed=True, seat_hold_ms=hold_ms,
+            input_seq=room.last_applied(player.number),
+        ).to_bytes()  # fmt: skip
 
     # ------------------------------------------------------------ checks
     def differences(self) -> list[Difference]:

@@ -34,7 +34,8 @@ import trio.testing
 
 from gameserver.auth import AuthFailure, mint_token
 from gameserver.server import GameServer, RoomHost, ServerConfig, Session
-from shared.messages import Close, Error, Input, Join, Joined, parse_server_message
+from shared import wire
+from shared.messages import Close, Error, Input, Join, Joined, Resume, parse_server_message
 from shared.protocol import SUBPROTOCOL, CloseCode, Kind
 from shared.wsframe import (
     OP_BINARY,
@@ -745,6 +746,134 @@ async def test_join_without_a_valid_token(
     assert code == CloseCode.UNAUTHORIZED
     assert auth_server.stats.refused[failure.value] == 1
     assert auth_server.stats.rooms_created == 1
+    await wrap_up(auth_server, observer, memory, logs)
+
+
+def _huge_token_resume() -> bytes:
+    # a token field that says 5000 bytes: over the 128-byte limit, refused unread
+    return b"\x05\x02" + wire.string(ROOM, 64) + wire.varint(5000) + b"A" * 200
+
+
+def _resume_token_of(length: int) -> bytes:
+    return Resume(ROOM, "A" * length, 1).to_bytes()
+
+
+@pytest.mark.parametrize(
+    ("payload", "code", "label", "text"),
+    [
+        (b"\x05", CloseCode.INVALID_PAYLOAD, "close_1007", "truncated"),
+        (b"\x05\x02\x09resu", CloseCode.INVALID_PAYLOAD, "close_1007", "truncated"),
+        (
+            Resume(ROOM, "tok", 1).to_bytes()[:-1],  # have_tick cut off
+            CloseCode.INVALID_PAYLOAD,
+            "close_1007",
+            "truncated",
+        ),
+        (_huge_token_resume(), CloseCode.INVALID_PAYLOAD, "close_1007", "exceeds limit 128"),
+        (_resume_token_of(128), CloseCode.UNAUTHORIZED, "resume_bad_token", "bad resume token"),
+        (
+            Resume(ROOM, "\u00e9t\u00e9 \U0001f600 !!", 1).to_bytes(),
+            CloseCode.UNAUTHORIZED,
+            "resume_bad_token",
+            "bad resume token",
+        ),
+        (
+            Resume(ROOM, "A" * 54, 1).to_bytes(),  # base64url of the right length, forged
+            CloseCode.UNAUTHORIZED,
+            "resume_bad_token",
+            "bad resume token",
+        ),
+        (
+            Resume("no such room!", "A" * 54, 1).to_bytes(),
+            CloseCode.UNAUTHORIZED,
+            "resume_bad_token",
+            "bad resume token",
+        ),
+        (
+            Resume(ROOM, "A" * 54, 1, version=1).to_bytes(),
+            CloseCode.PROTOCOL_ERROR,
+            "close_1002",
+            "protocol version 1",
+        ),
+        (
+            Resume(ROOM, "A" * 54, 1, version=9).to_bytes(),
+            CloseCode.PROTOCOL_ERROR,
+            "close_1002",
+            "protocol version 9",
+        ),
+        (
+            Resume(ROOM, "A" * 54, 1).to_bytes()[:-1] + b"\xff" * 9 + b"\x7f",  # > 64 bits
+            CloseCode.INVALID_PAYLOAD,
+            "close_1007",
+            "64 bits",
+        ),
+    ],
+    ids=[
+        "kind-only",
+        "truncated-room",
+        "truncated-tick",
+        "huge-token",
+        "long-garbage-token",
+        "unicode-token",
+        "forged-token",
+        "bad-room",
+        "version-1",
+        "version-9",
+        "huge-tick",
+    ],
+)
+async def test_malformed_resume(
+    auth_server: GameServer,
+    observer: Observer,
+    memory: MemoryProbe,
+    logs: pytest.LogCaptureFixture,
+    client_ssl: ssl.SSLContext,
+    autojump_clock: trio.testing.MockClock,
+    payload: bytes,
+    code: int,
+    label: str,
+    text: str,
+) -> None:
+    """A RESUME instead of JOIN that is cut short, too big, forged or of the wrong version:
+    ERROR with a clear text and the close code, counted under its label, never a seat, no
+    traceback in the log."""
+    observer.begin()
+    with trio.fail_after(30):
+        ws = await RawWS.open(auth_server.port, client_ssl)
+        await ws.send(payload)
+        told, close_code = await ws.until_closed()
+    assert [(type(m), m.code) for m in told] == [(Error, code)]
+    assert text in told[0].message, told[0].message
+    assert close_code == code
+    stats = auth_server.stats
+    counted = stats.refused if code == CloseCode.UNAUTHORIZED else stats.protocol_errors
+    assert counted[label] == 1
+    if code == CloseCode.UNAUTHORIZED:
+        assert stats.resume_refusals == {label: 1}
+    assert stats.resumes == 0
+    await wrap_up(auth_server, observer, memory, logs)
+
+
+async def test_a_resume_for_the_observers_seat_with_a_forged_token_changes_nothing(
+    auth_server: GameServer,
+    observer: Observer,
+    memory: MemoryProbe,
+    logs: pytest.LogCaptureFixture,
+    client_ssl: ssl.SSLContext,
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The observer's real token with its MAC flipped: 4001, and the observer plays on."""
+    token = observer.client.joined.resume_token
+    assert token
+    forged = token[:-2] + ("AA" if token[-2:] != "AA" else "BA")
+    observer.begin()
+    with trio.fail_after(30):
+        ws = await RawWS.open(auth_server.port, client_ssl)
+        await ws.send(Resume(ROOM, forged, observer.client.replica.tick).to_bytes())
+        told, close_code = await ws.until_closed()
+    assert [(type(m), m.code) for m in told] == [(Error, CloseCode.UNAUTHORIZED)]
+    assert close_code == CloseCode.UNAUTHORIZED
+    assert auth_server.stats.resume_refusals == {"resume_bad_token": 1}
     await wrap_up(auth_server, observer, memory, logs)
 
 
