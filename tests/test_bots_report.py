@@ -114,6 +114,22 @@ def test_merge_reports_combines_processes() -> None:
     json.dumps(report)
 
 
+def test_merge_reports_sums_drops_and_takes_resume_percentiles_over_every_resume() -> None:
+    a = _raw(drops=5, resumes=4, resume_failures=1, seats_lost=0, resume_ms=[50.0, 60.0, 70.0])
+    b = _raw(drops=101, resumes=101, seats_lost=2, resume_ms=[float(ms) for ms in range(100, 201)])
+    report = merge_reports([a, b, _raw()])  # the last process ran without --drop-every
+    assert (report["drops"], report["resumes"]) == (106, 105)
+    assert (report["resume_failures"], report["seats_lost"]) == (1, 2)
+    assert report["resume_ms"] == {"p50": 148.0, "p99": 199.0, "max": 200.0, "samples": 104}
+    assert merge_reports([_raw()])["resume_ms"] == {
+        "p50": None,
+        "p99": None,
+        "max": None,
+        "samples": 0,
+    }
+    assert merge_reports([_raw()])["drops"] == 0
+
+
 def test_merge_reports_without_players() -> None:
     report = merge_reports(
         [_raw(connected=0, failed=4, rates=[], window_s=0.0, errors={"connect": 4})]
@@ -267,6 +283,32 @@ def test_verdict() -> None:
     assert reasons[0].startswith("no bot is connected") and "--secret-file" in reasons[1]
 
 
+def test_verdict_of_a_drop_run() -> None:
+    ok = _report(drops=10, resumes=10, resume_failures=0, seats_lost=0)
+    assert cli.verdict(ok, protocol="gamesync", input_hz=None, drops=True) == []
+    bad = _report(drops=10, resumes=7, resume_failures=1, seats_lost=2, desyncs=1)
+    assert cli.verdict(bad, protocol="gamesync", input_hz=None, drops=True) == [
+        "1 desync(s)",
+        "1 resume(s) failed",
+        "2 seat(s) lost (refused 4013/4001 or renumbered)",
+    ]
+    never = _report(drops=3, resumes=0)
+    [why] = cli.verdict(never, protocol="gamesync", input_hz=None, drops=True)
+    assert why == "3 connection(s) cut, none resumed"
+    # without --drop-every the resume figures do not count (there are none)
+    assert cli.verdict(_report(seats_lost=2), protocol="gamesync", input_hz=None) == []
+
+
+def test_format_table_shows_drops_only_for_a_drop_run() -> None:
+    assert "drops" not in cli.format_table(_report())
+    report = _report(drops=12, resumes=11, resume_failures=1, seats_lost=0)
+    report["resume_ms"] = {"p50": 80.5, "p99": 150.25, "max": 301.0, "samples": 11}
+    report["config"] = {"drop_every": 3.0}
+    text = cli.format_table(report)
+    assert "12 cut (every 3 s), 11 resumed, 1 resume failures, 0 seats lost" in text
+    assert "p50 80.5  p99 150.2  max 301.0  (11 resumes)" in text
+
+
 def test_format_table() -> None:
     report = _report(errors={"eof": 1}, disconnects={"1006": 1})
     report["server"] = {"error": "refused"}
@@ -323,7 +365,9 @@ def test_parse_args_and_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         None,
     )
     assert cfg.protocol == "gamesync" and cfg.behaviour == (("wander", 1.0),) and opts.procs == 1
-    assert opts.metrics_url is None and isinstance(cfg.seed, int)
+    assert opts.metrics_url is None and isinstance(cfg.seed, int) and cfg.drop_every == 0.0
+    drop = parser.parse_args(["--url", "ws://10.0.0.1:80", "--drop-every", "2.5"])
+    assert cli.options_from_args(drop).config.drop_every == 2.5
     assert (
         cli.options_from_args(parser.parse_args(["--url", "wss://example.com"])).config.ca_file
         is None
@@ -345,6 +389,9 @@ def test_parse_args_and_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         ["--metrics-url", "ftp://h"],
         ["--rooms", "2", "--procs", "3"],
         ["--ca-file", "/nonexistent.pem"],
+        ["--drop-every", "0"],
+        ["--drop-every", "soon"],
+        ["--drop-every", "3", "--protocol", "json"],
     ],
 )
 def test_bad_arguments_exit_2(argv: list[str]) -> None:

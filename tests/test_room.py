@@ -163,7 +163,7 @@ def test_unseat_before_the_join_completes_is_silent() -> None:
 
 
 def test_leaving_player_gets_ack_zero_and_loses_its_entity() -> None:
-    h = RoomHarness(RecordingArena)
+    h = RoomHarness(RecordingArena, seat_hold=0)  # a dropped connection leaves at once
     room = h.room
     alice, bob, carol = h.join("id-a", "alice"), h.join("id-b", "bob"), h.join("id-c", "carol")
     h.tick()

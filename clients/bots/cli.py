@@ -4,6 +4,7 @@
 
     gamebots --url wss://127.0.0.1:8443 --rooms 75 --players 8 --duration 10 --report r.json
     gamebots --url wss://127.0.0.1:8443 --game pong --rooms 10 --players 2
+    gamebots --url wss://127.0.0.1:8443 --rooms 8 --players 8 --duration 30 --drop-every 3
 
 The bots join ``--rooms`` rooms (``PREFIX-0`` ...) with ``--players`` bots each, at ``--ramp``
 bots per second; after the last join and ``--settle`` seconds, every process opens its measured
@@ -17,6 +18,11 @@ The bots' behaviour must fit the game (see ``clients.bots.behaviours``); without
 (``paddle`` for pong). For a bundled game a behaviour that doesn't fit, or ``--players`` above
 its room size, is refused before any bot connects; bots of another game check at JOINED.
 
+With ``--drop-every S`` each bot's connection is cut at random, S seconds apart on average
+(exponential intervals, independent per bot; RST, no close frame, no LEAVE), and the bot
+resumes its seat (gamesync.v2 RESUME with backoff, its unacknowledged inputs sent again); see
+``clients.bots.drops``.
+
 The JSON report (``--report``)::
 
     players                       {target, connected, failed}
@@ -27,6 +33,11 @@ The JSON report (``--report``)::
     bytes_down_per_player_per_s   WebSocket payload bytes; also bytes_up_per_player_per_s
     snapshot_resyncs              snapshots received beyond each bot's first
     desyncs                       checksum or tick mismatches seen by verifying bots
+    drops, resumes                connections cut by --drop-every; seats resumed (whole run)
+    resume_failures, seats_lost   bots that could not resume; resumes refused 4013/4001 (or
+                                  resumed as another player): the bot joined afresh
+    resume_ms                     {p50, p99, max, samples}: from the cut to the first state
+                                  applied after RESUMED
     errors                        failed bots by kind ({"connect": 2, "ServerError:4005": 1})
     disconnects                   sessions the server ended, by close code (1006: no close)
     behaviours, verifying         bots per behaviour; bots that keep a replica and verify
@@ -43,8 +54,9 @@ The JSON report (``--report``)::
     result                        {ok, failures: [reasons]}
 
 Exit status: 0 if every bot played, no bot saw a desync and the 5th-percentile update rate is
-at least 95% of the tick rate (JSON baseline: of ``--input-hz``, else 20 Hz); 1 otherwise (the
-reasons are printed); 2 for bad arguments (including a missing CA file).
+at least 95% of the tick rate (JSON baseline: of ``--input-hz``, else 20 Hz), and with
+``--drop-every`` no resume failed and no seat was lost; 1 otherwise (the reasons are printed);
+2 for bad arguments (including a missing CA file).
 """
 
 from __future__ import annotations
@@ -245,6 +257,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=30.0,
         help="seconds for a bot to connect and join (default 30)",
     )
+    p.add_argument(
+        "--drop-every",
+        type=_positive,
+        metavar="SECONDS",
+        help="cut each bot's connection at random, this many seconds apart on average "
+        "(RST, no close frame), and resume the seat (gamesync.v2); the run fails if a resume "
+        "fails or a seat is lost",
+    )
     return p
 
 
@@ -298,6 +318,8 @@ def options_from_args(args: argparse.Namespace) -> Options:
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
     if args.procs > args.rooms:
         raise ValueError(f"--procs {args.procs} is more than --rooms {args.rooms}")
+    if args.drop_every is not None and args.protocol == "json":
+        raise ValueError("--drop-every needs --protocol gamesync (the JSON baseline has no resume)")
     config = LoadConfig(
         url=args.url,
         rooms=args.rooms,
@@ -316,6 +338,7 @@ def options_from_args(args: argparse.Namespace) -> Options:
         secret_hex=secret.hex() if secret else None,
         connect_timeout=args.connect_timeout,
         settle=args.settle,
+        drop_every=args.drop_every or 0.0,
     )
     return Options(config, args.procs, murl, args.report, spec)
 
@@ -463,8 +486,11 @@ async def run(
         "room_prefix": cfg.room_prefix,
         "seed": cfg.seed,
         "tokens": cfg.secret_hex is not None,
+        "drop_every": cfg.drop_every or None,
     }
-    failures = verdict(report, protocol=cfg.protocol, input_hz=cfg.input_hz)
+    failures = verdict(
+        report, protocol=cfg.protocol, input_hz=cfg.input_hz, drops=cfg.drop_every > 0
+    )
     report["result"] = {"ok": not failures, "failures": failures}
     return report
 
@@ -664,8 +690,11 @@ def worker_main() -> int:
 
 
 # ------------------------------------------------------------------ verdict and summary
-def verdict(report: dict[str, Any], *, protocol: str, input_hz: float | None) -> list[str]:
-    """Why the run failed; empty if it passed."""
+def verdict(
+    report: dict[str, Any], *, protocol: str, input_hz: float | None, drops: bool = False
+) -> list[str]:
+    """Why the run failed; empty if it passed. ``drops``: a ``--drop-every`` run, which
+    also fails if a resume failed or a seat was lost (or no cut ever resumed)."""
     out = []
     players = report["players"]
     errors = ", ".join(f"{k} x{v}" for k, v in report.get("errors", {}).items())
@@ -685,6 +714,13 @@ def verdict(report: dict[str, Any], *, protocol: str, input_hz: float | None) ->
         )
     if report["desyncs"]:
         out.append(f"{report['desyncs']} desync(s)")
+    if drops:
+        if report.get("resume_failures"):
+            out.append(f"{report['resume_failures']} resume(s) failed")
+        if report.get("seats_lost"):
+            out.append(f"{report['seats_lost']} seat(s) lost (refused 4013/4001 or renumbered)")
+        if report.get("drops") and not report.get("resumes"):
+            out.append(f"{report['drops']} connection(s) cut, none resumed")
     expected = report.get("tick_rate") if protocol == "gamesync" else input_hz or JSON_DEFAULT_HZ
     p5 = report.get("updates_per_player_per_s_p5")
     if expected and p5 is not None and p5 < MIN_UPDATE_SHARE * expected:
@@ -742,6 +778,24 @@ def format_table(report: dict[str, Any]) -> str:
         ("errors", _counts(report["errors"])),
         ("disconnects", _counts(report["disconnects"])),
     ]
+    if cfg.get("drop_every") or report.get("drops"):
+        rms = report.get("resume_ms") or {}
+        rows.append(
+            (
+                "drops",
+                f"{report.get('drops', 0)} cut (every {_num(cfg.get('drop_every'), 'g')} s), "
+                f"{report.get('resumes', 0)} resumed, "
+                f"{report.get('resume_failures', 0)} resume failures, "
+                f"{report.get('seats_lost', 0)} seats lost",
+            )
+        )
+        rows.append(
+            (
+                "resume ms",
+                f"p50 {_num(rms.get('p50'))}  p99 {_num(rms.get('p99'))}  "
+                f"max {_num(rms.get('max'))}  ({rms.get('samples', 0)} resumes)",
+            )
+        )
     server = report.get("server")
     if server is not None:
         if "error" in server:

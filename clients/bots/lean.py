@@ -16,7 +16,9 @@ must follow the previous one) and their own input ack. Latency is the time from 
 
 from __future__ import annotations
 
+import heapq
 import json
+import math
 import os
 import random
 import select
@@ -43,7 +45,7 @@ from shared.messages import (
     Snapshot,
     parse_server_message,
 )
-from shared.protocol import SUBPROTOCOL, Kind
+from shared.protocol import SUPPORTED_SUBPROTOCOLS, Kind, version_of_subprotocol
 from shared.replica import Replica
 from shared.schema import Code, InputSchema
 from shared.wsframe import (
@@ -214,6 +216,8 @@ class LeanConnection:
         self.unread: list[bytes] = []  # messages read during the handshake phase
         #: a receive buffer shared by every connection of one engine (None: plain recv)
         self.rview: memoryview | None = None
+        #: the subprotocol the server selected (gamesync.v2 / gamesync.v1), None if none
+        self.subprotocol: str | None = None
 
     @classmethod
     async def connect(
@@ -247,7 +251,7 @@ class LeanConnection:
             await conn.drain()
             head = await conn._read_http_head()
             try:
-                check_response(head, key, subprotocols)
+                conn.subprotocol = check_response(head, key, subprotocols)
             except RemoteProtocolError as exc:
                 raise BotFailed("handshake", str(exc)) from None
         except BaseException:
@@ -257,6 +261,21 @@ class LeanConnection:
 
     def fileno(self) -> int:
         return self.sock.fileno()
+
+    @property
+    def version(self) -> int:
+        """The gamesync protocol version negotiated (1 when no gamesync subprotocol was)."""
+        return version_of_subprotocol(self.subprotocol) or 1
+
+    def reset(self) -> None:
+        """Abort the connection as a lost network would: RST (SO_LINGER 0), no close frame."""
+        if self.sock.fileno() < 0:
+            return
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+        self.sock.close()
 
     async def _tls_handshake(self) -> None:
         assert self.ssl is not None
@@ -536,6 +555,7 @@ class Bot:
         "inputs_sent",
         "joined",
         "json_state",
+        "keep_behaviour",
         "lat",
         "name",
         "next_event_at",
@@ -557,6 +577,7 @@ class Bot:
         "updates",
         "updates0",
         "verify",
+        "window_opened",
     )
 
     def __init__(
@@ -619,6 +640,14 @@ class Bot:
         self.desyncs = 0
         self.failed: str | None = None
         self.close_code: int | None = None
+        #: open_window ran for this bot (it may join, or come back, after the window opened)
+        self.window_opened = False
+        #: the engine takes the bot back after a resume: its behaviour goes on where it was
+        self.keep_behaviour = False
+
+    def drop_delay(self, mean: float) -> float:
+        """Seconds until this bot's connection is next cut (``gamebots --drop-every``)."""
+        return self.rng.expovariate(1.0 / mean)
 
     @property
     def needs_replica(self) -> bool:
@@ -637,10 +666,12 @@ class Bot:
                 if msg.get("type") == "error":
                     code = int(msg.get("code", 0))
                     raise BotFailed(f"ServerError:{code}", str(msg.get("message", "")), code)
-        self.conn = await LeanConnection.connect(url, ssl_context, [SUBPROTOCOL])
-        self.conn.send(Join(self.room, game, self.name, self.token).to_bytes())
+        conn = self.conn = await LeanConnection.connect(
+            url, ssl_context, list(SUPPORTED_SUBPROTOCOLS)
+        )
+        conn.send(Join(self.room, game, self.name, self.token, conn.version).to_bytes())
         try:
-            msg = parse_server_message(await self.conn.next_message())
+            msg = parse_server_message(await conn.next_message(), version=conn.version)
         except RemoteProtocolError as exc:
             raise BotFailed("protocol", str(exc)) from None
         if isinstance(msg, Error):
@@ -885,6 +916,7 @@ class Bot:
     # -------------------------------------------------------------- the measured window
     def open_window(self) -> None:
         assert self.conn is not None
+        self.window_opened = True
         self.updates0 = self.updates
         self.snapshots0 = self.snapshots
         self.bytes_down0 = self.conn.bytes_down
@@ -911,6 +943,11 @@ class Engine:
     reads every readable bot, sends each input slot's bots their input on schedule, opens and
     closes the window at its (``time.perf_counter``) times, and calls ``on_error`` (from this
     thread) for each bot that fails; failed bots leave the engine.
+
+    With ``drop_every`` > 0 it also cuts each bot's connection at random (exponential
+    intervals of that mean, per bot, from its admission until the window closes): the bot
+    leaves the engine, its socket is reset (RST, no close frame) and ``on_cut(bot, now)`` is
+    called from this thread; the bot may come back through :meth:`add` once it resumed.
     """
 
     def __init__(
@@ -920,9 +957,17 @@ class Engine:
         input_hz: float | None = None,
         slots: int = SLOTS,
         on_window_close: Callable[[float], None] | None = None,
+        drop_every: float = 0.0,
+        on_cut: Callable[[Bot, float], None] | None = None,
     ) -> None:
         self.on_error = on_error
         self.on_window_close = on_window_close
+        self.drop_every = drop_every
+        self.on_cut = on_cut
+        #: (time, bot index, bot) of the next cut of each bot in the engine (a heap)
+        self.cuts: list[tuple[float, int, Bot]] = []
+        self.next_cut = math.inf
+        self.cut_count = 0
         self.input_hz = input_hz
         self.slots = slots
         self.ep = select.epoll()
@@ -1012,11 +1057,17 @@ class Engine:
             self.ep.register(fd, _EPOLLIN)
             if self.hz is None:
                 self.hz = self.input_hz or bot.tick_rate
-            bot.behaviour.start(bot, now)
+            if bot.keep_behaviour:
+                bot.keep_behaviour = False
+            else:
+                bot.behaviour.start(bot, now)
             if bot.behaviour.sends_inputs:
                 self.slot_lists[bot.slot % self.slots].append(bot)
-            if self.opened_at is not None:
+            if self.opened_at is not None and not bot.window_opened:
                 bot.open_window()
+            if self.drop_every > 0:
+                heapq.heappush(self.cuts, (now + bot.drop_delay(self.drop_every), bot.index, bot))
+                self.next_cut = self.cuts[0][0]
             unread, conn.unread = conn.unread, []
             try:
                 for data in unread:
@@ -1033,7 +1084,8 @@ class Engine:
         if fd in self.bots:
             self.ep.modify(fd, _EPOLLIN | _EPOLLOUT)
 
-    def _fail(self, bot: Bot, exc: BotFailed) -> None:
+    def _detach(self, bot: Bot) -> None:
+        """Take ``bot`` out of the engine (epoll, its input slot)."""
         conn = bot.conn
         assert conn is not None
         fd = conn.fileno()
@@ -1045,6 +1097,28 @@ class Engine:
             lst = self.slot_lists[bot.slot % self.slots]
             if bot in lst:
                 lst.remove(bot)
+
+    def _cut_due(self, now: float) -> None:
+        """Cut the connections whose time has come (``drop_every``)."""
+        cuts = self.cuts
+        while cuts and cuts[0][0] <= now:
+            _, _, bot = heapq.heappop(cuts)
+            conn = bot.conn
+            if (
+                conn is None
+                or self.bots.get(conn.fileno()) is not bot
+                or self.closed_at is not None
+            ):
+                continue  # it failed meanwhile; or the window closed: no more cuts
+            self._detach(bot)
+            conn.reset()
+            self.cut_count += 1
+            if self.on_cut is not None:
+                self.on_cut(bot, now)
+        self.next_cut = cuts[0][0] if cuts else math.inf
+
+    def _fail(self, bot: Bot, exc: BotFailed) -> None:
+        self._detach(bot)
         if bot.failed is None:
             bot.failed = exc.kind
         if bot.close_code is None:
@@ -1085,6 +1159,8 @@ class Engine:
                 self._open_window(now)
             if self.closed_at is None and now >= self.close_at:
                 self._close_window(now)
+            if now >= self.next_cut:
+                self._cut_due(now)
             if not step and self.hz:
                 step = 1.0 / self.hz / slots
                 next_slot = now
@@ -1108,6 +1184,8 @@ class Engine:
                 deadline = self.open_at
             elif self.closed_at is None and self.close_at < deadline:
                 deadline = self.close_at
+            if self.next_cut < deadline:
+                deadline = self.next_cut
             timeout = deadline - perf()
             for fd, ev in poll(timeout if timeout > 0 else 0, 1024):
                 bot: Bot | None = bots.get(fd)

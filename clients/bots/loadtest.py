@@ -20,6 +20,7 @@ import attrs
 import trio
 
 from clients.bots.behaviours import Mix, assign
+from clients.bots.drops import ResumingBot, drop_figures, recover
 from clients.bots.lean import Bot, BotFailed, Engine, LatencyHistogram
 
 
@@ -58,6 +59,8 @@ class LoadConfig:
     #: seconds the bots keep playing after the window closed (so that a scrape of the server
     #: at the window's end still sees every bot connected)
     linger: float = 0.5
+    #: cut each bot's connection this many seconds apart on average, and resume (0 = never)
+    drop_every: float = 0.0
 
     @property
     def run_rooms(self) -> int:
@@ -83,21 +86,22 @@ def make_bots(cfg: LoadConfig, latency: LatencyHistogram | None = None) -> list[
             gi = g * cfg.players + p
             rank = p * cfg.run_rooms + g
             player_id = f"{room}-{p}"
-            bots.append(
-                Bot(
-                    len(bots),
-                    room,
-                    verify=(cfg.verify_sample < 0 or rank < cfg.verify_sample)
-                    and cfg.protocol != "json",
-                    rng=random.Random(f"{cfg.seed}:{room}:{p}"),
-                    behaviour=assign(cfg.behaviour, gi),
-                    protocol=cfg.protocol,
-                    name=player_id[-32:],
-                    player_id=player_id,
-                    token=mint(player_id) if mint else "",
-                    latency=latency,
-                )
-            )
+            kw: dict[str, Any] = {
+                "verify": (cfg.verify_sample < 0 or rank < cfg.verify_sample)
+                and cfg.protocol != "json",
+                "rng": random.Random(f"{cfg.seed}:{room}:{p}"),
+                "behaviour": assign(cfg.behaviour, gi),
+                "protocol": cfg.protocol,
+                "name": player_id[-32:],
+                "player_id": player_id,
+                "token": mint(player_id) if mint else "",
+                "latency": latency,
+            }
+            if cfg.drop_every > 0:
+                drop_rng = random.Random(f"{cfg.seed}:drop:{room}:{p}")
+                bots.append(ResumingBot(len(bots), room, drop_rng=drop_rng, **kw))
+            else:
+                bots.append(Bot(len(bots), room, **kw))
     return bots
 
 
@@ -152,7 +156,37 @@ async def run_load(
         with lock:
             raw.update(_raw(cfg, bots, engine, window, errors, disconnects, failed))
 
-    engine = Engine(on_error, input_hz=cfg.input_hz, on_window_close=on_window_close)
+    trio_token = trio.lowlevel.current_trio_token()
+    resumers: list[trio.Nursery] = []  # the nursery the resumes run in, once it is open
+
+    def on_cut(bot: Bot, now: float) -> None:  # in the engine thread
+        assert isinstance(bot, ResumingBot)
+        bot.cut_at = now
+        try:
+            trio_token.run_sync_soon(start_resume, bot)
+        except trio.RunFinishedError:
+            pass
+
+    def start_resume(bot: ResumingBot) -> None:  # in the trio thread
+        if resumers and not stop.is_set():
+            resumers[0].start_soon(resume, bot)
+
+    async def resume(bot: ResumingBot) -> None:
+        try:
+            await recover(bot, cfg.url, ctx, cfg.game, connect_timeout=cfg.connect_timeout)
+        except BotFailed as exc:
+            on_error(bot, exc)
+            _close(bot)
+            return
+        engine.add(bot)
+
+    engine = Engine(
+        on_error,
+        input_hz=cfg.input_hz,
+        on_window_close=on_window_close,
+        drop_every=cfg.drop_every,
+        on_cut=on_cut if cfg.drop_every > 0 else None,
+    )
     bots = make_bots(cfg, engine.latency)
     ctx = ssl_context_for(cfg)
     limiter = trio.CapacityLimiter(cfg.connect_concurrency)
@@ -219,6 +253,7 @@ async def run_load(
     engine.start()
     try:
         async with trio.open_nursery() as nursery:
+            resumers.append(nursery)
             if on_status is not None:
                 nursery.start_soon(status)
             async with trio.open_nursery() as starters:
@@ -318,6 +353,7 @@ def _raw(
         "events_received": events_received,
         "cpu_s": round(cpu, 4),
         "input_slots_late": engine.late_slots,
+        **drop_figures(bots),
     }
 
 
@@ -341,7 +377,14 @@ def merge_reports(raws: list[dict[str, Any]]) -> dict[str, Any]:
     inputs = events_sent = events_received = late = 0
     window = cpu = ramp = 0.0
     tick_rates = []
+    drops = resumes = resume_failures = seats_lost = 0
+    resume_ms: list[float] = []
     for raw in raws:
+        drops += raw.get("drops", 0)
+        resumes += raw.get("resumes", 0)
+        resume_failures += raw.get("resume_failures", 0)
+        seats_lost += raw.get("seats_lost", 0)
+        resume_ms += raw.get("resume_ms", [])
         hist.merge(raw.get("latency", {}))
         rates += raw.get("rates", [])
         errors.update(raw.get("errors", {}))
@@ -387,6 +430,16 @@ def merge_reports(raws: list[dict[str, Any]]) -> dict[str, Any]:
         "bytes_up_per_player_per_s": per_player_s(up),
         "snapshot_resyncs": resyncs,
         "desyncs": desyncs,
+        "drops": drops,
+        "resumes": resumes,
+        "resume_failures": resume_failures,
+        "seats_lost": seats_lost,
+        "resume_ms": {
+            "p50": _pct(resume_ms, 0.50),
+            "p99": _pct(resume_ms, 0.99),
+            "max": round(max(resume_ms), 2) if resume_ms else None,
+            "samples": len(resume_ms),
+        },
         "errors": dict(sorted(errors.items())),
         "disconnects": dict(sorted(disconnects.items())),
         "behaviours": dict(sorted(behaviours.items())),

@@ -141,3 +141,70 @@ async def test_idle_bots_answer_pings(
     assert report["inputs_sent"] == 0 and report["latency_ms"]["samples"] == 0
     assert report["updates_per_player_per_s_p5"] >= 15.0
     assert report["disconnects"] == {} and not server.stats.protocol_errors["idle_timeout"]
+
+
+async def test_drop_every_cuts_and_every_bot_resumes_its_seat(
+    server: GameServer, ca: trustme.CA, tmp_path: Path
+) -> None:
+    """gamebots --drop-every 1: 8 bots cut (RST) about once a second for 6 s, each resumes
+    the same seat (RESUME, catch-up delta, re-sent inputs) with no desync."""
+    args = cli.build_parser().parse_args(
+        [
+            *("--url", server.url, "--rooms", "2", "--players", "4"),
+            *("--duration", "6", "--settle", "0.3", "--drop-every", "1"),
+            *("--ca-file", _ca_file(ca, tmp_path), "--room-prefix", "drop", "--seed", "3"),
+        ]
+    )
+    opts = cli.options_from_args(args)
+    with trio.fail_after(60):
+        report = await cli.run(opts)
+    assert report["players"] == {"target": 8, "connected": 8, "failed": 0}, report["errors"]
+    assert report["errors"] == {} and report["disconnects"] == {}
+    assert report["drops"] >= 20  # about 8 bots x 6.5 s
+    # every cut resumed, but those still resuming when the window closed (one per bot at most)
+    assert report["drops"] - 8 <= report["resumes"] <= report["drops"]
+    assert report["resume_failures"] == 0 and report["seats_lost"] == 0
+    assert report["desyncs"] == 0 and report["verifying"] == 8
+    assert report["resume_ms"]["samples"] == report["resumes"]
+    assert (
+        0 < report["resume_ms"]["p50"] <= report["resume_ms"]["p99"] <= report["resume_ms"]["max"]
+    )
+    assert server.stats.resumes >= report["resumes"]
+    assert not server.stats.resume_refusals
+    # a catch-up delta covers the ticks missed: the bots keep up with the room
+    assert report["updates_per_player_per_s_p5"] >= 15.0
+    assert report["config"]["drop_every"] == 1.0
+    assert report["result"] == {"ok": True, "failures": []}
+    assert "resume ms" in cli.format_table(report)
+
+
+async def test_drop_every_without_seat_holds_loses_seats_and_fails(
+    nursery: trio.Nursery,
+    registry: GameRegistry,
+    server_ssl: ssl.SSLContext,
+    ca: trustme.CA,
+    tmp_path: Path,
+) -> None:
+    """With holds off (--seat-hold 0) there is no resume token: each cut loses the seat; the
+    bot joins afresh and plays on, and the run fails on the lost seats."""
+    config = ServerConfig(port=0, room_grace=1.0, cpu_budget=0, seat_hold=0)
+    server: GameServer = await nursery.start(serve_gameserver, config, registry, server_ssl)
+    cfg = LoadConfig(
+        url=server.url,
+        rooms=1,
+        players=3,
+        duration=2.0,
+        settle=0.2,
+        linger=0.0,
+        ca_file=_ca_file(ca, tmp_path),
+        room_prefix="nohold",
+        drop_every=0.5,
+    )
+    with trio.fail_after(60):
+        report = merge_reports([await run_load(cfg)])
+    assert report["players"] == {"target": 3, "connected": 3, "failed": 0}, report["errors"]
+    assert report["drops"] >= 3 and report["resumes"] == 0
+    assert report["drops"] - 3 <= report["seats_lost"] <= report["drops"]
+    assert report["desyncs"] == 0 and report["resume_failures"] == 0
+    reasons = cli.verdict(report, protocol="gamesync", input_hz=None, drops=True)
+    assert f"{report['seats_lost']} seat(s) lost (refused 4013/4001 or renumbered)" in reasons
