@@ -23,7 +23,7 @@ from collections.abc import Callable
 
 import attrs
 
-from shared.protocol import RESTART_REASON, CloseCode
+from shared.protocol import CloseCode
 
 #: gamesync.v2's close code for a RESUME whose seat is no longer held (the hold expired, the
 #: player left, the room closed); the SDK falls back to a fresh JOIN.
@@ -70,7 +70,7 @@ class EndCause(enum.Enum):
 class ConnectionEnd:
     """What ended a connection or an attempt: the cause, the close/error code if there was one,
     and the server's close reason or error message (or our description of the failure). The
-    text is for logs; the only comparison made with it is the stable RESTART_REASON."""
+    text is for logs; nothing compares it."""
 
     cause: EndCause
     code: int | None = None
@@ -91,12 +91,15 @@ class Verdict(enum.Enum):
     FINAL = "final"  # the client is lost (or we left)
 
 
-#: close codes of a seated connection that are worth resuming after (besides the 1001 of a
-#: drain's restart, which is final): the server or a proxy lost us, not our doing.
+#: close codes of a seated connection that are worth resuming after: the server or a proxy
+#: lost us, not our doing. The 1001 "server restarting; come back later" (RESTART_REASON) of a
+#: drain's end is one too: the next attempts get 4012 while it drains, then reach the
+#: restarted server (or, behind a load balancer, another instance), where RESUME gets 4013
+#: and the client joins the room afresh.
 RESUMABLE_CLOSE_CODES = frozenset(
     {
         CloseCode.NORMAL,  # a close without our LEAVE (the server only closes 1000 after LEAVE)
-        CloseCode.GOING_AWAY,  # connection lost, idle timeout (not RESTART_REASON)
+        CloseCode.GOING_AWAY,  # connection lost, idle timeout, a drain's RESTART_REASON
         1005,  # no status in the close frame
         1006,  # abnormal closure (no close frame)
         1012,  # service restart (proxies)
@@ -125,7 +128,7 @@ def classify(end: ConnectionEnd, phase: Phase) -> Verdict:
 
     - Our own leave, a malformed message, a desync we were told to raise: final.
     - A seated connection: a transport end or a stall is resumed; a close is resumed if its code
-      is in :data:`RESUMABLE_CLOSE_CODES` and it is not the drain's RESTART_REASON; anything
+      is in :data:`RESUMABLE_CLOSE_CODES` (the drain's RESTART_REASON included); anything
       else (4009 replaced, 4010 kicked, 4011 room closed, 1011 game crashed, protocol errors,
       unknown codes) is final.
     - A RESUME attempt: 4013 (seat lost) or 4001 (bad or used token) falls back to a fresh JOIN;
@@ -141,8 +144,6 @@ def classify(end: ConnectionEnd, phase: Phase) -> Verdict:
     code = end.code
     if phase is Phase.SEATED:
         if cause is EndCause.CLOSED and code in RESUMABLE_CLOSE_CODES:
-            if code == CloseCode.GOING_AWAY and end.detail == RESTART_REASON:
-                return Verdict.FINAL
             return Verdict.RETRY
         return Verdict.FINAL
     if phase is Phase.RESUMING and code in (SEAT_LOST, CloseCode.UNAUTHORIZED):
@@ -167,7 +168,7 @@ class LostReason(enum.Enum):
     #: the seat could not be resumed at all: the server gave no resume token (seat hold off) or
     #: speaks gamesync.v1 (rejoining)
     NO_RESUME = "no resume"
-    #: the server ended the connection for good: kicked, room closed, replaced, a restart,
+    #: the server ended the connection for good: kicked, room closed, replaced,
     #: a protocol error, or any end with ``reconnect=False``
     ENDED = "ended"
     #: a JOIN during the reconnect was refused for good (e.g. 4001: the auth token)

@@ -94,7 +94,8 @@ def _end(cause: EndCause, code: int | None = None, detail: str = "") -> Connecti
         (_end(EndCause.CLOSED, 1006), Verdict.RETRY),
         (_end(EndCause.CLOSED, 4008, "too slow"), Verdict.RETRY),
         (_end(EndCause.CLOSED, 1000, "bye"), Verdict.RETRY),  # a close without our LEAVE
-        (_end(EndCause.CLOSED, 1001, RESTART_REASON), Verdict.FINAL),  # the drain's restart
+        # the drain's restart: come back (to this address: a restarted or another instance)
+        (_end(EndCause.CLOSED, 1001, RESTART_REASON), Verdict.RETRY),
         (_end(EndCause.CLOSED, 4009, "replaced by a resumed connection"), Verdict.FINAL),
         (_end(EndCause.CLOSED, 4010, "kicked"), Verdict.FINAL),
         (_end(EndCause.CLOSED, 4011, "room closed"), Verdict.FINAL),
@@ -206,7 +207,6 @@ def test_reconnector_gives_up_after_max_attempts() -> None:
         _end(EndCause.CLOSED, 4010, "kicked"),
         _end(EndCause.CLOSED, 4011, "room closed"),
         _end(EndCause.CLOSED, 4009, "replaced by a resumed connection"),
-        _end(EndCause.CLOSED, 1001, RESTART_REASON),
         _end(EndCause.PROTOCOL, 1002, "bad message"),
     ],
 )
@@ -547,7 +547,6 @@ async def test_used_token_falls_back_to_a_fresh_join(
         (CloseCode.KICKED, "kicked by an admin"),
         (CloseCode.ROOM_CLOSED, "the room was closed by an admin"),
         (CloseCode.REPLACED, "replaced by a newer connection for the same player"),
-        (CloseCode.GOING_AWAY, RESTART_REASON),
     ],
 )
 async def test_final_closes_end_the_client(
@@ -575,7 +574,12 @@ async def test_final_closes_end_the_client(
 
 
 @pytest.mark.parametrize(
-    ("code", "reason"), [(CloseCode.GOING_AWAY, "idle timeout"), (CloseCode.TOO_SLOW, "too slow")]
+    ("code", "reason"),
+    [
+        (CloseCode.GOING_AWAY, "idle timeout"),
+        (CloseCode.TOO_SLOW, "too slow"),
+        (CloseCode.GOING_AWAY, RESTART_REASON),  # a drain's end: come back
+    ],
 )
 async def test_resumable_closes_resume(
     mem: MemoryServer, autojump_clock: Any, code: int, reason: str
