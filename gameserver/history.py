@@ -199,32 +199,16 @@ class DeltaHistory:
             pos += 1
             if data[1] & FLAG_CHECKSUM:
                 pos += 4
-            n = data[pos]
-            if n < 0x80:
-                pos += 1
-            else:
-                n, pos = _varint(data, pos)
+            n, pos = _varint(data, pos)
             for _ in range(n):
-                player = data[pos]
-                if player < 0x80:
-                    pos += 1
-                else:
-                    player, pos = _varint(data, pos)
-                inc = data[pos]
-                if inc < 0x80:
-                    pos += 1
-                else:
-                    inc, pos = _varint(data, pos)
+                player, pos = _varint(data, pos)
+                inc, pos = _varint(data, pos)
                 prev = acks.get(player)
                 if inc == 0 or prev is None:
                     acks[player] = inc
                 elif prev:  # else the player left: it has no later increments
                     acks[player] = prev + inc
-            n = data[pos]
-            if n < 0x80:
-                pos += 1
-            else:
-                n, pos = _varint(data, pos)
+            n, pos = _varint(data, pos)
             for _ in range(n):
                 eid, pos = _varint(data, pos)
                 type_id, pos = _varint(data, pos)
@@ -233,17 +217,9 @@ class DeltaHistory:
                 full = (1 << len(etype)) - 1
                 plan = plans.get((type_id, full))
                 pos = _skip(data, pos, plan_for(etype, full) if plan is None else plan)
-            n = data[pos]
-            if n < 0x80:
-                pos += 1
-            else:
-                n, pos = _varint(data, pos)
+            n, pos = _varint(data, pos)
             for _ in range(n):
-                eid = data[pos]
-                if eid < 0x80:
-                    pos += 1
-                else:
-                    eid, pos = _varint(data, pos)
+                eid, pos = _varint(data, pos)
                 known = created.get(eid)
                 if known is not None:
                     etype = known
@@ -267,11 +243,7 @@ class DeltaHistory:
                     pos += plan
                 else:
                     pos = _skip(data, pos, plan)
-            n = data[pos]
-            if n < 0x80:
-                pos += 1
-            else:
-                n, pos = _varint(data, pos)
+            n, pos = _varint(data, pos)
             for _ in range(n):
                 eid, pos = _varint(data, pos)
                 if created.pop(eid, None) is None:
