@@ -18,9 +18,11 @@ true (``gameserver token --player ops --admin``).
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import math
+import ssl
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
@@ -138,3 +140,37 @@ class AdminAPI:
 
 def _reply(status: int, body: dict[str, Any]) -> tuple[int, str, bytes]:
     return status, _JSON, (json.dumps(body) + "\n").encode()
+
+
+def metrics_endpoint_tls(want_tls: bool, host: str, ssl_context: ssl.SSLContext | None) -> bool:
+    """Whether the metrics port (admin API, dashboard) serves HTTPS: ``--metrics-tls`` asks
+    for it (a StartupError-style ValueError without a certificate, i.e. with ``--insecure``).
+    Plain HTTP off loopback logs a WARNING: the admin token and session cookie would cross
+    the network in clear text."""
+    if want_tls:
+        if ssl_context is None:
+            raise MetricsTLSError(
+                "--metrics-tls needs the server's certificate; it cannot go with --insecure"
+            )
+        return True
+    if not _is_loopback(host):
+        log.warning(
+            "the metrics port on %s serves the admin API and dashboard over plain HTTP: admin "
+            "tokens and session cookies cross the network in clear text; add --metrics-tls, "
+            "or keep --metrics-host on 127.0.0.1",
+            host or "every interface",
+        )
+    return False
+
+
+class MetricsTLSError(ValueError):
+    """--metrics-tls cannot be served (no certificate)."""
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name, or "" (every interface): assume reachable from elsewhere

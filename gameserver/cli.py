@@ -25,8 +25,9 @@ import attrs
 import trio
 
 from gameserver._tws_surface import TakeoverUnsupported
-from gameserver.admin import AdminAPI
+from gameserver.admin import AdminAPI, MetricsTLSError, metrics_endpoint_tls
 from gameserver.auth import SecretError, TokenVerifier, load_secret, mint_token, read_secret_file
+from gameserver.dashboard import Dashboard
 from gameserver.game import GameRegistry
 from gameserver.guest import GuestIssuer
 from gameserver.http_static import WebRootError
@@ -351,6 +352,11 @@ def serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     config = s.server_config()
     state_dir: Path = s["state-dir"] or default_state_dir()
     ssl_context = _ssl_context(s, state_dir)
+    if s["metrics-port"] is not None:
+        try:  # --metrics-tls needs a certificate; plain HTTP off loopback is warned about
+            metrics_endpoint_tls(s["metrics-tls"], s["metrics-host"], ssl_context)
+        except MetricsTLSError as exc:
+            raise StartupError(str(exc)) from None
     keys = _secrets(s, state_dir)
     verifier = TokenVerifier(keys)
     guest = GuestIssuer(keys[0]) if s["guest-tokens"] else None
@@ -467,6 +473,7 @@ async def _serve(
 ) -> None:
     metrics_port: int | None = s["metrics-port"]
     metrics_host: str = s["metrics-host"]
+    metrics_tls: bool = s["metrics-tls"]  # checked in serve()
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with (
             open_gameserver(config, registry, ssl_context, auth=verifier, guest=guest) as server,
@@ -481,10 +488,14 @@ async def _serve(
                     make_registry(server.stats, server.rooms),
                     healthy=server.healthy,
                     ready=server.ready,
-                    admin=AdminAPI(server, verifier),
+                    admin=(admin := AdminAPI(server, verifier)),
+                    dashboard=Dashboard(server, verifier, admin, secure=metrics_tls),
+                    ssl_context=ssl_context if metrics_tls else None,
                 )
                 port = await nursery.start(start)
-                print(f"metrics on http://{metrics_host}:{port}/metrics", flush=True)
+                scheme = "https" if metrics_tls else "http"
+                print(f"metrics on {scheme}://{metrics_host}:{port}/metrics", flush=True)
+                print(f"dashboard on {scheme}://{metrics_host}:{port}/dashboard", flush=True)
             phase.flag = ""
             if server.web.site is not None:
                 page = server.url.replace("wss://", "https://", 1).replace("ws://", "http://", 1)

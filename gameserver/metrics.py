@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import logging
 import math
+import ssl
 import time
 from bisect import bisect_left
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Protocol
 
@@ -390,6 +391,9 @@ _REASONS = {
     404: "Not Found",
     405: "Method Not Allowed",
     408: "Request Timeout",
+    411: "Length Required",
+    413: "Content Too Large",
+    415: "Unsupported Media Type",
     431: "Request Header Fields Too Large",
     500: "Internal Server Error",
     503: "Service Unavailable",
@@ -402,6 +406,25 @@ _TEXT = "text/plain; charset=utf-8"
 
 #: ``admin(method, path, query, headers) -> (status, content type, body)`` for /admin/ paths
 AdminHandler = Callable[[str, str, str, dict[str, str]], tuple[int, str, bytes]]
+#: a request body (POST) may hold at most this many bytes
+MAX_REQUEST_BODY = 16384
+#: (status, content type, body, extra headers)
+Response = tuple[int, str, bytes, Sequence[tuple[str, str]]]
+#: a long-lived answer (the dashboard's event stream): writes its own response, then returns
+Streamer = Callable[[trio.abc.Stream], Awaitable[None]]
+#: ``dashboard(method, path, query, headers, body)`` for ``/dashboard`` and ``/dashboard/...``
+DashboardHandler = Callable[[str, str, str, dict[str, str], bytes], "Response | Streamer"]
+
+
+class DashboardLike(Protocol):
+    """What :func:`serve_metrics` needs of ``gameserver.dashboard.Dashboard``."""
+
+    def __call__(
+        self, method: str, path: str, query: str, headers: dict[str, str], body: bytes
+    ) -> Response | Streamer: ...
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Build the live feed's snapshot once a second until cancelled."""
 
 
 class _BadRequest(Exception):
@@ -418,6 +441,8 @@ async def serve_metrics(
     healthy: Callable[[], bool] = lambda: True,
     ready: Callable[[], bool] | None = None,
     admin: AdminHandler | None = None,
+    dashboard: DashboardLike | None = None,
+    ssl_context: ssl.SSLContext | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``GET /metrics``, ``/healthz`` and ``/readyz`` over HTTP/1.1 on ``host:port``
@@ -434,6 +459,10 @@ async def serve_metrics(
 
     If ``host`` resolves to several addresses and ``port`` is 0, only the first address is
     bound (each would otherwise get a different port).
+
+    ``admin`` answers ``/admin/...``; ``dashboard`` answers ``/dashboard`` and
+    ``/dashboard/...`` (its ``run`` task starts here). With ``ssl_context`` every connection
+    is HTTPS (the server's certificate); a failed TLS handshake just closes the connection.
     """
     listeners = await trio.open_tcp_listeners(port, host=host or None)
     if port == 0 and len(listeners) > 1:
@@ -441,11 +470,16 @@ async def serve_metrics(
             await extra.aclose()
         del listeners[1:]
     bound_port: int = listeners[0].socket.getsockname()[1]
+    serving: list[trio.abc.Listener[trio.abc.Stream]] = list(listeners)
+    if ssl_context is not None:
+        serving = [trio.SSLListener(ln, ssl_context, https_compatible=True) for ln in listeners]
     limit = trio.Semaphore(MAX_CONNECTIONS)
     checks = {"/healthz": healthy, "/readyz": ready if ready is not None else healthy}
-    handler = partial(_handle_connection, collector_registry, checks, admin, limit)
+    handler = partial(_handle_connection, collector_registry, checks, admin, limit, dashboard)
     async with trio.open_nursery() as nursery:
-        await nursery.start(trio.serve_listeners, handler, listeners)
+        if dashboard is not None:
+            await nursery.start(dashboard.run)
+        await nursery.start(trio.serve_listeners, handler, serving)
         log.info("metrics endpoint listening on port %d", bound_port)
         task_status.started(bound_port)
 
@@ -459,7 +493,8 @@ async def _handle_connection(
     checks: Checks,
     admin: AdminHandler | None,
     limit: trio.Semaphore,
-    stream: trio.SocketStream,
+    dashboard: DashboardLike | None,
+    stream: trio.abc.Stream,
 ) -> None:
     try:
         limit.acquire_nowait()
@@ -468,9 +503,11 @@ async def _handle_connection(
         await trio.aclose_forcefully(stream)
         return
     try:
-        status, content_type, body = await _read_and_route(stream, registry, checks, admin)
-        if status:
-            await _respond(stream, status, content_type, body)
+        answer = await _read_and_route(stream, registry, checks, admin, dashboard)
+        if not isinstance(answer, tuple):
+            await answer(stream)  # the event stream: it writes its own response
+        elif answer[0]:
+            await _respond(stream, *answer)
     except (trio.BrokenResourceError, trio.ClosedResourceError):
         pass  # the client went away
     except Exception:
@@ -481,29 +518,39 @@ async def _handle_connection(
 
 
 async def _read_and_route(
-    stream: trio.SocketStream,
+    stream: trio.abc.Stream,
     registry: CollectorRegistry,
     checks: Checks,
     admin: AdminHandler | None = None,
-) -> tuple[int, str, bytes]:
+    dashboard: DashboardLike | None = None,
+) -> Response | Streamer:
     """The response for the request on ``stream``, or status 0 for "just close"."""
     buf = bytearray()
     try:
         with trio.fail_after(READ_TIMEOUT):
             head = await _read_head(stream, buf)
-        if head is None:
-            return 0, "", b""  # connected and closed without a word: nothing to answer
-        method, path, query, headers = _parse_head(head)
+            if head is None:
+                return 0, "", b"", ()  # connected and closed without a word: nothing to answer
+            method, path, query, headers = _parse_head(head)
+            body = await _read_body(stream, buf[len(head) :], headers)
     except trio.TooSlowError:
         if not buf:
-            return 0, "", b""
-        return 408, _TEXT, b"request timeout\n"
+            return 0, "", b"", ()
+        return 408, _TEXT, b"request timeout\n", ()
     except _BadRequest as exc:
         log.debug("metrics endpoint: bad request: %s", peer_text(exc))
-        return exc.status, _TEXT, f"{exc}\n".encode()
+        return exc.status, _TEXT, f"{exc}\n".encode(), ()
 
     if admin is not None and path.startswith("/admin/"):
-        return admin(method, path, query, headers)
+        return (*admin(method, path, query, headers), ())
+    if dashboard is not None and (path == "/dashboard" or path.startswith("/dashboard/")):
+        return dashboard(method, path, query, headers, body)
+    return (*_route(registry, checks, method, path), ())
+
+
+def _route(
+    registry: CollectorRegistry, checks: Checks, method: str, path: str
+) -> tuple[int, str, bytes]:
     if method != "GET":
         return 405, _TEXT, b"method not allowed\n"
     if path == "/metrics":
@@ -525,7 +572,26 @@ async def _read_and_route(
     return 404, _TEXT, b"not found\n"
 
 
-async def _read_head(stream: trio.SocketStream, buf: bytearray) -> bytes | None:
+async def _read_body(stream: trio.abc.Stream, rest: bytearray, headers: dict[str, str]) -> bytes:
+    """The request body (Content-Length bytes, at most :data:`MAX_REQUEST_BODY`)."""
+    if "transfer-encoding" in headers:
+        raise _BadRequest(411, "chunked request bodies are not supported; send Content-Length")
+    length_text = headers.get("content-length", "0").strip() or "0"
+    if not length_text.isdigit() or len(length_text) > 9:
+        raise _BadRequest(400, "malformed Content-Length")
+    length = int(length_text)
+    if length > MAX_REQUEST_BODY:
+        raise _BadRequest(413, f"request body larger than {MAX_REQUEST_BODY} bytes")
+    body = bytearray(rest[:length])
+    while len(body) < length:
+        data = await stream.receive_some(length - len(body))
+        if not data:
+            raise _BadRequest(400, "incomplete request body")
+        body += data
+    return bytes(body)
+
+
+async def _read_head(stream: trio.abc.Stream, buf: bytearray) -> bytes | None:
     """Read up to the blank line ending the headers; None on a silent EOF."""
     while True:
         end = buf.find(b"\r\n\r\n")
@@ -577,7 +643,13 @@ def _parse_head(head: bytes) -> tuple[str, str, str, dict[str, str]]:
     return method.decode("ascii"), path, query, fields
 
 
-async def _respond(stream: trio.SocketStream, status: int, content_type: str, body: bytes) -> None:
+async def _respond(
+    stream: trio.abc.Stream,
+    status: int,
+    content_type: str,
+    body: bytes,
+    extra: Sequence[tuple[str, str]] = (),
+) -> None:
     head = [
         f"HTTP/1.1 {status} {_REASONS[status]}",
         f"Content-Type: {content_type}",
@@ -585,10 +657,13 @@ async def _respond(stream: trio.SocketStream, status: int, content_type: str, bo
         "Cache-Control: no-store",
         "Connection: close",
     ]
-    if status == 405:
+    if status == 405 and not any(k.lower() == "allow" for k, _ in extra):
         head.append("Allow: GET")
+    head += [f"{k}: {v}" for k, v in extra]
     with trio.move_on_after(WRITE_TIMEOUT):
-        await stream.send_all(("\r\n".join(head) + "\r\n\r\n").encode("ascii") + body)
+        await stream.send_all(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
+        if not isinstance(stream, trio.abc.HalfCloseableStream):
+            return  # TLS: closing sends close_notify after the response
         # Half-close, then drain what the client may still be sending (an oversized or
         # unread request) for a moment: closing with unread input makes the kernel send a
         # reset, which can destroy the response before the client has read it.

@@ -21,12 +21,14 @@ import logging
 import math
 import secrets
 import time
+from collections import deque
 from collections.abc import Callable
 
 import attrs
 import trio
 
 from gameserver._tws import FastConnection, TransportClosed
+from gameserver.activity import ActivityKind, ActivityLog
 from gameserver.config import ServerConfig
 from gameserver.game import Game, Player
 from gameserver.lifecycle import EndCause, PeerError, RoomInfo, SessionEnded
@@ -146,6 +148,8 @@ class RoomHost:
         self.late = 0
         self.skipped = 0
         self.closed = False
+        self.started = time.monotonic()  # for the dashboard's room age
+        self.tick_times: deque[float] = deque(maxlen=256)  # recent tick durations (dashboard)
 
     def close(self, code: int, reason: str, cause: EndCause = EndCause.ROOM_CLOSED) -> None:
         """Close every session and free every held seat (an admin closed the room). The room
@@ -248,6 +252,7 @@ class RoomHost:
             t0 = time.perf_counter()
             self.step()
             self.stats.tick_histogram.observe(time.perf_counter() - t0)
+            self.tick_times.append(time.perf_counter() - t0)
             if trio.current_time() > deadline + period:
                 self.late += 1
                 self.stats.ticks_late += 1
@@ -464,6 +469,7 @@ class RoomDirectory:
         self.stats = stats
         self.resume_key = resume_key if resume_key is not None else ResumeKey.generate()
         self.rooms: dict[str, RoomHost] = {}
+        self.activity = ActivityLog()  # the dashboard's feed of recent events (one per server)
         #: the session of each player id, attached or held: one seat per player on the server
         self.by_player: dict[str, Session] = {}
         self._seeds = itertools.count(1)
@@ -528,6 +534,7 @@ class RoomDirectory:
         )
         self.rooms[name] = host
         self.stats.rooms_created += 1
+        self.activity.record(ActivityKind.ROOM_CREATED, name, reason=game_cls.name)
         self._nursery.start_soon(host.run, name=f"room {name}")
         return host
 
@@ -536,6 +543,7 @@ class RoomDirectory:
         if self.rooms.get(name) is host:
             del self.rooms[name]
         self.stats.rooms_disposed += 1
+        self.activity.record(ActivityKind.ROOM_DISPOSED, name)
         if host.closing and not host.private:  # closed by an admin: see held()
             now = trio.current_time()
             self._held = {k: v for k, v in self._held.items() if v[0] > now}

@@ -25,6 +25,7 @@ import trio
 from gameserver import _tws
 from gameserver._tws import FastConnection, TransportClosed
 from gameserver._tws_surface import check_takeover
+from gameserver.activity import ActivityKind
 from gameserver.auth import AuthError, Identity, TokenVerifier
 from gameserver.config import ServerConfig as ServerConfig  # re-exported: its old home
 from gameserver.front_door import FrontDoor
@@ -240,6 +241,7 @@ class GameServer:
         over_ip = cfg.max_connections_per_ip and per_ip >= cfg.max_connections_per_ip
         if over_ip or (cfg.max_connections and self.stats.connections_open >= cfg.max_connections):
             self.stats.refused[Refusal.CONNECTION_LIMIT.value] += 1
+            self.rooms.activity.refused(Refusal.CONNECTION_LIMIT.value)
             if over_ip or not self.front.may_tell_full(ip):
                 # refused before the TLS handshake: costs us one accept and one close
                 await _tws.close_stream(stream)
@@ -351,6 +353,7 @@ class GameServer:
 
     def _count_refusal(self, refuse: Refuse, resume: bool = False) -> None:
         self.stats.refused[refuse.refusal.value] += 1
+        self.rooms.activity.refused(refuse.refusal.value)
         if resume:
             self.stats.resume_refusals[refuse.refusal.value] += 1
             if refuse.step in (Step.TOKEN, Step.SEAT):
@@ -419,6 +422,7 @@ class GameServer:
         host = self.rooms.rooms[seat.room]
         identity = seat.identity
         player = host.room.seat(identity.player_id, identity.name)  # admission checked the room
+        self.rooms.activity.record(ActivityKind.JOIN, seat.room, player.id)
         return self._new_session(conn, host, player, version)
 
     def _reattach(self, conn: FastConnection, action: Reattach, version: int) -> Session:
@@ -429,6 +433,7 @@ class GameServer:
         room.rotate(action.number)
         player = room.reattach(action.number)
         host.resumed_seat(action.number)
+        self.rooms.activity.record(ActivityKind.RESUME, action.room, player.id)
         session = self._new_session(conn, host, player, version)
         session.resume_from = action.have_tick
         self.stats.resumes += 1
@@ -475,6 +480,7 @@ class GameServer:
         if not held and self.by_player.get(session.player.id) is session:
             del self.by_player[session.player.id]
         self.stats.players -= 1
+        self.rooms.activity.ended(host.room.name, session.player.id, end.code, end.cause.value)
         return actions
 
     async def _finish(self, conn: FastConnection, actions: list[Action]) -> None:

@@ -473,6 +473,13 @@ SERVE_SETTINGS: tuple[Setting, ...] = (
         note="default: off; 0 picks a free one",
     ),
     Setting("metrics-host", Kind.STR, "127.0.0.1", "address for the metrics port", "metrics"),
+    Setting(
+        "metrics-tls",
+        Kind.BOOL,
+        False,
+        "serve the metrics port (admin API, dashboard) over HTTPS with the server's certificate",
+        "metrics",
+    ),
     Setting("log-level", Kind.STR, "INFO", "DEBUG, INFO, WARNING, ERROR or CRITICAL", "metrics"),
 )
 
