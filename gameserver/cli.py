@@ -478,7 +478,7 @@ async def _serve(
                     serve_metrics,
                     metrics_host,
                     metrics_port,
-                    make_registry(server.stats, server.rooms),
+                    make_registry(server.stats, server.rooms, server.load),
                     healthy=server.healthy,
                     ready=server.ready,
                     admin=AdminAPI(server, verifier),

@@ -384,7 +384,7 @@ class RoomHost:
                     elif isinstance(msg, Event):
                         verdict = limiter.take_event(now)
                         if verdict:
-                            room.push_event(number, msg.name, msg.data)
+                            stats.events_dropped += not room.push_event(number, msg.name, msg.data)
                         elif verdict is None:
                             raise flood_error()
                     elif isinstance(msg, Leave):

@@ -606,8 +606,7 @@ async def open_gameserver(
         raw = listeners[0]
         server.port = raw.socket.getsockname()[1]
         await nursery.start(server.listen, listeners)
-        if server.load.budget > 0:
-            nursery.start_soon(server.load.run)
+        nursery.start_soon(server.load.run)  # the CPU budget and gameserver_cpu_ratio
         try:
             yield server
         finally:

@@ -31,6 +31,8 @@ class ServerStats:
     deltas_skipped: int = 0
     snapshot_resyncs: int = 0
     inputs_dropped: int = 0
+    #: player EVENT messages dropped because their room's event queue was full
+    events_dropped: int = 0
     slow_disconnects: int = 0
     #: joins refused because the server's CPU budget was in use
     overload_refusals: int = 0
