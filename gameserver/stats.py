@@ -6,6 +6,7 @@ from collections import Counter
 
 import attrs
 
+from gameserver.logging_setup import PeerLog
 from gameserver.metrics import TickHistogram
 
 
@@ -50,3 +51,6 @@ class ServerStats:
     resyncs: int = 0
     resyncs_limited: int = 0
     tick_histogram: TickHistogram = attrs.Factory(TickHistogram)
+    #: the rate-limited log of peers' bad input (refusals, protocol errors), shared by every
+    #: place that counts one, so that a flood of it cannot fill a disk
+    peer_log: PeerLog = attrs.field(factory=PeerLog, eq=False, repr=False)
