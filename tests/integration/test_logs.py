@@ -23,6 +23,8 @@ from gameserver.server import GameServer, ServerConfig, serve_gameserver
 from shared.messages import Leave
 from tests.integration.wsclient import JoinRefused, connect
 
+_SERVE = (sys.executable, "-m", "gameserver.cli", "serve")
+
 
 async def _token(state_dir: Path, *args: str) -> str:
     result = await trio.run_process(
@@ -36,8 +38,7 @@ async def _serve(state_dir: Path, *extra: str) -> tuple[trio.Process, str]:
     """`gameserver serve` on a free port; its URL once it listens (stderr is left unread
     until it exits: a short run writes far less than a pipe holds)."""
     proc = await trio.lowlevel.open_process(
-        [sys.executable, "-m", "gameserver.cli", "serve", "--port", "0"]
-        + ["--state-dir", str(state_dir), "--drain-timeout", "0.5", *extra],
+        [*_SERVE, "--port", "0", "--state-dir", str(state_dir), "--drain-timeout", "0.5", *extra],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
@@ -141,8 +142,7 @@ async def test_text_format_is_unchanged_and_carries_the_fields(
 
 async def test_bad_log_format_is_one_line(tmp_path: Path) -> None:
     result = await trio.run_process(
-        [sys.executable, "-m", "gameserver.cli", "serve", "--state-dir", str(tmp_path)]
-        + ["--log-format", "xml"],
+        [*_SERVE, "--state-dir", str(tmp_path), "--log-format", "xml"],
         capture_stdout=True,
         capture_stderr=True,
         check=False,
@@ -187,3 +187,21 @@ async def test_a_flood_of_refusals_is_rate_limited(
     assert sum(r.fields["suppressed"] for r in summaries) == flood - len(lines)  # type: ignore[attr-defined]
     assert all(r.levelno == logging.INFO and not r.exc_info for r in caplog.records)
     await holder.aclose()
+
+
+async def test_the_tick_path_logs_nothing(
+    nursery: trio.Nursery,
+    server: GameServer,
+    client_ssl: ssl.SSLContext,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Even at DEBUG, a room ticking with a player in it writes no line per tick."""
+    caplog.set_level(logging.DEBUG)
+    client = await connect(nursery, server.url, client_ssl, "quiet", "q")
+    assert any(r.getMessage().startswith("player joined") for r in caplog.records)
+    caplog.clear()
+    ticks = server.stats.ticks
+    with trio.fail_after(10):
+        await client.wait_tick(client.replica.tick + 30)
+    assert server.stats.ticks >= ticks + 30
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("gameserver")] == []
