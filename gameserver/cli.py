@@ -32,6 +32,7 @@ from gameserver.game import GameRegistry
 from gameserver.guest import GuestIssuer
 from gameserver.http_static import WebRootError
 from gameserver.loader import GameLoadError, GameSource, build_registry
+from gameserver.logging_setup import LOG_FORMATS, configure_logging
 from gameserver.metrics import make_registry, serve_metrics
 from gameserver.server import ServerConfig, open_gameserver
 from gameserver.settings import (
@@ -330,6 +331,15 @@ def _log_level(s: Settings) -> int:
     return int(getattr(logging, name))
 
 
+def _log_format(s: Settings) -> str:
+    fmt = str(s["log-format"]).lower()
+    if fmt not in LOG_FORMATS:
+        raise StartupError(
+            f"--log-format {s['log-format']}: not a log format; use one of {', '.join(LOG_FORMATS)}"
+        )
+    return fmt
+
+
 @attrs.define
 class _Phase:
     """What the server was doing, to name the flag a start-up error belongs to."""
@@ -341,8 +351,7 @@ class _Phase:
 
 def serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     s = _resolve(args, SERVE_SETTINGS, environ)
-    level = _log_level(s)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(message)s")
+    configure_logging(_log_level(s), _log_format(s))
     for name in unknown_environment(environ):
         print(f"gameserver: warning: {name} names no setting; ignored", file=sys.stderr)
     warnings: list[str] = []
@@ -485,7 +494,7 @@ async def _serve(
                     serve_metrics,
                     metrics_host,
                     metrics_port,
-                    make_registry(server.stats, server.rooms),
+                    make_registry(server.stats, server.rooms, server.load),
                     healthy=server.healthy,
                     ready=server.ready,
                     admin=(admin := AdminAPI(server, verifier)),

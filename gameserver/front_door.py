@@ -114,6 +114,7 @@ class FrontDoor:
         if request is None:
             if not full:
                 stats.refused[Refusal.HANDSHAKE.value] += 1
+                stats.peer_log.event("handshake", "refused a handshake", reason="handshake", ip=ip)
             return None
         if isinstance(request, PlainRequest):
             await self._answer_plain(request, ip, full, deadline)
@@ -126,6 +127,9 @@ class FrontDoor:
         if refused is not None:
             if not full:
                 stats.refused[refused.kind.value] += 1
+                stats.peer_log.event(
+                    refused.kind.value, "refused an upgrade", reason=refused.kind.value, ip=ip
+                )
             visible = browser_close(refused, request.headers)
             if visible is not None:
                 await self._close_at_once(request, *visible, deadline)

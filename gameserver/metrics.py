@@ -3,7 +3,7 @@
 Nothing here touches prometheus_client's global ``REGISTRY``; build a private registry with
 :func:`make_registry` (or register a :class:`ServerCollector` into your own) and serve it::
 
-    registry = make_registry(server.stats, server.rooms)
+    registry = make_registry(server.stats, server.rooms, server.load)
     port = await nursery.start(serve_metrics, "127.0.0.1", 9100, registry)
 
 The collector reads the server's plain counters on each scrape, in the trio thread (scrapes are
@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import math
 import ssl
-import time
 from bisect import bisect_left
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from functools import partial
@@ -46,24 +45,28 @@ __all__ = [
     "MAX_REQUEST_HEAD",
     "READ_TIMEOUT",
     "TICK_BUCKETS",
+    "LoadLike",
     "ProcessSampler",
     "RoomDirectoryLike",
     "RoomHostLike",
     "ServerCollector",
     "TickHistogram",
+    "exported_names",
     "make_registry",
     "serve_metrics",
 ]
 
 #: upper bounds (seconds) of the tick-duration histogram's finite buckets; +Inf is implicit
-TICK_BUCKETS: tuple[float, ...] = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25)
+TICK_BUCKETS: tuple[float, ...] = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+)  # fmt: skip
 _BUCKET_LABELS = (*(repr(b) for b in TICK_BUCKETS), "+Inf")  # the "le" label values
 
 
 class TickHistogram:
     """Cumulative histogram of tick durations with fixed buckets (:data:`TICK_BUCKETS` + +Inf).
 
-    ``observe()`` is a bisect over 9 bounds and two additions; no locks, no allocation.
+    ``observe()`` is a bisect over 10 bounds and two additions; no locks, no allocation.
     Call it from the trio thread only (like every other ServerStats counter).
     """
 
@@ -165,7 +168,9 @@ def _psutil_sampler() -> ProcessSampler:
     return sample
 
 
-# (metric name, help, value) for the plain ServerStats counters and gauges
+# (metric name, help, value) for the plain ServerStats counters. Prometheus conventions: base
+# units, the unit last, counters end in ``_total`` (prometheus_client appends it on exposition,
+# so the names here leave it off).
 _COUNTERS: tuple[tuple[str, str, Callable[[ServerStats], int]], ...] = (
     (
         "gameserver_connections_accepted",
@@ -173,13 +178,31 @@ _COUNTERS: tuple[tuple[str, str, Callable[[ServerStats], int]], ...] = (
         lambda s: s.connections_accepted,
     ),
     (
-        "gameserver_messages_in",
+        "gameserver_received_messages",
         "WebSocket messages received from players.",
         lambda s: s.messages_in,
     ),
-    ("gameserver_bytes_in", "Payload bytes received from players.", lambda s: s.bytes_in),
-    ("gameserver_messages_out", "WebSocket messages sent to players.", lambda s: s.messages_out),
-    ("gameserver_bytes_out", "Payload bytes sent to players.", lambda s: s.bytes_out),
+    (
+        "gameserver_received_bytes",
+        "WebSocket payload bytes received from players.",
+        lambda s: s.bytes_in,
+    ),
+    (
+        "gameserver_sent_messages",
+        "WebSocket messages sent to players.",
+        lambda s: s.messages_out,
+    ),
+    (
+        "gameserver_sent_bytes",
+        "WebSocket payload bytes sent to players.",
+        lambda s: s.bytes_out,
+    ),
+    ("gameserver_rooms_created", "Rooms created.", lambda s: s.rooms_created),
+    (
+        "gameserver_rooms_disposed",
+        "Rooms disposed of (emptied, or closed).",
+        lambda s: s.rooms_disposed,
+    ),
     ("gameserver_ticks", "Room ticks run, all rooms.", lambda s: s.ticks),
     (
         "gameserver_ticks_late",
@@ -207,6 +230,11 @@ _COUNTERS: tuple[tuple[str, str, Callable[[ServerStats], int]], ...] = (
         lambda s: s.inputs_dropped,
     ),
     (
+        "gameserver_room_events_dropped",
+        "Player events (EVENT messages) dropped because the room's event queue was full.",
+        lambda s: s.events_dropped,
+    ),
+    (
         "gameserver_slow_disconnects",
         "Players disconnected because their reliable backlog grew too large.",
         lambda s: s.slow_disconnects,
@@ -230,6 +258,11 @@ _COUNTERS: tuple[tuple[str, str, Callable[[ServerStats], int]], ...] = (
         "gameserver_resyncs_limited",
         "RESYNC requests ignored: over the per-player rate limit (or before JOINED).",
         lambda s: s.resyncs_limited,
+    ),
+    (
+        "gameserver_desync_reports",
+        "Desyncs reported by clients: every RESYNC received, served or limited (gamesync.v2).",
+        lambda s: s.resyncs + s.resyncs_limited,
     ),
 )
 
@@ -261,14 +294,31 @@ _LABELLED_COUNTERS: tuple[tuple[str, str, str, Callable[[ServerStats], Mapping[s
 )
 
 
+class LoadLike(Protocol):
+    """What the collector reads for ``gameserver_cpu_ratio`` (``gameserver.load.LoadMonitor``
+    fits: it samples the process's CPU time every ``window`` seconds on its own timer)."""
+
+    @property
+    def load(self) -> float: ...
+
+    @property
+    def window(self) -> float: ...
+
+
 class ServerCollector:
     """A prometheus_client custom collector: reads the server's state at every scrape.
 
     ``rooms`` is anything with ``.rooms: Mapping[str, host]`` where ``host.room`` has
     ``player_count`` and ``config.tick_rate`` (a :class:`gameserver.server.RoomDirectory`).
-    ``gameserver_tick_seconds`` is ``stats.tick_histogram``.
+    ``gameserver_tick_seconds`` is ``stats.tick_histogram``. ``load`` (the server's
+    :class:`~gameserver.load.LoadMonitor`) gives ``gameserver_cpu_ratio``; without it that
+    gauge is left out.
 
-    ``sample_process`` and ``clock`` are for tests; by default psutil and ``time.monotonic``.
+    No value depends on when, or how often, anyone scrapes: counters and gauges are read as
+    they are, and the CPU ratio is the load monitor's figure over its own fixed window. Two
+    Prometheus servers scraping the same process see the same numbers.
+
+    ``sample_process`` is for tests; by default psutil.
     """
 
     def __init__(
@@ -276,17 +326,13 @@ class ServerCollector:
         stats: ServerStats,
         rooms: RoomDirectoryLike,
         *,
+        load: LoadLike | None = None,
         sample_process: ProcessSampler | None = None,
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.stats = stats
         self.rooms = rooms
+        self.load = load
         self._sample_process = sample_process if sample_process is not None else _psutil_sampler()
-        self._clock = clock
-        # the CPU% reference point: the previous scrape (or, for the first one, construction)
-        self._last_time = clock()
-        self._last_cpu = self._sample_process()[0]
-        self._cpu_percent = 0.0
 
     def describe(self) -> Iterator[Metric]:
         """Metric names without samples, so that the registry can detect clashes cheaply."""
@@ -294,8 +340,9 @@ class ServerCollector:
             yield CounterMetricFamily(name, doc)
         for name, doc, label, _ in _LABELLED_COUNTERS:
             yield CounterMetricFamily(name, doc, labels=[label])
-        yield from self._gauges(0, 0, 0, 0, 0.0, 0)
-        yield GaugeMetricFamily("gameserver_seats_held", _SEATS_HELD_HELP)
+        yield from self._gauges(0, 0, 0, 0, 0, 0)
+        if self.load is not None:
+            yield GaugeMetricFamily("gameserver_cpu_ratio", self._cpu_help(self.load))
         yield CounterMetricFamily("process_cpu_seconds", _CPU_SECONDS_HELP)
         yield HistogramMetricFamily("gameserver_tick_seconds", _TICK_SECONDS_HELP)
 
@@ -313,16 +360,14 @@ class ServerCollector:
         players = sum(host.room.player_count for host in hosts)
         tick_rate = max((host.room.config.tick_rate for host in hosts), default=0)
         cpu_seconds, rss = self._sample_process()
-        now = self._clock()
-        elapsed = now - self._last_time
-        if elapsed >= 0.01:  # closer scrapes keep the previous figure rather than a noisy one
-            self._cpu_percent = max(0.0, 100.0 * (cpu_seconds - self._last_cpu) / elapsed)
-            self._last_time = now
-            self._last_cpu = cpu_seconds
         yield from self._gauges(
-            stats.connections_open, len(hosts), players, tick_rate, self._cpu_percent, rss
+            stats.connections_open, len(hosts), players, stats.seats_held, tick_rate, rss
         )
-        yield GaugeMetricFamily("gameserver_seats_held", _SEATS_HELD_HELP, value=stats.seats_held)
+        load = self.load
+        if load is not None:
+            yield GaugeMetricFamily(
+                "gameserver_cpu_ratio", self._cpu_help(load), value=max(0.0, load.load)
+            )
         yield CounterMetricFamily("process_cpu_seconds", _CPU_SECONDS_HELP, value=cpu_seconds)
 
         hist = stats.tick_histogram
@@ -334,23 +379,26 @@ class ServerCollector:
         )
 
     @staticmethod
+    def _cpu_help(load: LoadLike) -> str:
+        return (
+            "CPU time of this process per second of wall time (1 = one core busy), over the "
+            f"last {load.window:g} s, sampled on a timer (independent of scrapes)."
+        )
+
+    @staticmethod
     def _gauges(
-        connections: int, rooms: int, players: int, tick_rate: int, cpu_percent: float, rss: int
+        connections: int, rooms: int, players: int, held: int, tick_rate: int, rss: int
     ) -> Iterator[Metric]:
         yield GaugeMetricFamily(
             "gameserver_connections_open", "WebSocket connections open now.", value=connections
         )
         yield GaugeMetricFamily("gameserver_rooms", "Rooms running now.", value=rooms)
         yield GaugeMetricFamily("gameserver_players", "Players seated now, all rooms.", players)
+        yield GaugeMetricFamily("gameserver_seats_held", _SEATS_HELD_HELP, value=held)
         yield GaugeMetricFamily(
-            "gameserver_tick_rate_hz",
+            "gameserver_tick_rate_hertz",
             "Configured tick rate: the highest of the running rooms (0 with no rooms).",
             value=tick_rate,
-        )
-        yield GaugeMetricFamily(
-            "gameserver_cpu_percent",
-            "CPU use of this process since the previous scrape, percent of one core.",
-            value=cpu_percent,
         )
         yield GaugeMetricFamily(
             "process_resident_memory_bytes", "Resident memory size in bytes.", value=rss
@@ -362,11 +410,25 @@ _CPU_SECONDS_HELP = "Total user and system CPU time spent in seconds."
 _TICK_SECONDS_HELP = "Time spent running one room tick (game update and fan-out), seconds."
 
 
-def make_registry(stats: ServerStats, rooms: RoomDirectoryLike) -> CollectorRegistry:
-    """A new private registry holding a :class:`ServerCollector` (never the global REGISTRY)."""
+def make_registry(
+    stats: ServerStats, rooms: RoomDirectoryLike, load: LoadLike | None = None
+) -> CollectorRegistry:
+    """A new private registry holding a :class:`ServerCollector` (never the global REGISTRY).
+    Pass the server's ``load`` monitor to export ``gameserver_cpu_ratio``."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(ServerCollector(stats, rooms))
+    registry.register(ServerCollector(stats, rooms, load=load))
     return registry
+
+
+def exported_names() -> frozenset[str]:
+    """The sample names a scrape of :class:`ServerCollector` (with a load monitor) contains;
+    docs/grafana-dashboard.json and docs/alerts.yml may use only these (a test checks)."""
+    names = {f"{name}_total" for name, _, _ in _COUNTERS}
+    names |= {f"{name}_total" for name, _, _, _ in _LABELLED_COUNTERS}
+    names |= {f"{m.name}" for m in ServerCollector._gauges(0, 0, 0, 0, 0, 0)}
+    names |= {"gameserver_cpu_ratio", "process_cpu_seconds_total"}
+    names |= {f"gameserver_tick_seconds_{suffix}" for suffix in ("bucket", "sum", "count")}
+    return frozenset(names)
 
 
 # ------------------------------------------------------------------ the HTTP endpoint

@@ -33,7 +33,7 @@ from gameserver.config import ServerConfig
 from gameserver.game import Game, Player
 from gameserver.lifecycle import EndCause, PeerError, RoomInfo, SessionEnded
 from gameserver.limits import MessageLimiter, TokenBucket
-from gameserver.logsafe import peer_text
+from gameserver.logging_setup import log_event
 from gameserver.outbound import Outbound
 from gameserver.reasons import (
     ErrorKind,
@@ -107,7 +107,13 @@ def peer_error(stats: ServerStats, exc: RemoteProtocolError) -> PeerError:
     """Count and log (no traceback) a peer's bad input; return it as a lifecycle event."""
     event = PeerError.from_exc(exc)
     stats.protocol_errors[event.kind.value] += 1
-    log.info("closing a peer for bad input (%s): %s", event.kind.value, peer_text(exc))
+    stats.peer_log.event(
+        event.kind.value,
+        "closing a peer for bad input",
+        kind=event.kind.value,
+        code=event.code,
+        detail=event.message,
+    )
     return event
 
 
@@ -389,7 +395,7 @@ class RoomHost:
                     elif isinstance(msg, Event):
                         verdict = limiter.take_event(now)
                         if verdict:
-                            room.push_event(number, msg.name, msg.data)
+                            stats.events_dropped += not room.push_event(number, msg.name, msg.data)
                         elif verdict is None:
                             raise flood_error()
                     elif isinstance(msg, Leave):
@@ -535,6 +541,9 @@ class RoomDirectory:
         self.rooms[name] = host
         self.stats.rooms_created += 1
         self.activity.record(ActivityKind.ROOM_CREATED, name, reason=game_cls.name)
+        log_event(
+            log, "room created", room=name, game=game_cls.name, private=private, tick_rate=tick_rate
+        )
         self._nursery.start_soon(host.run, name=f"room {name}")
         return host
 
@@ -544,6 +553,7 @@ class RoomDirectory:
             del self.rooms[name]
         self.stats.rooms_disposed += 1
         self.activity.record(ActivityKind.ROOM_DISPOSED, name)
+        log_event(log, "room disposed", room=name, ticks=host.ticks, closed=host.closing)
         if host.closing and not host.private:  # closed by an admin: see held()
             now = trio.current_time()
             self._held = {k: v for k, v in self._held.items() if v[0] > now}

@@ -59,7 +59,7 @@ from gameserver.lifecycle import (
 )
 from gameserver.limits import MessageLimiter
 from gameserver.load import LoadMonitor
-from gameserver.logsafe import peer_text
+from gameserver.logging_setup import log_event
 from gameserver.outbound import Outbound, OutboundOverflow
 from gameserver.reasons import (
     Refusal,
@@ -242,6 +242,9 @@ class GameServer:
         if over_ip or (cfg.max_connections and self.stats.connections_open >= cfg.max_connections):
             self.stats.refused[Refusal.CONNECTION_LIMIT.value] += 1
             self.rooms.activity.refused(Refusal.CONNECTION_LIMIT.value)
+            self.stats.peer_log.event(
+                "connection_limit", "refused a connection", reason="connection_limit", ip=ip
+            )
             if over_ip or not self.front.may_tell_full(ip):
                 # refused before the TLS handshake: costs us one accept and one close
                 await _tws.close_stream(stream)
@@ -279,7 +282,7 @@ class GameServer:
         session: Session | None = None
         for action in actions:
             if isinstance(action, Refuse):
-                self._count_refusal(action, isinstance(first, ResumeReceived))
+                self._count_refusal(action, isinstance(first, ResumeReceived), _room_of(first))
             elif isinstance(action, CreateRoom):
                 self.rooms.create(action.name, action.game, action.private)
             elif isinstance(action, Evict):
@@ -351,17 +354,21 @@ class GameServer:
         except ResumeTokenError as exc:
             return exc
 
-    def _count_refusal(self, refuse: Refuse, resume: bool = False) -> None:
+    def _count_refusal(self, refuse: Refuse, resume: bool = False, room: str | None = None) -> None:
         self.stats.refused[refuse.refusal.value] += 1
         self.rooms.activity.refused(refuse.refusal.value)
+        self.stats.peer_log.event(
+            refuse.refusal.value,
+            f"refused a {'RESUME' if resume else 'JOIN'}",
+            room=room,
+            reason=refuse.refusal.value,
+            code=refuse.refusal.code,
+            detail=refuse.message,
+        )  # never the token
         if resume:
             self.stats.resume_refusals[refuse.refusal.value] += 1
-            if refuse.step in (Step.TOKEN, Step.SEAT):
-                log.info("refused a RESUME: %s", peer_text(refuse.message))  # never the token
         elif refuse.step is Step.CPU_BUDGET:
             self.stats.overload_refusals += 1
-        elif refuse.step is Step.TOKEN:
-            log.info("refused a JOIN: %s", peer_text(refuse.message))  # never the token
 
     def _take_over_player(self, player_id: str) -> None:
         """A newer connection for ``player_id`` takes its seat: close and unseat the old one
@@ -423,6 +430,7 @@ class GameServer:
         identity = seat.identity
         player = host.room.seat(identity.player_id, identity.name)  # admission checked the room
         self.rooms.activity.record(ActivityKind.JOIN, seat.room, player.id)
+        log_event(log, "player joined", room=seat.room, player=player.number, player_id=player.id)
         return self._new_session(conn, host, player, version)
 
     def _reattach(self, conn: FastConnection, action: Reattach, version: int) -> Session:
@@ -437,6 +445,9 @@ class GameServer:
         session = self._new_session(conn, host, player, version)
         session.resume_from = action.have_tick
         self.stats.resumes += 1
+        log_event(
+            log, "player resumed", room=action.room, player=player.number, player_id=player.id
+        )
         return session
 
     async def _play(self, session: Session) -> None:
@@ -481,6 +492,17 @@ class GameServer:
             del self.by_player[session.player.id]
         self.stats.players -= 1
         self.rooms.activity.ended(host.room.name, session.player.id, end.code, end.cause.value)
+        log_event(
+            log,
+            "player left" if end.cause is EndCause.LEFT else "player disconnected",
+            room=host.room.name,
+            player=number,
+            player_id=session.player.id,
+            code=end.code,
+            reason=end.reason,
+            cause=end.cause.value,
+            held=held,
+        )
         return actions
 
     async def _finish(self, conn: FastConnection, actions: list[Action]) -> None:
@@ -562,6 +584,13 @@ class _Directory:
         return host is not None and number in host.sessions
 
 
+def _room_of(event: ConnectionEvent) -> str | None:
+    """The room a JOIN or RESUME asked for (for the log), if the first message was one."""
+    if isinstance(event, JoinReceived):
+        return event.join.room
+    return event.resume.room if isinstance(event, ResumeReceived) else None
+
+
 def _peer_ip(stream: trio.abc.Stream) -> str:
     inner = stream.transport_stream if isinstance(stream, trio.SSLStream) else stream
     try:
@@ -612,8 +641,8 @@ async def open_gameserver(
         raw = listeners[0]
         server.port = raw.socket.getsockname()[1]
         await nursery.start(server.listen, listeners)
-        if server.load.budget > 0:
-            nursery.start_soon(server.load.run)
+        nursery.start_soon(server.load.run)  # the CPU budget and gameserver_cpu_ratio
+        nursery.start_soon(stats.peer_log.run)  # "suppressed N similar lines" summaries
         try:
             yield server
         finally:

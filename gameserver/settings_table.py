@@ -481,6 +481,7 @@ SERVE_SETTINGS: tuple[Setting, ...] = (
         "metrics",
     ),
     Setting("log-level", Kind.STR, "INFO", "DEBUG, INFO, WARNING, ERROR or CRITICAL", "metrics"),
+    Setting("log-format", Kind.STR, "text", "text, or json: one JSON object per line", "metrics"),
 )
 
 #: the settings ``gameserver token`` reads (where to find the signing secret)

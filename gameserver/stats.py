@@ -6,6 +6,7 @@ from collections import Counter
 
 import attrs
 
+from gameserver.logging_setup import PeerLog
 from gameserver.metrics import TickHistogram
 
 
@@ -31,6 +32,8 @@ class ServerStats:
     deltas_skipped: int = 0
     snapshot_resyncs: int = 0
     inputs_dropped: int = 0
+    #: player EVENT messages dropped because their room's event queue was full
+    events_dropped: int = 0
     slow_disconnects: int = 0
     #: joins refused because the server's CPU budget was in use
     overload_refusals: int = 0
@@ -48,3 +51,6 @@ class ServerStats:
     resyncs: int = 0
     resyncs_limited: int = 0
     tick_histogram: TickHistogram = attrs.Factory(TickHistogram)
+    #: the rate-limited log of peers' bad input (refusals, protocol errors), shared by every
+    #: place that counts one, so that a flood of it cannot fill a disk
+    peer_log: PeerLog = attrs.field(factory=PeerLog, eq=False, repr=False)

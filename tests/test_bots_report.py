@@ -164,16 +164,16 @@ gameserver_ticks_total 1000.0
 gameserver_ticks_late_total 5.0
 # TYPE gameserver_ticks_skipped_total counter
 gameserver_ticks_skipped_total 1.0
-# TYPE gameserver_bytes_out_total counter
-gameserver_bytes_out_total 1000000.0
+# TYPE gameserver_sent_bytes_total counter
+gameserver_sent_bytes_total 1000000.0
 # TYPE gameserver_connections_refused_total counter
 gameserver_connections_refused_total{reason="room_full"} 2.0
 # TYPE gameserver_rooms gauge
 gameserver_rooms 10.0
 # TYPE gameserver_players gauge
 gameserver_players 80.0
-# TYPE gameserver_tick_rate_hz gauge
-gameserver_tick_rate_hz 20.0
+# TYPE gameserver_tick_rate_hertz gauge
+gameserver_tick_rate_hertz 20.0
 # TYPE process_resident_memory_bytes gauge
 process_resident_memory_bytes 5.0e+07
 # TYPE process_cpu_seconds_total counter
@@ -192,7 +192,7 @@ def _after(text: str) -> str:
     for old, new in [
         ("gameserver_ticks_total 1000.0", "gameserver_ticks_total 3000.0"),  # +2000
         ("gameserver_ticks_late_total 5.0", "gameserver_ticks_late_total 8.0"),
-        ("gameserver_bytes_out_total 1000000.0", "gameserver_bytes_out_total 3000000.0"),
+        ("gameserver_sent_bytes_total 1000000.0", "gameserver_sent_bytes_total 3000000.0"),
         ('{reason="room_full"} 2.0', '{reason="room_full"} 5.0'),
         ("process_resident_memory_bytes 5.0e+07", "process_resident_memory_bytes 104857600"),
         ("process_cpu_seconds_total 100.0", "process_cpu_seconds_total 105.0"),

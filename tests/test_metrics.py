@@ -54,18 +54,20 @@ class FakeRooms:
 
 
 class FakeProcess:
-    """A controllable process sampler and clock for the CPU figures."""
+    """A controllable process sampler for the CPU and memory figures."""
 
     def __init__(self) -> None:
         self.cpu = 1.0
         self.rss = 123_456_789
-        self.now = 1000.0
 
     def sample(self) -> tuple[float, int]:
         return self.cpu, self.rss
 
-    def clock(self) -> float:
-        return self.now
+
+@attrs.define
+class FakeLoad:
+    load: float = 0.25
+    window: float = 2.0
 
 
 def full_stats(cls: type[ServerStats] = ServerStats) -> ServerStats:
@@ -83,7 +85,12 @@ def full_stats(cls: type[ServerStats] = ServerStats) -> ServerStats:
         deltas_skipped=8,
         snapshot_resyncs=9,
         inputs_dropped=10,
+        events_dropped=13,
         slow_disconnects=12,
+        rooms_created=14,
+        rooms_disposed=15,
+        resyncs=16,
+        resyncs_limited=17,
     )
     stats.refused["subprotocol"] += 4
     stats.refused["room_full"] += 1
@@ -109,13 +116,16 @@ def families(registry: CollectorRegistry) -> dict[str, str]:
 
 
 def make(
-    stats: ServerStats | None = None, rooms: FakeRooms | None = None
+    stats: ServerStats | None = None,
+    rooms: FakeRooms | None = None,
+    load: FakeLoad | None = None,
 ) -> tuple[CollectorRegistry, ServerStats, FakeRooms, FakeProcess]:
     stats = stats if stats is not None else full_stats()
     rooms = rooms if rooms is not None else FakeRooms()
+    load = load if load is not None else FakeLoad()
     proc = FakeProcess()
     registry = CollectorRegistry()
-    registry.register(ServerCollector(stats, rooms, sample_process=proc.sample, clock=proc.clock))
+    registry.register(ServerCollector(stats, rooms, load=load, sample_process=proc.sample))
     return registry, stats, rooms, proc
 
 
@@ -126,7 +136,6 @@ def test_every_metric_with_its_value() -> None:
     rooms.add("b", players=2, tick_rate=60)
     rooms.add("c", players=0, tick_rate=30)
     registry, _, _, proc = make(rooms=rooms)
-    proc.now += 2.0
     proc.cpu += 0.5
     s = scrape(registry)
     expected = {
@@ -134,10 +143,12 @@ def test_every_metric_with_its_value() -> None:
         "gameserver_connections_accepted_total": 11,
         "gameserver_rooms": 3,
         "gameserver_players": 5,
-        "gameserver_messages_in_total": 101,
-        "gameserver_bytes_in_total": 2002,
-        "gameserver_messages_out_total": 303,
-        "gameserver_bytes_out_total": 40004,
+        "gameserver_received_messages_total": 101,
+        "gameserver_received_bytes_total": 2002,
+        "gameserver_sent_messages_total": 303,
+        "gameserver_sent_bytes_total": 40004,
+        "gameserver_rooms_created_total": 14,
+        "gameserver_rooms_disposed_total": 15,
         "gameserver_ticks_total": 505,
         "gameserver_ticks_late_total": 6,
         "gameserver_ticks_skipped_total": 7,
@@ -145,10 +156,14 @@ def test_every_metric_with_its_value() -> None:
         "gameserver_snapshot_resyncs_total": 9,
         "gameserver_inputs_dropped_total": 10,
         "gameserver_slow_disconnects_total": 12,
-        "gameserver_tick_rate_hz": 60,
+        "gameserver_room_events_dropped_total": 13,
+        "gameserver_resyncs_total": 16,
+        "gameserver_resyncs_limited_total": 17,
+        "gameserver_desync_reports_total": 33,  # every RESYNC: served or limited
+        "gameserver_tick_rate_hertz": 60,
         "process_cpu_seconds_total": 1.5,
         "process_resident_memory_bytes": 123_456_789,
-        "gameserver_cpu_percent": 25.0,  # 0.5 CPU seconds over 2 s
+        "gameserver_cpu_ratio": 0.25,  # the load monitor's figure
     }
     for name, value in expected.items():
         assert s[name, ()] == value, name
@@ -165,8 +180,8 @@ def test_metric_types() -> None:
         "gameserver_connections_open",
         "gameserver_rooms",
         "gameserver_players",
-        "gameserver_tick_rate_hz",
-        "gameserver_cpu_percent",
+        "gameserver_tick_rate_hertz",
+        "gameserver_cpu_ratio",
         "process_resident_memory_bytes",
     ):
         assert types[gauge] == "gauge", gauge
@@ -175,7 +190,10 @@ def test_metric_types() -> None:
         "gameserver_connections_refused",
         "gameserver_protocol_errors",
         "gameserver_ticks",
-        "gameserver_bytes_out",
+        "gameserver_sent_bytes",
+        "gameserver_received_bytes",
+        "gameserver_room_events_dropped",
+        "gameserver_desync_reports",
         "process_cpu_seconds",
     ):
         assert types[counter] == "counter", counter
@@ -205,18 +223,18 @@ def test_values_are_read_at_each_scrape() -> None:
     rooms = FakeRooms()
     registry, stats, _, _ = make(rooms=rooms)
     assert scrape(registry)["gameserver_rooms", ()] == 0
-    assert scrape(registry)["gameserver_tick_rate_hz", ()] == 0  # no rooms: 0
+    assert scrape(registry)["gameserver_tick_rate_hertz", ()] == 0  # no rooms: 0
     stats.messages_in += 5
     stats.connections_open -= 1
     stats.protocol_errors["not_join"] += 1
     rooms.add("x", players=4, tick_rate=30)
     s = scrape(registry)
-    assert s["gameserver_messages_in_total", ()] == 106
+    assert s["gameserver_received_messages_total", ()] == 106
     assert s["gameserver_connections_open", ()] == 2
     assert s["gameserver_protocol_errors_total", (("kind", "not_join"),)] == 1
     assert s["gameserver_rooms", ()] == 1
     assert s["gameserver_players", ()] == 4
-    assert s["gameserver_tick_rate_hz", ()] == 30
+    assert s["gameserver_tick_rate_hertz", ()] == 30
 
 
 def test_real_room_hosts() -> None:
@@ -242,7 +260,8 @@ def test_real_room_hosts() -> None:
     s = scrape(registry)
     assert s["gameserver_rooms", ()] == 2
     assert s["gameserver_players", ()] == 3
-    assert s["gameserver_tick_rate_hz", ()] == 45
+    assert s["gameserver_tick_rate_hertz", ()] == 45
+    assert ("gameserver_cpu_ratio", ()) not in s  # no load monitor given
     assert s["process_resident_memory_bytes", ()] > 1_000_000  # psutil, this process
     assert s["process_cpu_seconds_total", ()] > 0
 
@@ -250,35 +269,58 @@ def test_real_room_hosts() -> None:
 def test_tick_histogram_exported() -> None:
     stats = ServerStats()
     registry, *_ = make(stats=stats)
-    for seconds in (0.0003, 0.0005, 0.0007, 0.004, 0.3):
+    for seconds in (0.00005, 0.0003, 0.0005, 0.0007, 0.004, 0.3):
         stats.tick_histogram.observe(seconds)
     s = scrape(registry)
     bucket = "gameserver_tick_seconds_bucket"
-    assert s[bucket, (("le", "0.0005"),)] == 2  # 0.0005 itself is "le 0.0005"
-    assert s[bucket, (("le", "0.001"),)] == 3
-    assert s[bucket, (("le", "0.002"),)] == 3
-    assert s[bucket, (("le", "0.005"),)] == 4
-    assert s[bucket, (("le", "0.25"),)] == 4
-    assert s[bucket, (("le", "+Inf"),)] == 5
-    assert s["gameserver_tick_seconds_count", ()] == 5
-    assert s["gameserver_tick_seconds_sum", ()] == pytest.approx(0.3055)
+    assert s[bucket, (("le", "0.0001"),)] == 1  # sub-millisecond ticks get buckets of their own
+    assert s[bucket, (("le", "0.00025"),)] == 1
+    assert s[bucket, (("le", "0.0005"),)] == 3  # 0.0005 itself is "le 0.0005"
+    assert s[bucket, (("le", "0.001"),)] == 4
+    assert s[bucket, (("le", "0.0025"),)] == 4
+    assert s[bucket, (("le", "0.005"),)] == 5
+    assert s[bucket, (("le", "0.1"),)] == 5
+    assert s[bucket, (("le", "+Inf"),)] == 6
+    assert s["gameserver_tick_seconds_count", ()] == 6
+    assert s["gameserver_tick_seconds_sum", ()] == pytest.approx(0.30555)
     les = [labels[0][1] for name, labels in s if name == bucket]
     assert les == [*(repr(b) for b in TICK_BUCKETS), "+Inf"]
 
 
-def test_cpu_percent_is_over_the_last_scrape_interval() -> None:
-    registry, _, _, proc = make()
-    proc.now += 10.0
-    proc.cpu += 2.5
-    assert scrape(registry)["gameserver_cpu_percent", ()] == pytest.approx(25.0)
-    proc.now += 0.001  # a second scrape right away keeps the figure instead of dividing by ~0
-    proc.cpu += 0.001
-    assert scrape(registry)["gameserver_cpu_percent", ()] == pytest.approx(25.0)
-    proc.now += 3.999  # measured from the end of the previous (long enough) interval
-    proc.cpu += 3.999
-    assert scrape(registry)["gameserver_cpu_percent", ()] == pytest.approx(100.0)
-    proc.now += 5.0
-    assert scrape(registry)["gameserver_cpu_percent", ()] == 0.0
+def test_no_value_depends_on_when_the_last_scrape_happened() -> None:
+    """Two scrapers (or one scraping twice at once) see the same figures: the CPU ratio is
+    the load monitor's, over its own window, not "since the previous scrape"."""
+    load = FakeLoad(load=0.5)
+    registry, _, _, proc = make(load=load)
+    first = scrape(registry)
+    proc.cpu += 3.0  # CPU time passes between scrapes: the ratio does not follow the scrapes
+    second, third = scrape(registry), scrape(registry)
+    assert first["gameserver_cpu_ratio", ()] == second["gameserver_cpu_ratio", ()] == 0.5
+    assert second == third
+    load.load = 1.25  # over one core is possible (kernel threads); never negative
+    assert scrape(registry)["gameserver_cpu_ratio", ()] == 1.25
+    load.load = -0.1
+    assert scrape(registry)["gameserver_cpu_ratio", ()] == 0.0
+
+
+def test_exported_names_match_a_scrape() -> None:
+    """metrics.exported_names(), which the docs' dashboard and alert rules are checked
+    against, is exactly what a scrape holds (labelled counters once they have a label)."""
+    stats = full_stats()
+    stats.resume_refusals["seat_lost"] += 1
+    stats.http_responses["200"] += 1
+    registry, *_ = make(stats=stats)
+    names = {name for name, _ in scrape(registry)}
+    names -= {n for n in names if n.endswith("_created")}  # prometheus_client's extra series
+    assert names == metrics.exported_names()
+    for name in names:
+        assert name.startswith(("gameserver_", "process_")), name
+        assert "percent" not in name and not name.endswith("_hz"), name
+
+
+def test_tick_buckets_fit_a_tick() -> None:
+    assert TICK_BUCKETS[0] == 0.0001 and TICK_BUCKETS[-1] == 0.1
+    assert list(TICK_BUCKETS) == sorted(set(TICK_BUCKETS))
 
 
 def test_registries_are_private() -> None:
@@ -306,8 +348,8 @@ def test_histogram_bucket_edges() -> None:
     cumulative = h.buckets()
     assert [b for b, _ in cumulative] == [*TICK_BUCKETS, math.inf]
     # bucket i holds its bound, the previous bound's "just above", and (i == 0) the 0.0
-    assert [n for _, n in cumulative] == [2, 4, 6, 8, 10, 12, 14, 16, 18, 20]
-    assert h.count == 20
+    assert [n for _, n in cumulative] == [2 * (i + 1) for i in range(len(TICK_BUCKETS) + 1)]
+    assert h.count == 2 * (len(TICK_BUCKETS) + 1)
     assert h.sum == pytest.approx(sum(TICK_BUCKETS) * 2.0001 + 10.0)
 
 
@@ -334,12 +376,12 @@ def test_histogram_quantiles() -> None:
 def test_histogram_quantile_rank_is_not_thrown_by_float_noise() -> None:
     h = TickHistogram()
     for _ in range(7):
-        h.observe(0.0001)
+        h.observe(0.00005)
     for _ in range(93):
         h.observe(0.0015)
     # 0.07 * 100 == 7.000000000000001: the 7th smallest is still in the first bucket
-    assert h.quantile(0.07) == 0.0005
-    assert h.quantile(0.08) == 0.002
+    assert h.quantile(0.07) == 0.0001
+    assert h.quantile(0.08) == 0.0025
 
 
 # ------------------------------------------------------------------ the HTTP endpoint
@@ -416,11 +458,11 @@ async def test_metrics_endpoint(no_tracebacks: None) -> None:
         assert r.headers["content-type"] == CONTENT_TYPE_LATEST
         parsed = {f.name: f for f in text_string_to_metric_families(r.body.decode())}
         assert parsed["gameserver_players"].samples[0].value == 2
-        assert parsed["gameserver_messages_in"].samples[0].value == 101
+        assert parsed["gameserver_received_messages"].samples[0].value == 101
         stats.messages_in = 777
         r = await request(port, get("/metrics?debug=1"))  # the query is ignored
         assert r.status == 200
-        assert b"\ngameserver_messages_in_total 777.0\n" in r.body
+        assert b"\ngameserver_received_messages_total 777.0\n" in r.body
 
 
 async def test_healthz() -> None:

@@ -198,7 +198,7 @@ def server_section(before: Scrape, after: Scrape) -> dict[str, Any]:
         "window_s": round(elapsed, 3),
         "rooms": None if rooms is None else int(rooms),
         "players": _int(after.get("gameserver_players")),
-        "tick_rate_config": after.get("gameserver_tick_rate_hz"),
+        "tick_rate_config": after.get("gameserver_tick_rate_hertz"),
         "tick_rate_measured": _round(ticks * per_s / rooms)
         if ticks is not None and rooms
         else None,
@@ -209,10 +209,10 @@ def server_section(before: Scrape, after: Scrape) -> dict[str, Any]:
         "cpu_percent": _round(cpu * per_s * 100, 1) if cpu is not None else None,
         "rss_mb": _round(rss / 2**20, 1) if rss is not None else None,
         "bytes_out_per_s": _round(
-            _mul(_delta(before, after, "gameserver_bytes_out_total"), per_s), 0
+            _mul(_delta(before, after, "gameserver_sent_bytes_total"), per_s), 0
         ),
         "bytes_in_per_s": _round(
-            _mul(_delta(before, after, "gameserver_bytes_in_total"), per_s), 0
+            _mul(_delta(before, after, "gameserver_received_bytes_total"), per_s), 0
         ),
         "deltas_skipped": counter("gameserver_deltas_skipped_total"),
         "snapshot_resyncs": counter("gameserver_snapshot_resyncs_total"),
