@@ -27,6 +27,7 @@ KIND_LABELS: Mapping[str, str] = {
     "tls_closed": "server closed the connection before/during the TLS handshake",
     "tls_verify": "TLS certificate verify failed",
     "tls": "TLS error",
+    "tls_not_tls": "no TLS server at this port (it answered in plain text)",
     "handshake": "WebSocket handshake refused",
     "protocol": "protocol error from the server",
     "eof": "server closed the connection (no close frame)",
@@ -130,6 +131,12 @@ def hints(report: Mapping[str, Any]) -> list[str]:
             "server (<state-dir>/secret.key); a server started with another --state-dir has "
             "another secret"
         )
+    if _count(errors, "tls_not_tls"):
+        out.append(
+            f"the server at {cfg.get('url', 'the --url')} does not speak TLS there: use "
+            "ws:// for a plain server, or the port the game server listens on (not its "
+            "metrics or admin port)"
+        )
     if _count(errors, "refused") and not players.get("connected"):
         out.append(
             f"nothing accepts connections at {cfg.get('url', 'the --url')}: is the server "
@@ -170,5 +177,6 @@ class EarlyStop:
         if self.reason is not None or self.succeeded or self.done < self.attempts:
             return None
         causes = ", ".join(f"{kind_label(k)} x{n}" for k, n in self.kinds.most_common())
-        self.reason = f"none of the first {self.done} bots could connect ({causes})"
+        who = "the only bot" if self.done == 1 else f"none of the first {self.done} bots"
+        self.reason = f"{who} could{' not' if self.done == 1 else ''} connect ({causes})"
         return self.reason

@@ -317,7 +317,9 @@ class LeanConnection:
             except ssl.SSLCertVerificationError as exc:
                 raise BotFailed("tls_verify", str(exc)) from None
             except ssl.SSLError as exc:
-                raise BotFailed("tls", str(exc)) from None
+                # the peer answered in plain text (HTTP, ws://): no TLS server at this port
+                kind = "tls_not_tls" if exc.reason == "WRONG_VERSION_NUMBER" else "tls"
+                raise BotFailed(kind, str(exc)) from None
         self._send_raw(self.outgoing.read())
 
     async def _read_http_head(self) -> bytes:

@@ -61,9 +61,15 @@ class Progress:
         #: the latest server figures (``tick_ms_p99``, ``cpu_percent``) from the 1 Hz scraper
         self.server: dict[str, Any] = {}
         self.early_stop: str | None = None
+        #: statuses received so far (a sample is taken only when a new one came)
+        self.updates = 0
+        #: set by :meth:`update` (the sampler waits for it, then replaces it)
+        self.changed = trio.Event()
 
     def update(self, worker: int, status: dict[str, Any]) -> None:
         self.statuses[worker] = status
+        self.updates += 1
+        self.changed.set()
         if status.get("early_stop") and self.early_stop is None:
             self.early_stop = status["early_stop"]
 
@@ -163,29 +169,33 @@ class _Live:
         from rich.table import Table
 
         grid = Table.grid(padding=(0, 2))
-        for _ in range(7):
-            grid.add_column(justify="right")
-        grid.add_row(
-            "[dim]phase[/]",
-            "[dim]bots[/]",
-            "[dim]updates/player/s mean · p5[/]",
-            "[dim]latency ms p50 · p99[/]",
-            "[dim]bytes/player/s down · up[/]",
-            "[dim]errors[/]",
-            "[dim]server tick p99 · cpu[/]" if row.get("server_cpu") is not None else "",
-        )
+        grid.add_column(style="dim")
+        grid.add_column()
         errors = row["errors"]
         grid.add_row(
-            f"[bold]{row['phase'] or 'start'}[/] {row['t']:.0f}s",
-            f"{row['connected']}/{row['target']}",
-            f"{_f(row['updates_mean'], '.1f')} · {_f(row['updates_p5'], '.1f')}",
-            f"{_f(row['latency_p50'], '.1f')} · {_f(row['latency_p99'], '.1f')}",
-            f"{_f(row['down_pp'], '.0f')} · {_f(row['up_pp'], '.0f')}",
-            f"[red]{errors}[/]" if errors else "0",
-            f"{_f(row.get('server_tick_p99'), '.2f')} ms · {_f(row.get('server_cpu'), '.0f')}%"
-            if row.get("server_cpu") is not None
-            else "",
+            "phase",
+            f"[bold]{row['phase'] or 'start'}[/]  {row['t']:.0f} s   "
+            f"bots {row['connected']}/{row['target']}   "
+            + (f"[red]errors {errors}[/]" if errors else "errors 0"),
         )
+        grid.add_row(
+            "updates/player/s",
+            f"mean {_f(row['updates_mean'], '.1f')}   p5 {_f(row['updates_p5'], '.1f')}",
+        )
+        grid.add_row(
+            "latency ms",
+            f"p50 {_f(row['latency_p50'], '.1f')}   p99 {_f(row['latency_p99'], '.1f')}",
+        )
+        grid.add_row(
+            "bytes/player/s",
+            f"down {_f(row['down_pp'], '.0f')}   up {_f(row['up_pp'], '.0f')}",
+        )
+        if row.get("server_cpu") is not None or row.get("server_tick_p99") is not None:
+            grid.add_row(
+                "server",
+                f"tick p99 {_f(row.get('server_tick_p99'), '.2f')} ms   "
+                f"cpu {_f(row.get('server_cpu'), '.0f')}%",
+            )
         self.live.update(grid, refresh=True)
 
     def close(self) -> None:
@@ -201,24 +211,28 @@ async def show_progress(
     interval: float = PLAIN_INTERVAL,
     on_sample: Callable[[dict[str, Any]], None] | None = None,
 ) -> None:
-    """Once a second: sample ``progress`` into ``series``; show it live on a terminal, or
-    write a plain line every ``interval`` seconds. Runs until cancelled."""
+    """About once a second, when a status has come: sample ``progress`` into ``series``; show
+    it live on a terminal, or write a plain line every ``interval`` seconds. Runs until
+    cancelled."""
     out = stream if stream is not None else sys.stderr
     live = _Live(out) if tty else None
-    last_line = 0.0
+    next_line = trio.current_time() + interval
+    last = -math.inf
     try:
         while True:
-            await trio.sleep(1.0)
-            if not progress.statuses:
-                continue
+            # a sample about once a second, each as a status comes (so none is missed twice)
+            await trio.sleep_until(last + 0.95)
+            await progress.changed.wait()
+            progress.changed = trio.Event()
+            last = trio.current_time()
             row = progress.sample()
             series.add(row)
             if on_sample is not None:
                 on_sample(row)
             if live is not None:
                 live.update(row)
-            elif row["t"] - last_line >= interval - 0.05:
-                last_line = row["t"]
+            elif trio.current_time() >= next_line - 0.05:
+                next_line += interval
                 out.write("gamebots " + format_line(row) + "\n")
                 out.flush()
     finally:
