@@ -279,8 +279,10 @@ def test_verdict() -> None:
     nobody = _report(
         players={"target": 4, "connected": 0, "failed": 4}, errors={"ServerError:4001": 4}
     )
-    reasons = cli.verdict(nobody, protocol="gamesync", input_hz=None)
-    assert reasons[0].startswith("no bot is connected") and "--secret-file" in reasons[1]
+    [reason] = cli.verdict(nobody, protocol="gamesync", input_hz=None)
+    assert reason.startswith("no bot is connected")
+    early = _report(players={"target": 4, "connected": 0, "failed": 4}, early_stop="why")
+    assert cli.verdict(early, protocol="gamesync", input_hz=None)[0] == "stopped early: why"
 
 
 def test_verdict_of_a_drop_run() -> None:
@@ -314,7 +316,8 @@ def test_format_table() -> None:
     report["server"] = {"error": "refused"}
     report["result"] = {"ok": False, "failures": ["something"]}
     text = cli.format_table(report)
-    assert "4/4 connected" in text and "eof 1" in text and "scrape failed: refused" in text
+    assert "4/4 connected" in text and "scrape failed: refused" in text
+    assert "errors            server closed the connection (no close frame) x1" in text
     assert text.endswith("result: FAIL\n  - something")
     report["server"] = server_section(
         Scrape(0.0, parse_metrics(METRICS_BEFORE)),
@@ -439,12 +442,17 @@ def test_unreachable_server_fails_with_a_report(
     )
     assert code == 1
     report = json.loads(report_file.read_text())
-    assert report["errors"] == {"connect": 2}
+    assert report["errors"] == {"refused": 2}
+    assert report["errors_first"]["refused"][0] == "[Errno 111] Connection refused"
+    assert report["early_stop"] == "none of the first 2 bots could connect (connection refused x2)"
     assert report["players"] == {"target": 2, "connected": 0, "failed": 2}
     assert report["server"] is None and report["result"]["ok"] is False
     out = capsys.readouterr()
     assert "result: FAIL" in out.out and "no bot is connected" in out.out
-    assert out.err == ""  # no progress line without a TTY
+    assert "  - stopped early: none of the first 2 bots could connect" in out.out
+    assert "connection refused x2 (first: [Errno 111] Connection refused at " in out.out
+    assert "hints:\n  - nothing accepts connections at ws://127.0.0.1:1" in out.out
+    assert out.err == ""  # stopped before the first plain progress line (5 s)
 
 
 # ================================================================ bots of a run
@@ -522,41 +530,3 @@ def test_bots_of_a_share_do_not_depend_on_the_split() -> None:
     assert all(b.verify and not b.token for b in make_bots(everyone))
     json_bots = make_bots(LoadConfig(url="ws://h:1", protocol="json", secret_hex=secret.hex()))
     assert not json_bots[0].verify and not json_bots[0].token
-
-
-def test_progress_line_sums_the_processes() -> None:
-    progress = cli.Progress()
-    progress.update(
-        0,
-        {
-            "phase": "window",
-            "connected": 10,
-            "updates_s": 200.0,
-            "errors": 1,
-            "latency": _sparse({5.0: 99}),
-        },
-    )
-    progress.update(
-        1,
-        {
-            "phase": "window",
-            "connected": 5,
-            "updates_s": 100.0,
-            "errors": 0,
-            "latency": _sparse({80.0: 1}),
-        },
-    )
-    line = progress.line()
-    assert "connected     15" in line and "updates/s       300" in line and "errors     1" in line
-    assert "p99     5.2 ms" in line
-    progress.update(
-        1,
-        {
-            "phase": "window",
-            "connected": 5,
-            "updates_s": 100.0,
-            "errors": 0,
-            "latency": _sparse({80.0: 2}),
-        },
-    )
-    assert "p99    80.2 ms" in progress.line()

@@ -30,7 +30,6 @@ import datetime
 import importlib.metadata
 import importlib.util
 import json
-import math
 import os
 import platform
 import shlex
@@ -932,63 +931,10 @@ def oddities(results: dict[str, Any]) -> list[str]:
 
 
 def draw_chart(results: dict[str, Any], path: Path) -> None:
-    import matplotlib
+    """The sweep's chart (drawn by the code gamebots --chart shares: clients/bots/chart.py)."""
+    from clients.bots.chart import draw_bench
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import matplotlib.ticker
-
-    fig, (ax_lat, ax_cpu) = plt.subplots(1, 2, figsize=(12, 4.8))
-    th = results["meta"]["thresholds"]
-    colors = {"gameserver": "tab:blue", "baseline": "tab:orange"}
-    for name, res in results["targets"].items():
-        steps = sorted(
-            (s for s in res["steps"] if s.get("connected")), key=lambda s: s["connected"]
-        )
-        xs = [s["connected"] for s in steps]
-        lat = [s.get("latency_p99_ms") or math.nan for s in steps]
-        cpu = [s.get("server_cpu_pct") or math.nan for s in steps]
-        core = [s.get("core0_busy_pct") or math.nan for s in steps]
-        color = colors.get(name)
-        ax_lat.plot(xs, lat, "o-", color=color, label=LABELS[name])
-        ax_cpu.plot(xs, cpu, "o-", color=color, label=f"{LABELS[name]}: process")
-        ax_cpu.plot(xs, core, "--", color=color, alpha=0.6, label=f"{LABELS[name]}: core 0 busy")
-        over = res.get("overload")
-        if over and over.get("connected"):
-            label = f"{LABELS[name]}: overload step ({over['target']} offered)"
-            x = over["connected"]
-            ax_lat.plot([x], [over.get("latency_p99_ms") or math.nan], "x",
-                        color=color, markersize=10, label=label)  # fmt: skip
-            ax_cpu.plot([x], [over.get("server_cpu_pct") or math.nan], "x",
-                        color=color, markersize=10)  # fmt: skip
-        if res.get("capacity"):
-            for ax in (ax_lat, ax_cpu):
-                ax.axvline(res["capacity"], color=color, linestyle=":", alpha=0.7)
-    ax_lat.axhline(th["max_latency_p99_ms"], color="grey", linestyle="--", linewidth=1)
-    ax_lat.set_yscale("log")
-    ax_lat.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
-    ax_lat.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    ax_lat.set_yticks([10, 20, 50, 100, 200, 500, 1000, 2000])
-    ax_lat.set_xlabel("players connected (8 per room)")
-    ax_lat.set_ylabel("input latency p99, ms (log)")
-    ax_lat.set_title("Latency p99 (dotted: capacity; dashed: 100 ms limit)")
-    ax_cpu.axhline(th["cpu_pct"], color="grey", linestyle="--", linewidth=1)
-    ax_cpu.set_xlabel("players connected (8 per room)")
-    ax_cpu.set_ylabel("% of one core")
-    ax_cpu.set_ylim(0, 105)
-    ax_cpu.set_title("Server CPU (process; dashed: whole core 0)")
-    for ax in (ax_lat, ax_cpu):
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7, loc="best")
-    fig.suptitle(
-        f"arena, 20 Hz, WSS on 127.0.0.1 — {results['meta']['machine']['cpu_model']}, "
-        "server on core 0, bots on core 1",
-        fontsize=9,
-    )
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    draw_bench(results, path, LABELS)
 
 
 # ------------------------------------------------------------------ main

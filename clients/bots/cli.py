@@ -62,6 +62,7 @@ at least 95% of the tick rate (JSON baseline: of ``--input-hz``, else 20 Hz), an
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.metadata
 import json
 import math
@@ -74,14 +75,16 @@ import time
 import urllib.parse
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 import attrs
 import trio
 
 from clients.bots.behaviours import check_mix, default_behaviour, parse_mix
-from clients.bots.lean import LatencyHistogram
+from clients.bots.chart import ChartUnavailable, require_matplotlib
+from clients.bots.errors import error_lines, hints
 from clients.bots.loadtest import LoadConfig, merge_reports, run_load
+from clients.bots.progress import PLAIN_INTERVAL, Progress, Series, show_progress
 from clients.bots.server_metrics import ScrapeError, metrics_url, scrape, server_section
 
 if TYPE_CHECKING:
@@ -94,6 +97,44 @@ LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 #: the 5th-percentile update rate must reach this share of the tick rate
 MIN_UPDATE_SHARE = 0.95
 JSON_DEFAULT_HZ = 20.0
+
+EPILOG = """\
+progress (stderr; live on a terminal, else a plain line every 5 s), each second:
+  phase             ramp (bots joining), settle, window (measured), or several (processes)
+  bots              bots connected and joined / bots of the run
+  updates/player/s  state updates (deltas, snapshots) each bot received in the last second:
+                    mean over the bots, and p5 (the slowest 5% of bots got at most this)
+  latency ms        input latency p50/p99 over the last second: from sending an input to
+                    the first state update that acknowledges it (includes a tick's wait)
+  bytes/player/s    WebSocket payload bytes per bot per second, down (server -> bot) and up
+  errors            bots that failed so far (their kinds are in the table at the end)
+  server tick/cpu   with --metrics-url: the server's tick duration p99 and process CPU (% of
+                    one core) over the last second
+
+the table at the end (over the measured window; the JSON report has the same figures):
+  players           bots connected at the end / bots of the run, and how many failed
+  window            the measured window's length, after the ramp that started every bot
+  updates/player/s  each bot's update rate over the window: mean, p5 and p50 over the bots
+                    (a healthy run gets the tick rate; the run fails if p5 < 95% of it)
+  input latency ms  p50/p95/p99 over every input acknowledged in the window
+  bytes/player/s    WebSocket payload bytes per connected bot per second, down and up
+  verification      bots that keep a full replica and check the server's checksums;
+                    desyncs (a mismatch: a server or protocol bug) and snapshot resyncs
+                    (full snapshots beyond the first: the server skipped deltas to a bot)
+  errors            failed bots by kind, with the first error of each kind and its time
+  disconnects       sessions the server ended, by WebSocket close code (1006: no close)
+  server            with --metrics-url: measured tick rate per room (and the configured
+                    one), tick duration p50/p99, late and skipped ticks, CPU, RSS
+  load generator    the bots' own cost: CPU of the processes (% of one core, and ms per
+                    player per second) and late input slots: times the bot engine sent a
+                    slot of inputs more than a slot late, because the load generator itself
+                    is short of CPU (then the figures measure the bots, not the server:
+                    add --procs, or give the bots a core of their own)
+  hints             likely causes of the errors and what to change
+
+exit status: 0 pass, 1 fail (the reasons are printed), 2 bad arguments. When none of the
+first 16 bots can connect, the run stops early and explains why.
+"""
 
 
 # ------------------------------------------------------------------ defaults
@@ -184,6 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="gamebots",
         description="Load-test a gameserver: rooms x players bots, a measured window, a report.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--version", action="version", version=f"gamebots {version()}")
     p.add_argument("--url", required=True, help="server URL, wss://host:port (ws:// allowed)")
@@ -191,6 +234,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--players", type=_positive_int, default=1, help="bots per room (default 1)")
     p.add_argument("--duration", type=_positive, default=10.0, help="seconds measured (default 10)")
     p.add_argument("--report", type=Path, help="write the JSON report to this file")
+    p.add_argument(
+        "--chart",
+        type=Path,
+        metavar="FILE.png",
+        help="draw the run over time to this PNG (needs matplotlib: pip install "
+        "'gameserver[bench]'): bots, updates/player/s, latency, bytes/player/s and, with "
+        "--metrics-url, the server's tick p99 and CPU",
+    )
     p.add_argument("--game", default="arena", help="game to ask for (default arena)")
     p.add_argument(
         "--ca-file",
@@ -237,7 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--metrics-url",
         help="the server's Prometheus endpoint (http://host:port[/metrics]), scraped as the "
-        "window opens and closes",
+        "window opens and closes (the report's server section) and once a second (progress, "
+        "--chart)",
     )
     p.add_argument(
         "--protocol",
@@ -275,6 +327,7 @@ class Options:
     metrics_url: str | None
     report: Path | None
     behaviour_spec: str
+    chart: Path | None = None
 
 
 def options_from_args(args: argparse.Namespace) -> Options:
@@ -340,7 +393,14 @@ def options_from_args(args: argparse.Namespace) -> Options:
         settle=args.settle,
         drop_every=args.drop_every or 0.0,
     )
-    return Options(config, args.procs, murl, args.report, spec)
+    if args.chart is not None:
+        if args.chart.suffix.lower() != ".png":
+            raise ValueError(f"--chart {args.chart}: the chart is a PNG file (FILE.png)")
+        try:
+            require_matplotlib()
+        except ChartUnavailable as exc:
+            raise ValueError(f"--chart: {exc}") from None
+    return Options(config, args.procs, murl, args.report, spec, args.chart)
 
 
 def bundled_game(name: str) -> type[Game] | None:
@@ -349,48 +409,6 @@ def bundled_game(name: str) -> type[Game] | None:
     from gameserver.game import default_registry
 
     return default_registry().get(name) if name else None
-
-
-# ------------------------------------------------------------------ progress
-class Progress:
-    """The live status line: the latest status of each process, summed."""
-
-    def __init__(self) -> None:
-        self.statuses: dict[int, dict[str, Any]] = {}
-
-    def update(self, worker: int, status: dict[str, Any]) -> None:
-        self.statuses[worker] = status
-
-    def line(self) -> str:
-        hist = LatencyHistogram()
-        connected = errors = 0
-        updates = 0.0
-        phases = set()
-        for s in self.statuses.values():
-            connected += s.get("connected", 0)
-            errors += s.get("errors", 0)
-            updates += s.get("updates_s", 0.0)
-            hist.merge(s.get("latency", {}))
-            phases.add(s.get("phase", ""))
-        p99 = hist.quantile(0.99)
-        phase = "/".join(sorted(p for p in phases if p))
-        return (
-            f"{phase:>6}  connected {connected:6d}  updates/s {updates:9.0f}  "
-            f"p99 {'-' if p99 is None else f'{p99:.1f}':>7} ms  errors {errors:5d}"
-        )
-
-
-async def _print_progress(progress: Progress) -> None:
-    try:
-        while True:
-            await trio.sleep(1.0)
-            if progress.statuses:
-                sys.stderr.write("\r" + progress.line() + "  ")
-                sys.stderr.flush()
-    finally:
-        if progress.statuses:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
 
 
 # ------------------------------------------------------------------ one run
@@ -426,18 +444,48 @@ async def _scrape_window(
     out.update(server_section(before, after))
 
 
+async def _sample_server(url: str, progress: Progress, interval: float = 1.0) -> None:
+    """Scrape the server every ``interval`` s; keep the last interval's tick p99 and CPU."""
+    before = None
+    while True:
+        try:
+            after = await scrape(url, timeout=min(5.0, 2 * interval))
+        except ScrapeError:
+            progress.server = {}
+            before = None
+        else:
+            if before is not None:
+                sec = server_section(before, after)
+                cpu = sec.get("cpu_percent")
+                if cpu is None and sec.get("cpu_ratio") is not None:
+                    cpu = sec["cpu_ratio"] * 100
+                progress.server = {"tick_ms_p99": sec.get("tick_ms_p99"), "cpu_percent": cpu}
+            before = after
+        await trio.sleep(interval)
+
+
 async def run(
     opts: Options,
     *,
     progress: bool = False,
     stop: trio.Event | None = None,
+    stream: TextIO | None = None,
+    plain_interval: float = PLAIN_INTERVAL,
 ) -> dict[str, Any]:
-    """Run the load test of ``opts`` (in this process or its workers); returns the report."""
+    """Run the load test of ``opts`` (in this process or its workers); returns the report.
+    ``progress``: a live display on ``stream`` (default stderr), else a plain line every
+    ``plain_interval`` seconds."""
     cfg = opts.config
     stop = stop if stop is not None else trio.Event()
     window = Window()
     server: dict[str, Any] = {}
-    status = Progress() if progress else None
+    status = Progress(cfg.rooms * cfg.players)
+    series = Series()
+
+    def on_sample(row: dict[str, Any]) -> None:
+        if status.early_stop is not None:
+            stop.set()  # one process could not connect any bot: stop the others too
+
     async with trio.open_nursery() as nursery:
         scraper_done = trio.Event()
 
@@ -450,10 +498,20 @@ async def run(
 
         if opts.metrics_url:
             nursery.start_soon(scraper)
+            nursery.start_soon(_sample_server, opts.metrics_url, status)
         else:
             scraper_done.set()
-        if status is not None:
-            nursery.start_soon(_print_progress, status)
+        nursery.start_soon(
+            functools.partial(
+                show_progress,
+                status,
+                series,
+                tty=progress,
+                stream=stream,
+                interval=plain_interval,
+                on_sample=on_sample,
+            )
+        )
         if opts.procs == 1:
 
             async def ready() -> float:
@@ -461,17 +519,20 @@ async def run(
                 window.set(start_at)
                 return start_at
 
-            on_status = None if status is None else (lambda s: status.update(0, s))
-            raws = [await run_load(cfg, ready=ready, on_status=on_status, stop=stop)]
+            raws = [
+                await run_load(cfg, ready=ready, on_status=lambda s: status.update(0, s), stop=stop)
+            ]
         else:
             raws = await run_workers(cfg, opts.procs, window, status, stop)
-        with trio.move_on_after(10):
+        with trio.move_on_after(0 if raws and raws[0].get("early_stop") else 10):
             await scraper_done.wait()
         nursery.cancel_scope.cancel()
     report = merge_reports(raws)
     report["server"] = (server or {"error": "no scrape"}) if opts.metrics_url else None
+    report["timeline"] = {"step_s": series.step, "rows": series.rows}
     report["config"] = {
         "url": cfg.url,
+        "ca_file": cfg.ca_file,
         "game": cfg.game,
         "protocol": cfg.protocol,
         "rooms": cfg.rooms,
@@ -492,6 +553,7 @@ async def run(
         report, protocol=cfg.protocol, input_hz=cfg.input_hz, drops=cfg.drop_every > 0
     )
     report["result"] = {"ok": not failures, "failures": failures}
+    report["hints"] = hints(report)
     return report
 
 
@@ -620,7 +682,7 @@ async def run_workers(
                         env=env,
                     )
                     procs_.append(proc)
-                    await send(proc, {"config": attrs.asdict(wcfg), "progress": status is not None})
+                    await send(proc, {"config": attrs.asdict(wcfg), "progress": True})
                     nursery.start_soon(worker, k, proc)
                 await all_ready.wait()
                 start_at = time.time() + (0.0 if stop.is_set() else cfg.settle)
@@ -698,14 +760,12 @@ def verdict(
     out = []
     players = report["players"]
     errors = ", ".join(f"{k} x{v}" for k, v in report.get("errors", {}).items())
+    if report.get("early_stop"):
+        out.append(f"stopped early: {report['early_stop']}")
     if not players["connected"]:
         out.append(f"no bot is connected at the end ({errors or 'no errors recorded'})")
     elif players["failed"]:
         out.append(f"{players['failed']} of {players['target']} bots failed ({errors})")
-    if any(k.endswith(":4001") for k in report.get("errors", {})):
-        out.append(
-            "the server wants player tokens: pass --secret-file (or --state-dir of a local server)"
-        )
     misfits = sorted(k.partition(":")[2] for k in report.get("errors", {}) if k[:7] == "misfit:")
     if misfits:
         out.append(
@@ -775,9 +835,10 @@ def format_table(report: dict[str, Any]) -> str:
             f"{report.get('verifying', 0)} verifying bots, {report['desyncs']} desyncs, "
             f"{report['snapshot_resyncs']} snapshot resyncs",
         ),
-        ("errors", _counts(report["errors"])),
-        ("disconnects", _counts(report["disconnects"])),
     ]
+    lines_ = error_lines(report["errors"], report.get("errors_first"))
+    rows += [("errors" if i == 0 else "", line) for i, line in enumerate(lines_ or ["none"])]
+    rows.append(("disconnects", _counts(report["disconnects"])))
     if cfg.get("drop_every") or report.get("drops"):
         rms = report.get("resume_ms") or {}
         rows.append(
@@ -827,6 +888,9 @@ def format_table(report: dict[str, Any]) -> str:
     if result is not None:
         lines.append("result: PASS" if result["ok"] else "result: FAIL")
         lines += [f"  - {why}" for why in result["failures"]]
+    if report.get("hints"):
+        lines.append("hints:")
+        lines += [f"  - {hint}" for hint in report["hints"]]
     return "\n".join(lines)
 
 
@@ -869,6 +933,18 @@ def main(argv: Sequence[str] | None = None, *, isatty: Callable[[], bool] | None
         opts.report.parent.mkdir(parents=True, exist_ok=True)
         opts.report.write_text(json.dumps(report, indent=2) + "\n")
     print(format_table(report))
+    if opts.chart is not None:
+        from clients.bots.chart import draw_run
+
+        cfg = opts.config
+        draw_run(
+            report["timeline"]["rows"],
+            opts.chart,
+            title=f"gamebots: {cfg.rooms} rooms x {cfg.players} players of {cfg.game or 'arena'}"
+            f" at {cfg.url}, {cfg.duration:g} s window",
+            tick_rate=report.get("tick_rate"),
+        )
+        print(f"chart: {opts.chart}")
     return 0 if report["result"]["ok"] else 1
 
 

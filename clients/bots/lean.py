@@ -16,6 +16,7 @@ must follow the previous one) and their own input ack. Latency is the time from 
 
 from __future__ import annotations
 
+import errno
 import heapq
 import json
 import math
@@ -122,7 +123,14 @@ class BotFailed(Exception):
     def __init__(self, kind: str, detail: str = "", close_code: int | None = None) -> None:
         super().__init__(f"{kind}: {detail}" if detail else kind)
         self.kind = kind
+        self.detail = detail
         self.close_code = close_code
+
+
+def _connect_failed(err: int) -> BotFailed:
+    """``refused`` (nothing listens there) or ``connect`` (any other socket error)."""
+    kind = "refused" if err == errno.ECONNREFUSED else "connect"
+    return BotFailed(kind, f"[Errno {err}] {os.strerror(err)}")
 
 
 class LatencyHistogram:
@@ -236,11 +244,11 @@ class LeanConnection:
         try:
             err = sock.connect_ex(addr)
             if err not in (0, 115, 36):  # EINPROGRESS
-                raise BotFailed("connect", os.strerror(err))
+                raise _connect_failed(err)
             await trio.lowlevel.wait_writable(sock)
             err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
             if err:
-                raise BotFailed("connect", os.strerror(err))
+                raise _connect_failed(err)
             if secure:
                 ctx = ssl_context or ssl.create_default_context()
                 conn.ssl = ctx.wrap_bio(conn.incoming, conn.outgoing, server_hostname=host)
@@ -278,6 +286,15 @@ class LeanConnection:
         self.sock.close()
 
     async def _tls_handshake(self) -> None:
+        try:
+            await self._tls_handshake_steps()
+        except BotFailed as exc:
+            if exc.kind != "send":
+                raise
+            # a reset while sending the hello: the server closed before the handshake
+            raise BotFailed("tls_closed", str(exc).partition(": ")[2]) from None
+
+    async def _tls_handshake_steps(self) -> None:
         assert self.ssl is not None
         while True:
             try:
@@ -292,12 +309,17 @@ class LeanConnection:
                 except BlockingIOError:
                     continue
                 except OSError as exc:
-                    raise BotFailed("tls", str(exc)) from None
+                    # the server closed the connection before or during the TLS handshake
+                    raise BotFailed("tls_closed", str(exc)) from None
                 if not data:
-                    raise BotFailed("tls", "EOF during the TLS handshake") from None
+                    raise BotFailed("tls_closed", "EOF during the TLS handshake") from None
                 self.incoming.write(data)
+            except ssl.SSLCertVerificationError as exc:
+                raise BotFailed("tls_verify", str(exc)) from None
             except ssl.SSLError as exc:
-                raise BotFailed("tls", str(exc)) from None
+                # the peer answered in plain text (HTTP, ws://): no TLS server at this port
+                kind = "tls_not_tls" if exc.reason == "WRONG_VERSION_NUMBER" else "tls"
+                raise BotFailed(kind, str(exc)) from None
         self._send_raw(self.outgoing.read())
 
     async def _read_http_head(self) -> bytes:

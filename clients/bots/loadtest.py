@@ -21,7 +21,9 @@ import trio
 
 from clients.bots.behaviours import Mix, assign
 from clients.bots.drops import ResumingBot, drop_figures, recover
+from clients.bots.errors import EARLY_STOP_ATTEMPTS, EarlyStop, FirstErrors
 from clients.bots.lean import Bot, BotFailed, Engine, LatencyHistogram
+from clients.bots.progress import rate_key
 
 
 def _mix(value: Any) -> Mix:
@@ -61,6 +63,8 @@ class LoadConfig:
     linger: float = 0.5
     #: cut each bot's connection this many seconds apart on average, and resume (0 = never)
     drop_every: float = 0.0
+    #: stop the run when none of the first this many bots could connect (0 = never)
+    early_stop: int = EARLY_STOP_ATTEMPTS
 
     @property
     def run_rooms(self) -> int:
@@ -132,14 +136,19 @@ async def run_load(
     ``ready()`` is awaited once every bot has joined (or failed) and returns the wall-clock
     (``time.time()``) start of the measured window; by default ``cfg.settle`` seconds later.
     Processes that are given the same start open their windows together. ``on_status`` gets
-    ``{"phase", "connected", "updates_s", "errors", "latency"}`` once a second (latency: the
-    last second's sparse histogram). Setting ``stop`` ends the ramp and the window early.
+    ``{"phase", "connected", "updates_s", "rates", "bytes_down_s", "bytes_up_s", "errors",
+    "latency", "early_stop"}`` once a second, over the last second: ``updates_s`` the total,
+    ``rates`` a sparse histogram of each connected bot's rate (:func:`rate_key`), ``latency``
+    a sparse histogram. Setting ``stop`` ends the ramp and the window early; so does the
+    early stop (none of the first ``cfg.early_stop`` bots could connect).
     """
     stop = stop if stop is not None else trio.Event()
     lock = threading.Lock()
     errors: Counter[str] = Counter()
     disconnects: Counter[str] = Counter()
     failed: set[int] = set()
+    first = FirstErrors()
+    early = EarlyStop(min(cfg.early_stop, cfg.rooms * cfg.players)) if cfg.early_stop else None
     raw: dict[str, Any] = {}
 
     def on_error(bot: Bot, exc: BotFailed) -> None:  # from either thread
@@ -148,6 +157,7 @@ async def run_load(
                 return
             failed.add(bot.index)
             errors[exc.kind] += 1
+            first.record(exc.kind, exc.detail)
             code = exc.close_code if exc.close_code is not None else bot.close_code
             if code is not None:
                 disconnects[str(code)] += 1
@@ -155,6 +165,7 @@ async def run_load(
     def on_window_close(window: float) -> None:  # in the engine thread
         with lock:
             raw.update(_raw(cfg, bots, engine, window, errors, disconnects, failed))
+            raw["errors_first"] = dict(first.first)
 
     trio_token = trio.lowlevel.current_trio_token()
     resumers: list[trio.Nursery] = []  # the nursery the resumes run in, once it is open
@@ -192,6 +203,14 @@ async def run_load(
     limiter = trio.CapacityLimiter(cfg.connect_concurrency)
     phase = "ramp"
 
+    def attempted(kind: str | None) -> None:
+        if early is None:
+            return
+        reason = early.record(kind)
+        if reason is not None:
+            raw["early_stop"] = reason
+            stop.set()
+
     async def start(bot: Bot) -> None:
         async with limiter:
             if stop.is_set():
@@ -202,29 +221,45 @@ async def run_load(
                     await bot.start(cfg.url, ctx, cfg.game)
             except BotFailed as exc:
                 bot.close_code = exc.close_code
-                on_error(bot, exc)
-                _close(bot)
-                return
+                failure = exc
             except (OSError, ssl.SSLError) as exc:
-                on_error(bot, BotFailed("connect", str(exc)))
-                _close(bot)
-                return
+                failure = BotFailed("connect", str(exc))
             except trio.TooSlowError:
-                on_error(bot, BotFailed("connect_timeout", f"{cfg.connect_timeout}s"))
-                _close(bot)
+                failure = BotFailed("connect_timeout", f"{cfg.connect_timeout}s")
+            else:
+                attempted(None)
+                engine.add(bot)
                 return
-        engine.add(bot)
+            on_error(bot, failure)
+            _close(bot)
+            attempted(failure.kind)
 
     async def status() -> None:
         assert on_status is not None
-        last_updates = 0
+        n = len(bots)
+        last_updates, last_down, last_up = [0] * n, [0] * n, [0] * n
         last_counts = [0] * len(engine.latency.counts)
         epoch = engine.epoch
         t_last = time.perf_counter()
         while True:
             await trio.sleep(1.0)
             now = time.perf_counter()
-            updates = sum(b.updates for b in bots)
+            dt = max(now - t_last, 1e-3)
+            rates: Counter[str] = Counter()
+            connected = updates_total = down_total = up_total = 0
+            for i, b in enumerate(bots):
+                u = b.updates
+                conn = b.conn
+                d, up = (conn.bytes_down, conn.bytes_up) if conn is not None else (0, 0)
+                if (b.joined or b.player) and i not in failed:
+                    connected += 1
+                    du = max(0, u - last_updates[i])
+                    updates_total += du
+                    rates[rate_key(du / dt)] += 1
+                    # a resumed bot has a new connection: its byte counters started over
+                    down_total += d - last_down[i] if d >= last_down[i] else d
+                    up_total += up - last_up[i] if up >= last_up[i] else up
+                last_updates[i], last_down[i], last_up[i] = u, d, up
             counts = list(engine.latency.counts)
             if engine.epoch != epoch:  # the window opened: the histogram started over
                 epoch = engine.epoch
@@ -239,15 +274,17 @@ async def run_load(
             on_status(
                 {
                     "phase": phase,
-                    "connected": sum(
-                        1 for b in bots if (b.joined or b.player) and b.index not in failed
-                    ),
-                    "updates_s": round((updates - last_updates) / (now - t_last), 1),
+                    "connected": connected,
+                    "updates_s": round(updates_total / dt, 1),
+                    "rates": dict(rates),
+                    "bytes_down_s": round(down_total / dt, 1),
+                    "bytes_up_s": round(up_total / dt, 1),
                     "errors": n_errors,
                     "latency": recent,
+                    "early_stop": raw.get("early_stop"),
                 }
             )
-            last_updates, last_counts, t_last = updates, counts, now
+            last_counts, t_last = counts, now
 
     t0 = time.perf_counter()
     engine.start()
@@ -293,6 +330,7 @@ async def run_load(
     if engine.crashed is not None:
         raise RuntimeError("the bot engine crashed") from engine.crashed
     raw["ramp_s"] = round(ramp_s, 2)
+    raw["errors_first"] = dict(first.first)
     return raw
 
 
@@ -379,7 +417,11 @@ def merge_reports(raws: list[dict[str, Any]]) -> dict[str, Any]:
     tick_rates = []
     drops = resumes = resume_failures = seats_lost = 0
     resume_ms: list[float] = []
+    first = FirstErrors()
+    early_stop = None
     for raw in raws:
+        first.merge(raw.get("errors_first", {}))
+        early_stop = early_stop or raw.get("early_stop")
         drops += raw.get("drops", 0)
         resumes += raw.get("resumes", 0)
         resume_failures += raw.get("resume_failures", 0)
@@ -441,6 +483,8 @@ def merge_reports(raws: list[dict[str, Any]]) -> dict[str, Any]:
             "samples": len(resume_ms),
         },
         "errors": dict(sorted(errors.items())),
+        "errors_first": dict(sorted(first.first.items())),
+        "early_stop": early_stop,
         "disconnects": dict(sorted(disconnects.items())),
         "behaviours": dict(sorted(behaviours.items())),
         "verifying": verifying,

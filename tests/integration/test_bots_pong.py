@@ -102,8 +102,10 @@ async def test_a_game_gamebots_does_not_know_is_checked_at_joined(
     with trio.fail_after(20):
         report = await cli.run(cli.options_from_args(args))
     assert report["errors"] == {"misfit:wander": 1}
-    [why] = report["result"]["failures"][1:]
-    assert "behaviour wander does not fit" in why and "--behaviour" in why
+    failures = report["result"]["failures"]
+    assert failures[0].startswith("stopped early: the only bot could not connect")
+    [why] = [f for f in failures if "--behaviour" in f]
+    assert "behaviour wander does not fit" in why
 
 
 @pytest.mark.parametrize(
