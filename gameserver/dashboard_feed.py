@@ -15,10 +15,10 @@ from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-import psutil  # type: ignore[import-untyped]
-
 if TYPE_CHECKING:
     from gameserver.server import GameServer
+
+from gameserver.metrics import _psutil_sampler
 
 __all__ = ["MAX_ACTIVITY", "MAX_ROOMS", "WINDOW", "FeedSampler", "process_sampler"]
 
@@ -31,16 +31,8 @@ MAX_ACTIVITY = 60
 
 
 def process_sampler() -> Callable[[], tuple[float, int]]:
-    """(CPU seconds used by this process, RSS bytes), by psutil."""
-    proc = psutil.Process()
-
-    def sample() -> tuple[float, int]:
-        with proc.oneshot():
-            cpu = proc.cpu_times()
-            rss = proc.memory_info().rss
-        return float(cpu.user + cpu.system), int(rss)
-
-    return sample
+    """(CPU seconds used by this process, RSS bytes): the metrics module's sampler."""
+    return _psutil_sampler()
 
 
 def _p99(values: list[float]) -> float | None:
