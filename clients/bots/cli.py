@@ -38,7 +38,16 @@ The JSON report (``--report``)::
                                   resumed as another player): the bot joined afresh
     resume_ms                     {p50, p99, max, samples}: from the cut to the first state
                                   applied after RESUMED
-    errors                        failed bots by kind ({"connect": 2, "ServerError:4005": 1})
+    errors                        failed bots by kind ({"refused": 2, "ServerError:4005": 1};
+                                  labels in clients.bots.errors.KIND_LABELS)
+    errors_first                  {kind: [detail, unix time]}: the first error of each kind
+    early_stop                    why the run stopped early (none of the first 16 bots could
+                                  connect), or null
+    hints                         likely causes of the errors and their fixes
+    timeline                      {step_s, rows}: a row about once a second (bounded: 1800
+                                  rows, then every other one): t, phase, connected, target,
+                                  updates_mean, updates_p5, latency_p50, latency_p99,
+                                  down_pp, up_pp, errors, server_tick_p99, server_cpu
     disconnects                   sessions the server ended, by close code (1006: no close)
     behaviours, verifying         bots per behaviour; bots that keep a replica and verify
     inputs_sent, room_events      {sent, received}
