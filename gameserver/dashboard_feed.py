@@ -102,7 +102,7 @@ class FeedSampler:
         rooms.sort(key=lambda r: (-r["players"], r["room"]))
         # the byte counts of sessions that left are dropped: bounded by the players seated now
         self._session_bytes = {
-            s: (s.conn.bytes_in, s.conn.bytes_out)
+            s: (s.bytes_received, s.outbound.bytes_sent)
             for host in hosts.values()
             for s in host.sessions.values()
         }
@@ -153,8 +153,8 @@ class FeedSampler:
         prev: Mapping[object, tuple[int, int]] = self._session_bytes
         for session in host.sessions.values():
             b_in, b_out = prev.get(session, (0, 0))
-            bytes_in += session.conn.bytes_in - b_in
-            bytes_out += session.conn.bytes_out - b_out
+            bytes_in += session.bytes_received - b_in
+            bytes_out += session.outbound.bytes_sent - b_out
         p99 = _p99(list(host.tick_times))
         return {
             "room": name,

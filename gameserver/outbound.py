@@ -45,6 +45,8 @@ class Outbound:
         self.stats = stats
         self._queue: deque[bytes | None] = deque()  # framed reliable messages; None = snapshot
         self.queued_bytes = 0
+        #: message bytes written to this player (frames, as ``stats.bytes_out`` counts them)
+        self.bytes_sent = 0
         self._snapshot_pending = False
         self._overflow = False
         self._failed = False
@@ -67,8 +69,10 @@ class Outbound:
             self._failed = True
             self._wake.set()
             return
+        n = len(frame)
         self.stats.messages_out += 1
-        self.stats.bytes_out += len(frame)
+        self.stats.bytes_out += n
+        self.bytes_sent += n
         if self.conn.backlog:
             self._wake.set()
 

@@ -83,6 +83,8 @@ class Session:
         self.resume_from: int | None = None
         # idle detection: when bytes last arrived, and whether a ping is out
         self.seen_bytes = conn.bytes_in
+        #: message bytes read from this player (as ``stats.bytes_in`` counts them)
+        self.bytes_received = 0
         self.last_rx = now
         self.pinged = False
 
@@ -380,8 +382,10 @@ class RoomHost:
             try:
                 conn.read_available(budget)
                 for data in conn.messages():
+                    n = len(data)
                     stats.messages_in += 1
-                    stats.bytes_in += len(data)
+                    stats.bytes_in += n
+                    session.bytes_received += n
                     if isinstance(data, str):
                         raise text_frame_error()
                     msg = parse_client_message(data, input_schema, version=version)

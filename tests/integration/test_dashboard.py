@@ -278,6 +278,11 @@ async def test_the_feed_equals_admin_rooms_and_the_watcher_cap_holds(
     for room in snap["rooms"]:
         assert 15 <= room["measured_hz"] <= 25  # 20 Hz arena, over one real second
         assert room["tick_p99_ms"] is not None and room["bytes_out_per_s"] > 0
+    # one source: the rooms' bytes are the seated players' share of the server's total
+    # (the same message bytes that gameserver_sent_bytes_total counts, not TLS records)
+    rooms_out = sum(r["bytes_out_per_s"] for r in snap["rooms"])
+    total_out = snap["totals"]["bytes_out_per_s"]
+    assert 0.9 * total_out <= rooms_out <= total_out + len(snap["rooms"]), (rooms_out, total_out)
     kinds = [(a["kind"], a["player"]) for a in snap["activity"]]
     assert ("join", "p4") in kinds and ("room_created", "") in kinds
     for w in watchers:

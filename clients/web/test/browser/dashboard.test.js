@@ -109,7 +109,10 @@ describe('the dashboard in chromium', { skip: skipReason(BROWSERS.chromium) }, (
         for (const r of admin.rooms) byRoom[r.room] = r.players.length;
         const total = Object.values(byRoom).reduce((a, b) => a + b, 0);
         last = JSON.stringify({ shown: s, admin: { players: total, rooms: admin.rooms.length, byRoom } });
-        if (s.players === total && s.rooms === admin.rooms.length && JSON.stringify(Object.entries(s.byRoom).sort()) === JSON.stringify(Object.entries(byRoom).sort())) break;
+        // every room has been seen for a whole sample, so its measured tick rate is known
+        const snap = await page.evaluate(() => /** @type {any} */ (window).dashboard.snapshot());
+        const measured = snap.rooms.every((/** @type {any} */ r) => r.measured_hz !== null);
+        if (measured && s.players === total && s.rooms === admin.rooms.length && JSON.stringify(Object.entries(s.byRoom).sort()) === JSON.stringify(Object.entries(byRoom).sort())) break;
       }
       assert.ok(Date.now() < end, `the page never matched /admin/rooms with ${ROOMS * PER_ROOM} bots: ${last || JSON.stringify(s)}\n${bots?.output() ?? ''}`);
       await sleep(500);
@@ -117,7 +120,15 @@ describe('the dashboard in chromium', { skip: skipReason(BROWSERS.chromium) }, (
     const snap = await page.evaluate(() => /** @type {any} */ (window).dashboard.snapshot());
     assert.ok(snap.totals.players >= 100 && snap.rooms.length === ROOMS, JSON.stringify(snap.totals));
     for (const r of snap.rooms) assert.ok(r.measured_hz > 15, `room ${r.room} ticks at ${r.measured_hz} Hz`);
-    await sleep(1500); // a full second of rates on screen
+    await sleep(3000); // the last joins settle: whole seconds of steady rates on screen
+    // the bots send their inputs at 20 Hz: both directions are counted, and the rooms' bytes
+    // are the seated players' share of the same total (one source: message bytes)
+    const rates = await page.evaluate(() => /** @type {any} */ (window).dashboard.snapshot());
+    const t = rates.totals;
+    assert.ok(t.messages_in_per_s > 10 * ROOMS * PER_ROOM, `messages in ${t.messages_in_per_s}/s`);
+    assert.ok(t.messages_out_per_s > 10 * ROOMS * PER_ROOM, `messages out ${t.messages_out_per_s}/s`);
+    const roomsOut = rates.rooms.reduce((/** @type {number} */ a, /** @type {any} */ r) => a + r.bytes_out_per_s, 0);
+    assert.ok(roomsOut <= t.bytes_out_per_s * 1.02 + ROOMS && roomsOut >= t.bytes_out_per_s * 0.8, `rooms ${roomsOut} B/s vs total ${t.bytes_out_per_s} B/s`);
     mkdirSync(ARTIFACTS, { recursive: true });
     writeFileSync(join(ARTIFACTS, 'dashboard.png'), await page.screenshot({ type: 'png', fullPage: true }));
 
