@@ -7,7 +7,8 @@ token like any other (``gameserver.auth.mint_token``) with:
 * ``sub``: ``guest-`` and 16 random hex digits (a new player id every time);
 * ``name``: the name asked for, sanitized (:func:`sanitize_name`): printable characters only,
   white space collapsed, at most 32 bytes of UTF-8; ``guest`` when empty;
-* ``games``: the server's default game only; ``rooms``: any (``*``), so any public room of
+* ``games``: the game the request names (one the server runs), else the server's default
+  game; ``rooms``: any (``*``), so any public room of
   that game, and private rooms (created and joined by id) too;
 * never ``admin``; valid :data:`GUEST_TTL` seconds (10 minutes).
 

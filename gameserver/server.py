@@ -630,7 +630,7 @@ async def open_gameserver(
     # read at once, before listening (milliseconds for the bundled files; a thread would let
     # a test's autojump clock run ahead while it reads)
     site = StaticSite.load(config.web_root) if config.web else None
-    web = WebApp(site, guest, registry.default or "")
+    web = WebApp(site, guest, registry.default or "", tuple(registry))
     async with trio.open_nursery() as nursery:
         rooms = RoomDirectory(nursery, config, stats, resume_key)
         server = GameServer(

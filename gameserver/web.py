@@ -18,6 +18,7 @@ the connection (one request per connection). Nothing here touches rooms or the t
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 
 import attrs
 
@@ -85,15 +86,21 @@ def server_full(info: RequestInfo) -> Response:
 
 
 class WebApp:
-    """Routes plain HTTP requests: ``site`` (None: ``--no-web``), ``guest`` (None: off) and the
-    game guest tokens are for (the server's default game)."""
+    """Routes plain HTTP requests: ``site`` (None: ``--no-web``), ``guest`` (None: off), the
+    game guest tokens are for when the request names none (the server's default game), and
+    the games a request may name (``games``; the default game alone when empty)."""
 
     def __init__(
-        self, site: StaticSite | None, guest: GuestIssuer | None = None, game: str = ""
+        self,
+        site: StaticSite | None,
+        guest: GuestIssuer | None = None,
+        game: str = "",
+        games: Collection[str] = (),
     ) -> None:
         self.site = site
         self.guest = guest
         self.game = game
+        self.games = frozenset(games) | {game}
 
     def body_length(self, req: HttpRequest) -> int | Response:
         """How many body bytes to read before :meth:`respond`, or the answer at once.
@@ -152,6 +159,7 @@ class WebApp:
                 403, {"error": "guest tokens are for this server's own pages only"}, connect
             )
         name = ""
+        game = self.game
         if body:
             ctype = (req.header("content-type") or "").split(";")[0].strip().lower()
             if ctype != "application/json":
@@ -160,9 +168,18 @@ class WebApp:
                 data = json.loads(body.decode("utf-8"))
             except (UnicodeDecodeError, ValueError):
                 return json_response(400, {"error": "the body is not JSON"}, connect)
-            if not isinstance(data, dict) or not isinstance(data.get("name", ""), str):
-                return json_response(400, {"error": 'send {"name": "..."}'}, connect)
+            if (
+                not isinstance(data, dict)
+                or not isinstance(data.get("name", ""), str)
+                or not isinstance(data.get("game", ""), str)
+            ):
+                return json_response(400, {"error": 'send {"name": "...", "game": "..."}'}, connect)
             name = data.get("name", "")
+            game = data.get("game", "") or self.game
+            if game not in self.games:
+                return json_response(
+                    404, {"error": f"this server runs no game {game[:64]!r}"}, connect
+                )
         if not guest.allow(info.address, info.now):
             return json_response(
                 429,
@@ -170,4 +187,4 @@ class WebApp:
                 connect,
                 (("Retry-After", str(guest.retry_after())),),
             )
-        return json_response(200, guest.mint(name, self.game, info.wall).to_json(), connect)
+        return json_response(200, guest.mint(name, game, info.wall).to_json(), connect)

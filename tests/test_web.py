@@ -364,6 +364,23 @@ def test_a_guest_token_is_minted_for_the_servers_own_pages() -> None:
     assert again["player"] != data["player"] and again["name"] == "guest"
 
 
+def test_a_guest_token_may_name_another_game_of_this_server() -> None:
+    app = WebApp(APP_SITE, GuestIssuer(SECRET), "arena", ("arena", "field"))
+    own = (f"Origin: {OWN}", JSON)
+    r = post(app, b'{"name": "Ada", "game": "field"}', *own)
+    assert r.status == 200, r.body
+    data = json.loads(r.body)
+    assert data["game"] == "field"
+    assert TokenVerifier([SECRET]).verify(data["token"]).games == ("field",)
+    # "" is the default game; a game the server does not run is refused, as is a non-string
+    assert json.loads(post(app, b'{"game": ""}', *own).body)["game"] == "arena"
+    unknown = post(app, b'{"game": "chess"}', *own)
+    assert unknown.status == 404 and "no game 'chess'" in json.loads(unknown.body)["error"]
+    assert post(app, b'{"game": 7}', *own).status == 400
+    # a server that lists no games mints for its default game only
+    assert post(guest_app(), b'{"game": "field"}', *own).status == 404
+
+
 @pytest.mark.parametrize(
     "headers",
     [
