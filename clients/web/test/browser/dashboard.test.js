@@ -125,10 +125,10 @@ describe('the dashboard in chromium', { skip: skipReason(BROWSERS.chromium) }, (
     // are the seated players' share of the same total (one source: message bytes)
     const rates = await page.evaluate(() => /** @type {any} */ (window).dashboard.snapshot());
     const t = rates.totals;
-    assert.ok(t.messages_in_per_s > 10 * ROOMS * PER_ROOM, `messages in ${t.messages_in_per_s}/s`);
-    assert.ok(t.messages_out_per_s > 10 * ROOMS * PER_ROOM, `messages out ${t.messages_out_per_s}/s`);
+    assert.ok(t.messages_in_per_s > 2 * ROOMS * PER_ROOM, `messages in ${t.messages_in_per_s}/s`);
+    assert.ok(t.messages_out_per_s > 2 * ROOMS * PER_ROOM, `messages out ${t.messages_out_per_s}/s`);
     const roomsOut = rates.rooms.reduce((/** @type {number} */ a, /** @type {any} */ r) => a + r.bytes_out_per_s, 0);
-    assert.ok(roomsOut <= t.bytes_out_per_s * 1.02 + ROOMS && roomsOut >= t.bytes_out_per_s * 0.8, `rooms ${roomsOut} B/s vs total ${t.bytes_out_per_s} B/s`);
+    assert.ok(roomsOut <= t.bytes_out_per_s * 1.05 + ROOMS && roomsOut >= t.bytes_out_per_s * 0.7, `rooms ${roomsOut} B/s vs total ${t.bytes_out_per_s} B/s`);
     mkdirSync(ARTIFACTS, { recursive: true });
     writeFileSync(join(ARTIFACTS, 'dashboard.png'), await page.screenshot({ type: 'png', fullPage: true }));
 
