@@ -72,8 +72,12 @@ class Player:
 class RoomContext:
     """What a game sees of its room: the state, the clock, the players, and the event outbox."""
 
-    def __init__(self, room_name: str, state: State, tick_rate: int, seed: int) -> None:
+    def __init__(
+        self, room_name: str, state: State, tick_rate: int, seed: int, max_players: int = 8
+    ) -> None:
         self.room_name = room_name
+        #: the room's size (the game's ``max_players`` or the server's ``--max-players``)
+        self.max_players = max_players
         self.state = state
         self.tick_rate = tick_rate
         self.tick = 0
@@ -196,9 +200,11 @@ class GameRegistry:
 def default_registry() -> GameRegistry:
     """A fresh registry holding the bundled games."""
     from gameserver.games.arena import Arena
+    from gameserver.games.field import Field
     from gameserver.games.pong import Pong
 
     registry = GameRegistry()
     registry.register(Arena, default=True)
     registry.register(Pong)
+    registry.register(Field)
     return registry

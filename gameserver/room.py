@@ -156,7 +156,9 @@ class Room:
         self.epoch = config.epoch
         self.counters = RoomCounters()
         self.state_tick = 0
-        self.ctx = RoomContext(name, State(game_cls.schema), config.tick_rate, config.seed)
+        self.ctx = RoomContext(
+            name, State(game_cls.schema), config.tick_rate, config.seed, config.max_players
+        )
         self.game = game_cls(self.ctx)
         self.input_schema = game_cls.input_schema
         self.dt = 1.0 / config.tick_rate
