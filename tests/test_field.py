@@ -162,3 +162,24 @@ def test_update_is_cheap_enough_to_count_its_work() -> None:
     # pickups sit in buckets: an avatar tests at most a handful, not all 410
     biggest = max(len(b) for b in game.buckets.values())
     assert biggest < 12
+
+
+def test_gamebots_default_for_field_is_roam_which_keeps_long_legs() -> None:
+    from clients.bots.behaviours import ROAM, default_behaviour
+    from clients.bots.lean import Bot
+    from gameserver.games.arena import Arena
+
+    assert default_behaviour(Field.input_schema, Field.schema, "field") == "roam"
+    assert default_behaviour(Arena.input_schema, Arena.schema, "arena") == "wander"
+    assert ROAM.misfit(Field.input_schema, Field.schema) is None
+    bot = Bot(0, "r", verify=False, rng=random.Random(3), behaviour=ROAM)
+    ROAM.start(bot, 0.0)
+    first = bot.steering
+    assert math.hypot(*first) == pytest.approx(1.0, abs=0.02)
+    turns = 0
+    for i in range(1, 20 * 20):  # 20 s of inputs at 20 Hz
+        before = bot.steering
+        ROAM.step(bot, i / 20)
+        turns += bot.steering != before
+    # a new heading every 2-4 s: 5..10 legs in 20 s, never a turn on every input
+    assert 4 <= turns <= 10
