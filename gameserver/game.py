@@ -44,8 +44,8 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable, Iterator
-from typing import Any, ClassVar
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 
@@ -53,6 +53,9 @@ from shared.errors import LocalProtocolError
 from shared.protocol import MAX_EVENT_DATA_BYTES, MAX_NAME_BYTES
 from shared.schema import InputSchema, InputValues, Schema
 from shared.state import State
+
+if TYPE_CHECKING:
+    from gameserver.interest import Cell, Interest
 
 MAX_TICK_RATE = 120
 
@@ -121,6 +124,12 @@ class Game:
     #: seconds a dropped player's seat is held for a resume (0 = never held); the server's
     #: ``--seat-hold`` flag overrides it
     seat_hold: ClassVar[float] = 20.0
+    #: views (interest management, gamesync.v2): with an :class:`~gameserver.interest.Interest`
+    #: each player receives only its view, the entities in the cells around its
+    #: :meth:`focus` (see :meth:`view`) plus every entity of a type that has no position.
+    #: None (the default): every player receives the whole room, exactly as without views.
+    #: A view game refuses gamesync.v1 connections (4014).
+    interest: ClassVar[Interest | None] = None
 
     def __init__(self, ctx: RoomContext) -> None:
         self.ctx = ctx
@@ -163,6 +172,26 @@ class Game:
     def update(self, dt: float) -> None:
         """Advance the simulation by ``dt`` seconds."""
 
+    def focus(self, player: Player) -> tuple[float, float] | None:
+        """Views only (``interest`` set): where ``player`` looks from, in world units, after
+        each tick (typically its avatar's position). None (the default): nowhere; the
+        player then sees only the global entities. Called once per tick per connected player,
+        after ``update``; keep it cheap and do not change the state here."""
+        return None
+
+    def view(self, player: Player, focus: tuple[float, float] | None) -> Iterable[Cell]:
+        """Views only: the cells ``player`` sees, given its :meth:`focus`. The default is
+        ``interest.cells_around(focus)``: the square of ``2 * view_cells + 1`` cells around
+        the focus's cell (none without a focus). Override it for custom relevance at cell
+        granularity: team vision (the union of the teammates' cells), fog of war, a
+        spectator who sees a whole region. Relevance is per cell, never per entity: that is
+        what lets the server encode each cell once per tick for everyone who sees it.
+        Called right after :meth:`focus`; do not change the state here."""
+        interest = self.interest
+        if interest is None or focus is None:
+            return ()
+        return interest.cells_around(focus)
+
 
 GameFactory = Callable[[RoomContext], Game]
 
@@ -183,6 +212,11 @@ class GameRegistry:
         hold = game.seat_hold
         if not (isinstance(hold, int | float) and math.isfinite(hold) and hold >= 0):
             raise ValueError(f"{name}: seat_hold must be a number of seconds >= 0, got {hold!r}")
+        if game.interest is not None:
+            try:
+                game.interest.check(game.schema)
+            except LocalProtocolError as exc:
+                raise ValueError(f"{name}: {exc}") from None
         self._games[name] = game
         if default or self.default is None:
             self.default = name
