@@ -6,11 +6,16 @@ from __future__ import annotations
 import math
 import ssl
 from contextlib import AsyncExitStack
+from pathlib import Path
 
 import pytest
 import trio
+import trustme
 
+from clients.bots.behaviours import default_behaviour, parse_mix
+from clients.bots.loadtest import LoadConfig, merge_reports, run_load
 from clients.client import open_game_client
+from gameserver.games.field import Field
 from gameserver.server import GameServer, ServerConfig
 from shared.state import encode_record, view_checksum
 
@@ -85,3 +90,32 @@ async def test_walkers_cross_cells_and_converge_to_every_view_checksum(
                 assert len(held) < len(room.ctx.state.entities)
             assert crossings >= WALKERS  # every walker crossed cells (several times)
             assert enters > 0 and leaves > 0  # walkers came into and went out of views
+
+
+async def test_gamebots_roam_field_and_verify_every_view_checksum(
+    server: GameServer, ca: trustme.CA, tmp_path: Path
+) -> None:
+    """The lean bots (gamebots' engine) play field by default with ``roam`` and, verifying,
+    check view checksums (JOINED flag VIEW): none may desync while they cross cells."""
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    cfg = LoadConfig(
+        url=server.url,
+        rooms=1,
+        players=12,
+        duration=2.0,
+        settle=0.3,
+        linger=0.0,
+        ca_file=str(ca_file),
+        game="field",
+        room_prefix="field-bots",
+        behaviour=parse_mix(default_behaviour(Field.input_schema, Field.schema, "field") or ""),
+    )
+    with trio.fail_after(30):
+        raw = await run_load(cfg)
+    report = merge_reports([raw])
+    assert report["behaviours"] == {"roam": 12}
+    assert report["players"] == {"target": 12, "connected": 12, "failed": 0}
+    assert report["errors"] == {} and report["desyncs"] == 0 and report["verifying"] == 12
+    assert report["updates_per_player_per_s_p5"] >= 15.0
+    assert server.rooms.rooms["field-bots-0"].room.views is not None
