@@ -96,7 +96,7 @@ def test_the_harness_reports_a_view_out_of_sync() -> None:
     # corrupt a's replica: an entity it should not hold
     far = next(e for e in h.state.of_type(MOB) if e.id not in a.server_view())
     a.replica.entities[far.id] = far.etype.cls(far.id, list(far.codes), None)
-    with pytest.raises(OutOfSync, match="not on the server|in the replica"):
+    with pytest.raises(OutOfSync, match=r"not on the server|in the replica"):
         h.assert_in_sync()
 
 
@@ -122,7 +122,7 @@ def test_view_hooks_defaults_and_registry_checks() -> None:
 
     registry = GameRegistry()
     registry.register(Seeing)
-    with pytest.raises(ValueError, match="wrong: .*not in the schema"):
+    with pytest.raises(ValueError, match=r"wrong: .*not in the schema"):
         registry.register(Wrong)
 
 
