@@ -413,6 +413,40 @@ class ViewEncoder:
         stay_patch_chunks: dict[Cell, Chunk] = {}
         stay_record_chunks: dict[Cell, Chunk] = {}
         stay_id_chunks: dict[Cell, Chunk] = {}
+        # per cell, its arrivals grouped by origin cell (None: created): (origin, the
+        # patches, the records), and its departures by destination (None: removed): ids
+        arrival_groups: dict[Cell, list[tuple[Cell | None, Chunk, Chunk]]] = {}
+        departure_groups: dict[Cell, list[tuple[Cell | None, Chunk]]] = {}
+
+        def arrivals_in(c: Cell) -> list[tuple[Cell | None, Chunk, Chunk]]:
+            groups = arrival_groups.get(c)
+            if groups is None:
+                by_origin: dict[Cell | None, list[tuple[Entity, int]]] = {}
+                for entity, origin, mask in arrivals[c]:
+                    by_origin.setdefault(origin, []).append((entity, mask))
+                groups = []
+                for origin, items in by_origin.items():
+                    recs = (len(items), self._join([self._record(e) for e, _ in items]))
+                    if origin is None:
+                        groups.append((None, _EMPTY, recs))
+                    else:
+                        pats = (len(items), self._join([patch(e, m) for e, m in items]))
+                        groups.append((origin, pats, recs))
+                arrival_groups[c] = groups
+            return groups
+
+        def departures_from(c: Cell) -> list[tuple[Cell | None, Chunk]]:
+            groups = departure_groups.get(c)
+            if groups is None:
+                by_dest: dict[Cell | None, list[int]] = {}
+                for eid, dest in departures[c]:
+                    by_dest.setdefault(dest, []).append(eid)
+                groups = []
+                for dest, ids in by_dest.items():
+                    groups.append((dest, (len(ids), b"".join([wire.varint(i) for i in ids]))))
+                    self.encode_calls += 1
+                departure_groups[c] = groups
+            return groups
 
         def stayers(c: Cell) -> list[Entity]:
             members = grid.cells.get(c)
@@ -492,36 +526,34 @@ class ViewEncoder:
             n_removed, removed_parts = gr[0], [gr[1]]
             for c in v_cells:
                 if c in p_cells:
-                    n, data = stay_patches(c)
+                    n, data = stay_patch_chunks.get(c) or stay_patches(c)
                     if n:
                         n_changed += n
                         changed_parts.append(data)
                 else:
-                    n, data = stay_records(c)
+                    n, data = stay_record_chunks.get(c) or stay_records(c)
                     if n:
                         n_created += n
                         created_parts.append(data)
-                items = arrivals.get(c)
-                if items:
-                    for entity, origin, mask in items:
+                if c in arrivals:
+                    for origin, pats, recs in arrival_groups.get(c) or arrivals_in(c):
                         if origin is not None and origin in p_cells:
-                            n_changed += 1
-                            changed_parts.append(patch(entity, mask))
+                            n_changed += pats[0]
+                            changed_parts.append(pats[1])
                         else:
-                            n_created += 1
-                            created_parts.append(self._record(entity))
+                            n_created += recs[0]
+                            created_parts.append(recs[1])
             for c in p_cells:
                 if c not in v_cells:
-                    n, data = stay_ids(c)
+                    n, data = stay_id_chunks.get(c) or stay_ids(c)
                     if n:
                         n_removed += n
                         removed_parts.append(data)
-                gone = departures.get(c)
-                if gone:
-                    for eid, dest in gone:
+                if c in departures:
+                    for dest, ids in departure_groups.get(c) or departures_from(c):
                         if dest is None or dest not in v_cells:
-                            n_removed += 1
-                            removed_parts.append(varint(eid))
+                            n_removed += ids[0]
+                            removed_parts.append(ids[1])
             inc = acks.get(number)
             parts = [head]
             if with_checksum:
