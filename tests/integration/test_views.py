@@ -12,18 +12,19 @@ import trio
 
 from clients.client import GameClient, Reconnecting, Resumed, open_game_client
 from gameserver.game import GameRegistry, default_registry
-from gameserver.server import GameServer
+from gameserver.server import GameServer, ServerConfig
 from shared.messages import Error, Join
 from shared.protocol import SUBPROTOCOL_V1, CloseCode
 from tests.integration.test_resume import Client
-from tests.views_game import ViewsGame
+from tests.integration.wsclient import connect
+from tests.views_game import MOB, ViewsGame
 from tools.faultproxy import open_fault_proxy
 
 
 @pytest.fixture
 def registry() -> GameRegistry:
     registry = default_registry()
-    registry.register(ViewsGame)
+    registry.register(ViewsGame, default=True)  # JOIN's empty game name means "views"
     return registry
 
 
@@ -104,3 +105,42 @@ async def test_a_resumed_view_seat_gets_a_view_snapshot(
                 await _walk(c, 10, 0.0, 1.0)
                 await _same_as_server(c, server, "glade")
                 assert not c.desyncs and c.stats.resumes == 1
+
+
+# the stuck client neither reads nor answers pings; keep the idle timeout out of this test
+@pytest.mark.parametrize(
+    "server_config", [ServerConfig(port=0, room_grace=1.0, idle_timeout=1e6, ping_interval=1e6)]
+)
+async def test_a_slow_reader_of_a_view_skips_deltas_then_gets_its_view_snapshot(
+    nursery: trio.Nursery,
+    server: GameServer,
+    client_ssl: ssl.SSLContext,
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    good = await connect(nursery, server.url, client_ssl, "slowview", "good")
+    stuck = await connect(nursery, server.url, client_ssl, "slowview", "stuck")
+    assert good.joined.view and stuck.replica.view
+    host = server.rooms.rooms["slowview"]
+    room = host.room
+    # bulk up both views (the avatars are near (137, 71) and (274, 142)) so that the stuck
+    # client's socket buffers fill within the test
+    bulk = [room.ctx.state.spawn(MOB, x=200.0, y=100.0, hp=1) for _ in range(200)]
+    start = room.state_tick
+    with trio.fail_after(600):
+        for t in range(1, 601):  # 30 s of virtual time at 20 Hz
+            for i, mob in enumerate(bulk):
+                mob.x = 150.0 + (t * 7 + i) % 100
+                mob.hp = (t + i) % 200
+            await good.wait_tick(start + t)
+    assert good.replica.tick == start + 600 and good.replica.checks >= 100
+    assert host.late == 0 and server.stats.deltas_skipped > 0
+    assert host.sessions[stuck.joined.player].outbound.conn.backlog > 0
+    # once it reads again: a fresh snapshot of its view, then deltas; it converges
+    snaps = stuck.snapshots
+    with trio.fail_after(60):
+        while stuck.snapshots == snaps or stuck.replica.tick < room.state_tick:
+            await stuck.pump()
+    assert stuck.replica.tick == room.state_tick
+    view = {i: list(e.codes) for i, e in room.view_of(stuck.joined.player).items()}
+    assert {i: list(e.codes) for i, e in stuck.replica.entities.items()} == view
+    assert len(view) > 200
