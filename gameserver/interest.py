@@ -60,6 +60,8 @@ _EMPTY: Chunk = (0, b"")
 _KIND_DELTA = bytes((Kind.DELTA,))
 _KIND_SNAPSHOT = bytes((Kind.SNAPSHOT,))
 _MOD = 1 << 32
+#: the one-byte varints
+_SMALL = [bytes((i,)) for i in range(128)]
 _NUMERIC = frozenset(
     {
         FieldKind.FLOAT,
@@ -518,6 +520,11 @@ class ViewEncoder:
             self.encode_calls += 1
         head = _KIND_DELTA + (b"\x01" if with_checksum else b"\x00") + wire.varint(tick)
         varint = wire.varint
+        small = _SMALL
+        if with_checksum:
+            self._refresh_checksums()
+        sums = self._sums
+        gsum = self._global_sum
         for number in deliver:
             p_cells = previous[number]
             v_cells = clients[number].cells
@@ -557,13 +564,16 @@ class ViewEncoder:
             inc = acks.get(number)
             parts = [head]
             if with_checksum:
-                parts.append(self.checksum_of(v_cells).to_bytes(4, "little"))
+                total = gsum
+                for c in v_cells:
+                    total += sums.get(c, 0)
+                parts.append((total % _MOD).to_bytes(4, "little"))
             parts.append(b"\x01" + varint(number) + varint(inc) if inc else b"\x00")
-            parts.append(varint(n_created))
+            parts.append(small[n_created] if n_created < 128 else varint(n_created))
             parts += created_parts
-            parts.append(varint(n_changed))
+            parts.append(small[n_changed] if n_changed < 128 else varint(n_changed))
             parts += changed_parts
-            parts.append(varint(n_removed))
+            parts.append(small[n_removed] if n_removed < 128 else varint(n_removed))
             parts += removed_parts
             out[number] = b"".join(parts)
         self.tick_encode_calls = self.encode_calls - start
