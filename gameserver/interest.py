@@ -180,6 +180,19 @@ class Grid:
         return self.cells.get(cell, {})
 
 
+class _Arrivals:
+    """The entities that came into a cell from one origin cell in a tick (None: created),
+    with their patches and records as chunks, each encoded when first needed."""
+
+    __slots__ = ("items", "origin", "patches", "records")
+
+    def __init__(self, origin: Cell | None) -> None:
+        self.origin = origin
+        self.items: list[tuple[Entity, int]] = []
+        self.patches: Chunk | None = None
+        self.records: Chunk | None = None
+
+
 class _Client:
     __slots__ = ("cells", "number")
 
@@ -415,27 +428,35 @@ class ViewEncoder:
         stay_patch_chunks: dict[Cell, Chunk] = {}
         stay_record_chunks: dict[Cell, Chunk] = {}
         stay_id_chunks: dict[Cell, Chunk] = {}
-        # per cell, its arrivals grouped by origin cell (None: created): (origin, the
-        # patches, the records), and its departures by destination (None: removed): ids
-        arrival_groups: dict[Cell, list[tuple[Cell | None, Chunk, Chunk]]] = {}
+        # per cell, its arrivals grouped by origin cell (None: created), each group's
+        # patches and records encoded when first needed; and its departures grouped by
+        # destination (None: removed from the world): their ids
+        arrival_groups: dict[Cell, list[_Arrivals]] = {}
         departure_groups: dict[Cell, list[tuple[Cell | None, Chunk]]] = {}
 
-        def arrivals_in(c: Cell) -> list[tuple[Cell | None, Chunk, Chunk]]:
+        def arrivals_in(c: Cell) -> list[_Arrivals]:
             groups = arrival_groups.get(c)
             if groups is None:
-                by_origin: dict[Cell | None, list[tuple[Entity, int]]] = {}
+                by_origin: dict[Cell | None, _Arrivals] = {}
                 for entity, origin, mask in arrivals[c]:
-                    by_origin.setdefault(origin, []).append((entity, mask))
-                groups = []
-                for origin, items in by_origin.items():
-                    recs = (len(items), self._join([self._record(e) for e, _ in items]))
-                    if origin is None:
-                        groups.append((None, _EMPTY, recs))
-                    else:
-                        pats = (len(items), self._join([patch(e, m) for e, m in items]))
-                        groups.append((origin, pats, recs))
-                arrival_groups[c] = groups
+                    group = by_origin.get(origin)
+                    if group is None:
+                        group = by_origin[origin] = _Arrivals(origin)
+                    group.items.append((entity, mask))
+                groups = arrival_groups[c] = list(by_origin.values())
             return groups
+
+        def arrival_patches(group: _Arrivals) -> Chunk:
+            if group.patches is None:
+                items = group.items
+                group.patches = (len(items), self._join([patch(e, m) for e, m in items]))
+            return group.patches
+
+        def arrival_records(group: _Arrivals) -> Chunk:
+            if group.records is None:
+                items = group.items
+                group.records = (len(items), self._join([self._record(e) for e, _ in items]))
+            return group.records
 
         def departures_from(c: Cell) -> list[tuple[Cell | None, Chunk]]:
             groups = departure_groups.get(c)
@@ -543,13 +564,16 @@ class ViewEncoder:
                         n_created += n
                         created_parts.append(data)
                 if c in arrivals:
-                    for origin, pats, recs in arrival_groups.get(c) or arrivals_in(c):
+                    for group in arrival_groups.get(c) or arrivals_in(c):
+                        origin = group.origin
                         if origin is not None and origin in p_cells:
-                            n_changed += pats[0]
-                            changed_parts.append(pats[1])
+                            n, data = group.patches or arrival_patches(group)
+                            n_changed += n
+                            changed_parts.append(data)
                         else:
-                            n_created += recs[0]
-                            created_parts.append(recs[1])
+                            n, data = group.records or arrival_records(group)
+                            n_created += n
+                            created_parts.append(data)
             for c in p_cells:
                 if c not in v_cells:
                     n, data = stay_id_chunks.get(c) or stay_ids(c)

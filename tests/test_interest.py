@@ -234,8 +234,8 @@ def _world_op(op: tuple[Any, ...]) -> Any:
     return step
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(ops=st.lists(_op, min_size=1, max_size=60), interval=st.sampled_from([1, 3]))
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ops=st.lists(_op, min_size=1, max_size=80), interval=st.sampled_from([1, 3]))
 def test_every_replica_equals_the_servers_view_of_its_client(
     ops: list[tuple[Any, ...]], interval: int
 ) -> None:
