@@ -83,6 +83,7 @@
  * @property {number} version the negotiated protocol version (1 or 2)
  * @property {boolean} resumable the seat can be resumed after a drop (v2, with a seat hold)
  * @property {number} seatHoldMs how long the server holds the seat after a drop (0: no hold)
+ * @property {boolean} view a view room (v2, JOINED flag VIEW): the replica holds the entities near the player, not the room
  */
 /** @typedef {{kind: 'SNAPSHOT' | 'DELTA', tick: number, ack: number, verified: boolean}} StateInfo */
 /** @typedef {{sender: Int, name: string, data: Uint8Array, text: string}} RoomEventInfo */
