@@ -383,6 +383,8 @@ class ClientSession:
                         f"not player {old.player} in {old.room!r}"
                     )
                 )
+            if msg.view != old.view:
+                self._fail(RemoteProtocolError("resumed JOINED changed the VIEW flag"))
             self._joined = msg
             # the server applied our inputs up to input_seq: the rest are sent again
             self._ack_pending(msg.input_seq)
@@ -390,7 +392,8 @@ class ClientSession:
             if old is not None and self._handshake != "join":
                 self._fail(RemoteProtocolError("second JOINED", CloseCode.PROTOCOL_ERROR))
             self._joined = msg
-            self._replica = Replica(msg.schema)
+            # a view room (JOINED flag VIEW) sends this client its view, with view checksums
+            self._replica = Replica(msg.schema, view=msg.view)
             self._need_snapshot = True
             self._desynced = False
             self._snapshot_tick = -1

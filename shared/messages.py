@@ -12,7 +12,7 @@ from collections.abc import Callable
 import attrs
 
 from shared import wire
-from shared.errors import RemoteProtocolError
+from shared.errors import LocalProtocolError, RemoteProtocolError
 from shared.protocol import (
     MAX_EVENT_DATA_BYTES,
     MAX_MESSAGE_TEXT_BYTES,
@@ -194,6 +194,10 @@ def parse_client_message(
 
 
 JOINED_RESUMED = 0x01  # JOINED (v2) flag: this answers a RESUME; same seat, same player
+#: JOINED (v2) flag: this room sends the client its *view* (the entities near it), not the
+#: whole room; SNAPSHOT/DELTA checksums are then view checksums (shared.state.view_checksum)
+JOINED_VIEW = 0x02
+_JOINED_FLAGS = JOINED_RESUMED | JOINED_VIEW
 
 
 @attrs.frozen
@@ -203,7 +207,10 @@ class Joined:
     From v2 on it also carries the seat's resume token (single-use: the next RESUME needs the
     token of the latest JOINED; '' = no resume for this seat), how long the server holds the
     seat after a lost connection, the last input seq the game applied for this player, and
-    whether it answers a RESUME. With ``version == 1`` those are not on the wire."""
+    whether it answers a RESUME, and whether the room sends this client its view (``view``:
+    SNAPSHOT and DELTA then hold only the entities the server decided it sees, and their
+    checksums are view checksums). With ``version == 1`` those are not on the wire (a view
+    game refuses v1 connections)."""
 
     player: int
     room: str
@@ -216,11 +223,15 @@ class Joined:
     resume_token: str = ""
     seat_hold_ms: int = 0
     input_seq: int = 0
+    view: bool = False
 
     def to_bytes(self) -> bytes:
         head = [bytes((Kind.JOINED, self.version))]
         if self.version >= 2:
-            head.append(bytes((JOINED_RESUMED if self.resumed else 0,)))
+            flags = (JOINED_RESUMED if self.resumed else 0) | (JOINED_VIEW if self.view else 0)
+            head.append(bytes((flags,)))
+        elif self.view:
+            raise LocalProtocolError("a view JOINED needs protocol version 2")
         body = [
             wire.varint(self.player),
             wire.string(self.room, MAX_NAME_BYTES),
@@ -433,7 +444,7 @@ def parse_server_message(
     elif kind == Kind.JOINED:
         joined_version = _version(r, version)
         flags = r.u8() if joined_version >= 2 else 0
-        if flags & ~JOINED_RESUMED:
+        if flags & ~_JOINED_FLAGS:
             raise RemoteProtocolError(
                 f"unknown JOINED flags 0x{flags:02x}", CloseCode.PROTOCOL_ERROR
             )
@@ -456,6 +467,7 @@ def parse_server_message(
                 r.string(MAX_RESUME_TOKEN_BYTES),
                 r.varint(),
                 r.varint(),
+                bool(flags & JOINED_VIEW),
             )
         else:
             msg = Joined(player, room, game, tick_rate, schema_, input_schema, joined_version)

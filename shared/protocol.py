@@ -91,6 +91,7 @@ class CloseCode(enum.IntEnum):
     ROOM_CLOSED = 4011
     DRAINING = 4012  # the server is draining (shutting down): it admits no new joins
     SEAT_LOST = 4013  # v2: RESUME for a seat no longer held (expired, left, room gone)
+    VERSION_REQUIRED = 4014  # the game needs a newer protocol version (a view game on v1)
 
 
 #: The ERROR message of a JOIN refused with 4012 because the server is draining. A client

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from shared.errors import RemoteProtocolError
 from shared.messages import Delta, EntityRecord, Snapshot
 from shared.schema import Entity, EntityType, Schema
-from shared.state import encode_record, records_checksum
+from shared.state import encode_record, records_checksum, view_checksum
 
 
 class DesyncError(RemoteProtocolError):
@@ -15,10 +15,15 @@ class DesyncError(RemoteProtocolError):
 
 
 class Replica:
-    """Applies snapshots and deltas, tracks input acks, and checks the server's checksums."""
+    """Applies snapshots and deltas, tracks input acks, and checks the server's checksums.
 
-    def __init__(self, schema: Schema) -> None:
+    ``view``: the JOINED had the VIEW flag (gamesync.v2): the replica holds the client's
+    view, not the whole room, and checksums are view checksums
+    (:func:`shared.state.view_checksum`). Applying messages is the same either way."""
+
+    def __init__(self, schema: Schema, view: bool = False) -> None:
         self.schema = schema
+        self.view = view
         self.entities: dict[int, Entity] = {}
         self.tick = -1
         self.acks: dict[int, int] = {}
@@ -45,10 +50,14 @@ class Replica:
         return self.schema.types[rec.type_id].cls(rec.id, list(rec.codes), None)
 
     def checksum(self) -> int:
+        if self.view:
+            return view_checksum(encode_record(e) for e in self.entities.values())
         return records_checksum(encode_record(self.entities[i]) for i in sorted(self.entities))
 
     def apply_snapshot(self, snap: Snapshot) -> None:
         self.entities = {rec.id: self._make(rec) for rec in snap.entities}
+        if len(self.entities) != len(snap.entities):
+            raise DesyncError(f"snapshot at tick {snap.tick} lists an entity twice")
         self.tick = snap.tick
         self.acks = dict(snap.acks)
         self._verify(snap.checksum)

@@ -11,6 +11,7 @@ write it); this file reads it with its own code, independent of the generator.
 from __future__ import annotations
 
 import json
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +60,7 @@ from shared.schema import (
     VarInt,
     VarUInt,
 )
-from shared.state import State
+from shared.state import State, encode_acks, encode_masked, encode_record, view_checksum
 
 #: the protocol version under test (tests/test_vectors_v2.py sets 2 before loading this module)
 VERSION: int = globals().get("VERSION", 1)
@@ -67,6 +68,7 @@ VECTORS = Path(__file__).parent / "vectors" / f"protocol_v{VERSION}.json"
 CASES: list[dict[str, Any]] = json.loads(VECTORS.read_text(encoding="utf-8"))
 BY_NAME = {c["name"]: c for c in CASES}
 BIG = 1 << 53
+ARENA_JOINED = "server_joined_arena"
 
 # ---------------------------------------------------------------- JSON meaning -> values
 
@@ -133,6 +135,19 @@ def code_of(ftype: FieldType, meaning: Any) -> Any:
 def codes_of(flist: FieldList, fields: dict[str, Any]) -> tuple[Any, ...]:
     assert list(fields) == list(flist.names), "every field, in schema order"
     return tuple(code_of(t, fields[n]) for n, t in flist.fields.items())
+
+
+def is_view(d: dict[str, Any]) -> bool:
+    """A SNAPSHOT/DELTA meaning describes a client's view: its JOINED has the VIEW flag."""
+    joined = BY_NAME[d["schema_from"]]["decoded"]
+    assert joined.get("view", True) is True, "the view key is present only when set"
+    return bool(joined.get("view", False))
+
+
+def own_view_checksum(records: list[bytes]) -> int:
+    """The view checksum, written here independently of shared.state: the sum of the
+    records' CRC-32, mod 2**32."""
+    return sum(zlib.crc32(r) for r in records) & 0xFFFFFFFF
 
 
 def joined_schemas(name: str) -> tuple[Schema, InputSchema]:
@@ -257,6 +272,8 @@ def server_meaning(msg: Any, d: dict[str, Any], types: dict[int, EntityType]) ->
                 "seat_hold_ms": msg.seat_hold_ms,
                 "input_seq": msg.input_seq,
             }
+            if msg.view:
+                joined["view"] = True
         return joined
     if isinstance(msg, Snapshot):
         schema, _ = joined_schemas(d["schema_from"])
@@ -338,8 +355,46 @@ def state_with(schema: Schema, ents: dict[int, tuple[str, tuple[Any, ...]]]) -> 
     return state
 
 
+def encode_view_message(d: dict[str, Any], name: str) -> bytes:
+    """Encode a view SNAPSHOT/DELTA meaning: records in the listed order, and the view
+    checksum of the state after it (computed here, then compared with the meaning's)."""
+    schema, _ = joined_schemas(d["schema_from"])
+    state = state_with(schema, STATES[name])
+    checksum = own_view_checksum([encode_record(e) for e in state])
+    if d["checksum"] is not None:
+        assert d["checksum"] == checksum, "the view checksum of the state after the message"
+    if d["kind"] == "SNAPSHOT":
+        ents = [state.entities[m["id"]] for m in d["entities"]]
+        return b"".join(
+            [
+                bytes((Kind.SNAPSHOT,)),
+                wire.varint(d["tick"]),
+                checksum.to_bytes(4, "little"),
+                encode_acks(acks_of(d["acks"])),
+                wire.varint(len(ents)),
+                *[encode_record(e) for e in ents],
+            ]
+        )
+    assert "base" not in d, "view rooms send no catch-up deltas"
+    parts = [
+        bytes((Kind.DELTA, 0 if d["checksum"] is None else 1)),
+        wire.varint(d["tick"]),
+        b"" if d["checksum"] is None else checksum.to_bytes(4, "little"),
+        encode_acks(acks_of(d["acks"])),
+        wire.varint(len(d["created"])),
+        *[encode_record(state.entities[m["id"]]) for m in d["created"]],
+        wire.varint(len(d["changed"])),
+        *[encode_masked(state.entities[m["id"]], patch_of(schema, m).mask) for m in d["changed"]],
+        wire.varint(len(d["removed"])),
+        *[wire.varint(i) for i in d["removed"]],
+    ]
+    return b"".join(parts)
+
+
 def encode_state_message(d: dict[str, Any], name: str) -> bytes:
     """Encode a SNAPSHOT/DELTA meaning with the real encoders of shared.state."""
+    if is_view(d):
+        return encode_view_message(d, name)
     schema, _ = joined_schemas(d["schema_from"])
     if d["kind"] == "SNAPSHOT":
         state = state_with(schema, STATES[name])
@@ -494,6 +549,9 @@ def test_server_vectors(case: dict[str, Any]) -> None:
         assert d["version"] == VERSION
         v2 = {k: d[k] for k in ("resumed", "resume_token", "seat_hold_ms", "input_seq") if k in d}
         assert bool(v2) == (VERSION >= 2)
+        if "view" in d:
+            assert VERSION >= 2 and d["view"] is True
+            v2["view"] = True
         encoded = Joined(
             d["player"],
             d["room"],
@@ -541,7 +599,7 @@ def test_state_vectors_replay_on_a_replica() -> None:
     applied = 0
     for c in CASES:
         d = c["decoded"]
-        if d.get("kind") != "DELTA" or "base" in d:
+        if d.get("kind") != "DELTA" or "base" in d or d["schema_from"] != ARENA_JOINED:
             continue
         assert d["follows"] == previous
         delta = parse_server_message(bytes.fromhex(c["hex"]), schema, replica.type_of)
@@ -555,7 +613,9 @@ def test_state_vectors_replay_on_a_replica() -> None:
     assert replica.checks == 1 + sum(
         c["decoded"]["checksum"] is not None
         for c in CASES
-        if c["decoded"].get("kind") == "DELTA" and "base" not in c["decoded"]
+        if c["decoded"].get("kind") == "DELTA"
+        and "base" not in c["decoded"]
+        and c["decoded"]["schema_from"] == ARENA_JOINED
     )
     assert replica.checks >= 3
 
@@ -610,3 +670,70 @@ def test_moving_player_patch_in_the_vectors_is_six_bytes() -> None:
         {"id": 4, "type": "player", "mask": 3, "fields": {"x": 2200, "y": 3910}}
     ]
     assert "04039808460f" in BY_NAME["server_delta_move"]["hex"]
+
+
+VIEW_CASES = [c for c in CASES if c["decoded"].get("schema_from") and is_view(c["decoded"])]
+
+
+def test_view_vectors_exist_in_v2_only() -> None:
+    joined = [c for c in CASES if c["decoded"].get("kind") == "JOINED" and "view" in c["decoded"]]
+    if VERSION == 1:
+        assert not joined and not VIEW_CASES
+        return
+    assert [c["name"] for c in joined] == ["server_joined_view"]
+    assert bytes.fromhex(joined[0]["hex"])[2] == 0x02, "JOINED flags: VIEW"
+    kinds = [c["decoded"]["kind"] for c in VIEW_CASES]
+    assert kinds[0] == "SNAPSHOT" and kinds.count("DELTA") >= 3
+    snap = VIEW_CASES[0]["decoded"]
+    ids = [m["id"] for m in snap["entities"]]
+    assert ids != sorted(ids), "a view snapshot's records need not be in id order"
+    assert all(len(d["decoded"]["acks"]) <= 1 for d in VIEW_CASES), "acks: only the own player"
+    deltas = [c["decoded"] for c in VIEW_CASES[1:]]
+    # an entity enters (created though it existed), one leaves (removed though it still
+    # exists) and one re-enters with the same id
+    created = [m["id"] for d in deltas for m in d["created"]]
+    removed = [i for d in deltas for i in d["removed"]]
+    assert set(created) & set(removed), "an entity leaves and comes back"
+    assert all(d["checksum"] is not None for d in deltas)
+
+
+def test_view_vectors_replay_on_a_view_replica() -> None:
+    """The view chain applies on a view-mode replica with every checksum verified, states
+    as the JSON says; a whole-room replica rejects the same bytes (another checksum)."""
+    if VERSION == 1:
+        return
+    schema, _ = joined_schemas("server_joined_view")
+    joined = parse_server_message(bytes.fromhex(BY_NAME["server_joined_view"]["hex"]), version=2)
+    assert isinstance(joined, Joined) and joined.view and not joined.resumed
+    replica = Replica(schema, view=joined.view)
+    plain = Replica(schema)
+    mismatches = 0
+    for c in VIEW_CASES:
+        d = c["decoded"]
+        msg = parse_server_message(bytes.fromhex(c["hex"]), schema, replica.type_of, version=2)
+        if isinstance(msg, Snapshot):
+            replica.apply_snapshot(msg)
+        else:
+            assert isinstance(msg, Delta) and d["follows"] in STATES
+            replica.apply_delta(msg)
+        assert {e.id: (e.etype.name, tuple(e.codes)) for e in replica} == STATES[c["name"]]
+        records = [encode_record(e) for e in replica]
+        assert replica.checksum() == own_view_checksum(records) == view_checksum(records)
+        try:
+            if isinstance(msg, Snapshot):
+                plain.apply_snapshot(msg)
+            else:
+                plain.apply_delta(msg)
+        except RemoteProtocolError:
+            mismatches += 1
+    assert replica.checks == len(VIEW_CASES)
+    assert mismatches == len(VIEW_CASES), "the whole-room checksum differs"
+    assert replica.acks == {1: 8}
+
+
+def test_view_checksum_is_order_free_and_empty_is_zero() -> None:
+    assert view_checksum([]) == own_view_checksum([]) == 0
+    recs = [bytes([i, i * 7 % 256, 3]) for i in range(1, 40)]
+    assert view_checksum(recs) == view_checksum(recs[::-1]) == own_view_checksum(recs)
+    big = [b"\xff" * 40] * 300  # the sum wraps past 2**32
+    assert view_checksum(big) == own_view_checksum(big) < 2**32

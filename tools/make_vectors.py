@@ -8,7 +8,8 @@ Usage (from the repository root)::
 
 Each file is complete for its version (a client of one version needs only its file). v2 has
 the v1 cases with the v2 version byte and JOINED layout, plus RESUME, RESYNC, a resumed JOINED,
-a catch-up DELTA (the BASE flag) and the v2 rejections.
+a catch-up DELTA (the BASE flag), the v2 rejections, and a *view* chain (a JOINED with the
+VIEW flag, then a SNAPSHOT and DELTAs of one client's view, whose checksums are view checksums).
 
 The committed JSON is the source of truth; tests/test_vectors.py checks the codec against it in
 both directions. This script is only a helper for adding cases: it builds each message with the
@@ -21,7 +22,9 @@ JSON conventions (also in docs/protocol.md, "Golden test vectors"):
 * Integers of 2**53 or more are written as decimal strings (JSON readers lose precision above).
 * Byte strings are hex strings in keys ending in ``_hex``.
 * SNAPSHOT/DELTA cases name the JOINED case whose schema decodes them (``schema_from``) and,
-  for a DELTA, the case whose state it applies to (``follows``). A patch's ``type`` is not on
+  for a DELTA, the case whose state it applies to (``follows``). A v2 JOINED with the VIEW flag
+  has ``"view": true`` (the key is absent when the flag is clear); the SNAPSHOT/DELTA cases
+  whose ``schema_from`` names it are a view, so a replica checks them with the view checksum. A patch's ``type`` is not on
   the wire: the receiver knows it from the entity it already holds.
 """
 
@@ -30,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +77,14 @@ from shared.schema import (  # noqa: E402
     VarInt,
     VarUInt,
 )
-from shared.state import State, encode_acks, encode_patch, encode_record  # noqa: E402
+from shared.state import (  # noqa: E402
+    State,
+    encode_acks,
+    encode_masked,
+    encode_patch,
+    encode_record,
+    view_checksum,
+)
 
 VECTORS = ROOT / "tests" / "vectors"
 BIG = 1 << 53
@@ -396,6 +407,8 @@ def joined_meaning(joined: Joined) -> dict[str, Any]:
             seat_hold_ms=joined.seat_hold_ms,
             input_seq=joined.input_seq,
         )
+        if joined.view:
+            out["view"] = True
     return out
 
 
@@ -743,8 +756,8 @@ def reject_cases(version: int) -> list[dict[str, Any]]:
         ),
         reject(
             "reject_server_joined_flags",
-            "JOINED (v2) with an unknown flag bit 0x02",
-            b"\x10\x02\x02\x01",
+            "JOINED (v2) with an unknown flag bit 0x04 (0x01 is RESUMED, 0x02 VIEW)",
+            b"\x10\x02\x04\x01",
             "server",
             pe,
         ),
@@ -759,8 +772,191 @@ def reject_cases(version: int) -> list[dict[str, Any]]:
     return cases
 
 
+VIEW_JOINED_CASE = "server_joined_view"
+
+
+def view_cases() -> list[dict[str, Any]]:
+    """v2: a JOINED with the VIEW flag, then one client's view: a SNAPSHOT (records not in id
+    order) and DELTAs in which an entity enters the view, one leaves and one comes back.
+
+    The world (arena's schema): cells of 100 x 100, a view of the 3 x 3 cells around alice
+    (player 1, entity 4). Gem 1 is in cell (1,0), gem 2 in (3,1), gem 3 in (2,2), bob (5) far
+    away in (8,8). Written by hand, not by the server's view encoder: the bytes are the
+    contract."""
+    joined = Joined(
+        1,
+        "wide",
+        "viewdemo",
+        20,
+        SCHEMA,
+        INPUT,
+        2,
+        resume_token=RESUME_TOKEN,
+        seat_hold_ms=20000,
+        view=True,
+    )
+    cases = [
+        case(
+            VIEW_JOINED_CASE,
+            "JOINED (v2) with flags 0x02 (VIEW): room 'wide' sends this client its view, not "
+            "the whole room; SNAPSHOT and DELTA carry view checksums (sum of the CRC-32 of the "
+            "held records, mod 2**32)",
+            joined.to_bytes(),
+            joined_meaning(joined),
+        )
+    ]
+    state = State(SCHEMA)
+    gem1 = state.spawn(GEM, x=120.0, y=80.0, value=1)
+    gem2 = state.spawn(GEM, x=380.0, y=150.0, value=2)
+    gem3 = state.spawn(GEM, x=250.0, y=290.0, value=3)
+    alice = state.spawn(PLAYER, x=150.0, y=150.0, hp=100, owner=1, name="alice")
+    bob = state.spawn(PLAYER, x=850.0, y=850.0, hp=100, owner=2, name="bob")
+    state.encode_delta(29, (), False)  # clear the tracking
+    assert (gem1.id, gem2.id, gem3.id, alice.id, bob.id) == (1, 2, 3, 4, 5)
+    held: dict[int, Any] = {}  # the client's view, in the order it came
+
+    def checksum() -> bytes:
+        return view_checksum(encode_record(e) for e in held.values()).to_bytes(4, "little")
+
+    def view_delta(
+        name: str,
+        description: str,
+        tick: int,
+        follows: str,
+        acks: list[tuple[int, int]],
+        created: list[Any],
+        changed: list[tuple[Any, int]],
+        removed: list[Any],
+    ) -> dict[str, Any]:
+        for e in created:
+            held[e.id] = e
+        for e in removed:
+            del held[e.id]
+        data = b"".join(
+            [
+                bytes((0x12, 0x01)),  # DELTA, flags CHECKSUM
+                wire.varint(tick),
+                checksum(),
+                encode_acks(acks),
+                wire.varint(len(created)),
+                *[encode_record(e) for e in created],
+                wire.varint(len(changed)),
+                *[encode_masked(e, mask) for e, mask in changed],
+                wire.varint(len(removed)),
+                *[wire.varint(e.id) for e in removed],
+            ]
+        )
+        msg = parse_server_message(data, SCHEMA, lambda eid: state.entities[eid].etype, version=2)
+        assert isinstance(msg, Delta)
+        return case(
+            name,
+            description,
+            data,
+            {
+                "type": "server",
+                "kind": "DELTA",
+                "schema_from": VIEW_JOINED_CASE,
+                "follows": follows,
+                "tick": msg.tick,
+                "checksum": msg.checksum,
+                "acks": acks_meaning(msg.acks),
+                "created": [record_meaning(SCHEMA, r) for r in msg.created],
+                "changed": [patch_meaning(state.entities[p.id].etype, p) for p in msg.changed],
+                "removed": list(msg.removed),
+            },
+        )
+
+    # tick 30: alice in cell (1,1) sees cells (0..2, 0..2): herself, gem 3, gem 1 (in the
+    # order the server's cells list them, not by id); not gem 2 nor bob
+    for e in (alice, gem3, gem1):
+        held[e.id] = e
+    data = b"".join(
+        [
+            bytes((0x11,)),
+            wire.varint(30),
+            checksum(),
+            encode_acks([(1, 5)]),
+            wire.varint(len(held)),
+            *[encode_record(e) for e in held.values()],
+        ]
+    )
+    snap = parse_server_message(data, SCHEMA, version=2)
+    assert isinstance(snap, Snapshot)
+    crcs = " + ".join(f"{zlib.crc32(encode_record(e)):08x}" for e in held.values())
+    cases.append(
+        case(
+            "server_snapshot_view",
+            "view SNAPSHOT at tick 30: alice (4), gem 3 and gem 1, not in id order; the acks "
+            f"hold only the client's own player (1, seq 5); view checksum = ({crcs}) mod 2**32",
+            data,
+            {
+                "type": "server",
+                "kind": "SNAPSHOT",
+                "schema_from": VIEW_JOINED_CASE,
+                "tick": snap.tick,
+                "checksum": snap.checksum,
+                "acks": acks_meaning(snap.acks),
+                "entities": [record_meaning(SCHEMA, r) for r in snap.entities],
+            },
+        )
+    )
+    # tick 31: alice walks to (250, 150), cell (2,1): gem 2's cell (3,1) comes into view
+    alice.x = 250.0
+    cases.append(
+        view_delta(
+            "server_delta_view_enter",
+            "view DELTA tick 31: alice moved into cell (2,1) (input applied, own ack +1); gem 2 "
+            "entered the view: created in full, though it exists since before tick 30",
+            31,
+            "server_snapshot_view",
+            [(1, 1)],
+            [gem2],
+            [(alice, 0x01)],
+            [],
+        )
+    )
+    # tick 32: alice walks to (350, 150), cell (3,1): gem 1's cell (1,0) leaves the view; gem 1
+    # then changes (value 1 -> 4) while out of view: nothing is sent for it
+    alice.x = 350.0
+    gem1.value = 4
+    cases.append(
+        view_delta(
+            "server_delta_view_leave",
+            "view DELTA tick 32: alice moved into cell (3,1); gem 1 left the view: removed, "
+            "though it still exists; no input applied this tick, so no acks",
+            32,
+            "server_delta_view_enter",
+            [],
+            [],
+            [(alice, 0x01)],
+            [gem1],
+        )
+    )
+    # tick 33: alice walks back to (250, 150): gem 1 comes back, with its current value
+    alice.x = 250.0
+    cases.append(
+        view_delta(
+            "server_delta_view_reenter",
+            "view DELTA tick 33: alice back in cell (2,1); gem 1 re-entered the view: created "
+            "again with the same id and its current values (value 4, changed while unseen); "
+            "inputs applied, own ack +2",
+            33,
+            "server_delta_view_leave",
+            [(1, 2)],
+            [gem1],
+            [(alice, 0x01)],
+            [],
+        )
+    )
+    return cases
+
+
 def build(version: int) -> list[dict[str, Any]]:
-    cases = primitive_cases() + field_cases() + client_cases(version) + state_cases(version)
+    cases = primitive_cases() + field_cases() + client_cases(version)
+    if version >= 2:
+        # before the arena chain, so that the arena chain's last state is the file's last
+        cases += view_cases()
+    cases += state_cases(version)
     cases += event_cases() + reject_cases(version)
     names = [c["name"] for c in cases]
     assert len(names) == len(set(names)), "duplicate case names"
