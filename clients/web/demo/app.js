@@ -393,6 +393,7 @@ function stats() {
     entered,
     left,
     drawn: renderer ? { ...renderer.drawn } : null,
+    camera: renderer?.camera ? [renderer.camera[0], renderer.camera[1]] : null,
     error: firstError,
     state: s?.state ?? 'none',
     player: s ? Number(s.player) : 0,
