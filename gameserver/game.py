@@ -44,8 +44,8 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable, Iterator
-from typing import Any, ClassVar
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 
@@ -53,6 +53,9 @@ from shared.errors import LocalProtocolError
 from shared.protocol import MAX_EVENT_DATA_BYTES, MAX_NAME_BYTES
 from shared.schema import InputSchema, InputValues, Schema
 from shared.state import State
+
+if TYPE_CHECKING:
+    from gameserver.interest import Cell, Interest
 
 MAX_TICK_RATE = 120
 
@@ -72,8 +75,12 @@ class Player:
 class RoomContext:
     """What a game sees of its room: the state, the clock, the players, and the event outbox."""
 
-    def __init__(self, room_name: str, state: State, tick_rate: int, seed: int) -> None:
+    def __init__(
+        self, room_name: str, state: State, tick_rate: int, seed: int, max_players: int = 8
+    ) -> None:
         self.room_name = room_name
+        #: the room's size (the game's ``max_players`` or the server's ``--max-players``)
+        self.max_players = max_players
         self.state = state
         self.tick_rate = tick_rate
         self.tick = 0
@@ -117,6 +124,12 @@ class Game:
     #: seconds a dropped player's seat is held for a resume (0 = never held); the server's
     #: ``--seat-hold`` flag overrides it
     seat_hold: ClassVar[float] = 20.0
+    #: views (interest management, gamesync.v2): with an :class:`~gameserver.interest.Interest`
+    #: each player receives only its view, the entities in the cells around its
+    #: :meth:`focus` (see :meth:`view`) plus every entity of a type that has no position.
+    #: None (the default): every player receives the whole room, exactly as without views.
+    #: A view game refuses gamesync.v1 connections (4014).
+    interest: ClassVar[Interest | None] = None
 
     def __init__(self, ctx: RoomContext) -> None:
         self.ctx = ctx
@@ -159,6 +172,26 @@ class Game:
     def update(self, dt: float) -> None:
         """Advance the simulation by ``dt`` seconds."""
 
+    def focus(self, player: Player) -> tuple[float, float] | None:
+        """Views only (``interest`` set): where ``player`` looks from, in world units, after
+        each tick (typically its avatar's position). None (the default): nowhere; the
+        player then sees only the global entities. Called once per tick per connected player,
+        after ``update``; keep it cheap and do not change the state here."""
+        return None
+
+    def view(self, player: Player, focus: tuple[float, float] | None) -> Iterable[Cell]:
+        """Views only: the cells ``player`` sees, given its :meth:`focus`. The default is
+        ``interest.cells_around(focus)``: the square of ``2 * view_cells + 1`` cells around
+        the focus's cell (none without a focus). Override it for custom relevance at cell
+        granularity: team vision (the union of the teammates' cells), fog of war, a
+        spectator who sees a whole region. Relevance is per cell, never per entity: that is
+        what lets the server encode each cell once per tick for everyone who sees it.
+        Called right after :meth:`focus`; do not change the state here."""
+        interest = self.interest
+        if interest is None or focus is None:
+            return ()
+        return interest.cells_around(focus)
+
 
 GameFactory = Callable[[RoomContext], Game]
 
@@ -179,6 +212,11 @@ class GameRegistry:
         hold = game.seat_hold
         if not (isinstance(hold, int | float) and math.isfinite(hold) and hold >= 0):
             raise ValueError(f"{name}: seat_hold must be a number of seconds >= 0, got {hold!r}")
+        if game.interest is not None:
+            try:
+                game.interest.check(game.schema)
+            except LocalProtocolError as exc:
+                raise ValueError(f"{name}: {exc}") from None
         self._games[name] = game
         if default or self.default is None:
             self.default = name
@@ -196,9 +234,11 @@ class GameRegistry:
 def default_registry() -> GameRegistry:
     """A fresh registry holding the bundled games."""
     from gameserver.games.arena import Arena
+    from gameserver.games.field import Field
     from gameserver.games.pong import Pong
 
     registry = GameRegistry()
     registry.register(Arena, default=True)
     registry.register(Pong)
+    registry.register(Field)
     return registry

@@ -476,6 +476,8 @@ def _check_game(j: _Join) -> _Verdict:
         return Refusal.UNKNOWN_GAME, f"unknown game {j.join.game!r}"
     if not j.identity.may_play(game.name):
         return Refusal.FORBIDDEN_GAME, f"this token may not play {game.name!r}"
+    if game.interest is not None and j.join.version < 2:  # views exist from v2 on
+        return Refusal.VERSION_REQUIRED, f"game {game.name!r} needs gamesync.v2"
     j.game = game
     return None
 
@@ -575,7 +577,8 @@ ADMISSION: tuple[Row[_Join], ...] = (
     Row(Step.DRAINING,   _check_draining,   {Refusal.DRAINING},     State.AUTHENTICATED),
     Row(Step.CPU_BUDGET, _check_cpu_budget, {Refusal.SERVER_FULL},  State.AUTHENTICATED),
     Row(Step.GAME,       _check_game,       {Refusal.UNKNOWN_GAME,
-                                             Refusal.FORBIDDEN_GAME}, State.AUTHENTICATED),
+                                             Refusal.FORBIDDEN_GAME,
+                                             Refusal.VERSION_REQUIRED}, State.AUTHENTICATED),
     Row(Step.ROOM,       _check_room,       _ROOM_REFUSALS,         State.AUTHENTICATED),
     Row(Step.ROOM_OPEN,  _check_room_open,  {Refusal.ROOM_CLOSED},  State.AUTHENTICATED),
     Row(Step.CAPACITY,   _check_capacity,   {Refusal.ROOM_FULL},    State.ADMITTED),

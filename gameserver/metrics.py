@@ -205,6 +205,12 @@ _COUNTERS: tuple[tuple[str, str, Callable[[ServerStats], int]], ...] = (
     ),
     ("gameserver_ticks", "Room ticks run, all rooms.", lambda s: s.ticks),
     (
+        "gameserver_encode_calls",
+        "Entity records, patches and (view rooms) cell chunks encoded, snapshots included; "
+        "per tick: its increase over gameserver_ticks_total's.",
+        lambda s: s.encode_calls,
+    ),
+    (
         "gameserver_ticks_late",
         "Ticks that finished more than one period after their deadline.",
         lambda s: s.ticks_late,

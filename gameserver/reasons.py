@@ -42,6 +42,7 @@ class Refusal(enum.Enum):
     ROOM_CREATE_RATE = "room_create_rate"
     ROOM_CLOSED = "room_closed"
     ROOM_FULL = "room_full"
+    VERSION_REQUIRED = "version_required"  # a view game, on a gamesync.v1 connection
     # a RESUME's own refusals (it can be refused with DRAINING too)
     RESUME_BAD_TOKEN = "resume_bad_token"  # malformed, or not minted by us for this room
     RESUME_REPLAYED = "resume_replayed"  # genuine, but a newer token of the seat exists
@@ -76,6 +77,7 @@ CLOSE_CODES: Mapping[Refusal, CloseCode] = {
     Refusal.ROOM_CREATE_RATE: CloseCode.POLICY_VIOLATION,
     Refusal.ROOM_CLOSED: CloseCode.ROOM_CLOSED,
     Refusal.ROOM_FULL: CloseCode.ROOM_FULL,
+    Refusal.VERSION_REQUIRED: CloseCode.VERSION_REQUIRED,
     Refusal.RESUME_BAD_TOKEN: CloseCode.UNAUTHORIZED,
     Refusal.RESUME_REPLAYED: CloseCode.UNAUTHORIZED,
     Refusal.SEAT_LOST: CloseCode.SEAT_LOST,

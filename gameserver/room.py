@@ -19,6 +19,13 @@ Held seats and resume (gamesync.v2), as the driver uses them:
 * Room events emitted while a seat is held are kept for it (``config.held_event_limit``);
   ``TickOutput.events`` still lists every event, so the fan-out stays the same: a held seat
   simply has no connection to send to.
+
+Views (a game with ``interest``, gamesync.v2): ``room.views`` is a
+:class:`~gameserver.interest.ViewEncoder`. Each tick yields ``TickOutput.deltas``, one DELTA
+per connected player (not the ones that joined or resumed in it, nor held seats), instead of
+the one ``TickOutput.delta``; ``snapshot_for(number)`` is the player's SNAPSHOT (its view);
+``catch_up`` is always None (no history: a resume gets a snapshot). A game without
+``interest`` runs exactly the code path it always did.
 """
 
 from __future__ import annotations
@@ -26,13 +33,16 @@ from __future__ import annotations
 import math
 import re
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import attrs
 
 from gameserver.game import Game, Player, RoomContext
 from gameserver.history import DeltaHistory
+from gameserver.interest import Cell, ViewEncoder
 from gameserver.resume import EPOCH_BYTES, ResumeClaims, ResumeRefusal
+from shared.errors import LocalProtocolError
 from shared.messages import Joined, RoomEvent
 from shared.schema import Code
 from shared.state import State
@@ -101,12 +111,15 @@ class RoomCounters:
     holds_expired: int = 0
     #: room events not kept for a held seat (its buffer was full)
     events_dropped_held: int = 0
+    #: records, patches and (view rooms) cell chunks encoded, snapshots included: the
+    #: server's ``gameserver_encode_calls_total``
+    encode_calls: int = 0
 
 
 @attrs.frozen
 class TickOutput:
     tick: int
-    #: the DELTA for every player seated before this tick (encoded once)
+    #: the DELTA for every player seated before this tick (encoded once); b"" in a view room
     delta: bytes
     #: players whose join completed this tick: send them JOINED, then a SNAPSHOT
     joined: tuple[Player, ...]
@@ -118,6 +131,11 @@ class TickOutput:
     resumed: tuple[Player, ...] = ()
     #: players whose hold ran out this tick: their seat is gone (on_leave ran)
     expired: tuple[Player, ...] = ()
+    #: view rooms: the DELTA of each connected player seated before this tick, by number
+    #: (None in other rooms: everyone gets ``delta``)
+    deltas: Mapping[int, bytes] | None = None
+    #: records, patches and chunks encoded in this tick
+    encode_calls: int = 0
 
 
 class _Seat:
@@ -156,7 +174,9 @@ class Room:
         self.epoch = config.epoch
         self.counters = RoomCounters()
         self.state_tick = 0
-        self.ctx = RoomContext(name, State(game_cls.schema), config.tick_rate, config.seed)
+        self.ctx = RoomContext(
+            name, State(game_cls.schema), config.tick_rate, config.seed, config.max_players
+        )
         self.game = game_cls(self.ctx)
         self.input_schema = game_cls.input_schema
         self.dt = 1.0 / config.tick_rate
@@ -170,11 +190,19 @@ class Room:
         self._shutdown_pending = False
         # the initial state (e.g. spawned in __init__) is tick 0; it reaches players by snapshot
         state = self.ctx.state
-        state.encode_delta(0, (), False)
+        interest = game_cls.interest
+        #: views (the game has an ``interest``): the per-client encoder; None for other games
+        self.views: ViewEncoder | None = None
+        if interest is None:
+            state.encode_delta(0, (), False)
+        else:
+            self.views = ViewEncoder(interest, game_cls.schema)
+            self.views.start(state)
+        self._encoded = state.encode_calls
         self.history: DeltaHistory | None = None
         # catch-ups built after the last tick, by base: resumes in one tick share them
         self._catch_ups: tuple[int, dict[int, bytes | None]] = (0, {})
-        if config.history_ticks > 0:
+        if config.history_ticks > 0 and self.views is None:
             self.history = DeltaHistory(config.history_ticks, config.history_bytes)
             state.removal_log = []
 
@@ -411,9 +439,14 @@ class Room:
             assert ctx.shutdown_at is not None
             game.on_shutdown(ctx.shutdown_at)
         game.update(self.dt)
+        if self.views is not None:
+            return self._view_tick(tick, ack_changes, joined, expired)
         interval = self.config.checksum_interval
         state = ctx.state
         delta = state.encode_delta(tick, ack_changes, interval > 0 and tick % interval == 0)
+        encoded = state.encode_calls - self._encoded
+        self._encoded = state.encode_calls
+        self.counters.encode_calls += encoded
         history = self.history
         if history is not None:
             history.record(tick, delta, state.removal_log)
@@ -421,12 +454,22 @@ class Room:
                 state.removal_log = []
         self.state_tick = tick
         self.counters.ticks += 1
+        events = self._events()
+        resumed = self._take_resumed()
+        return TickOutput(
+            tick, delta, tuple(joined), events, resumed, tuple(expired), encode_calls=encoded
+        )
+
+    def _events(self) -> tuple[tuple[bytes, int | None], ...]:
         events = tuple(
             (RoomEvent(sender, name, data).to_bytes(), target)
-            for sender, name, data, target in ctx.take_outbox()
+            for sender, name, data, target in self.ctx.take_outbox()
         )
         if self._held and events:
             self._keep_for_held(events)
+        return events
+
+    def _take_resumed(self) -> tuple[Player, ...]:
         resumed: tuple[Player, ...] = ()
         if self._reattached:
             resumed = tuple(
@@ -435,7 +478,50 @@ class Room:
                 if s.held_until is None and self._seats.get(s.player.number) is s
             )
             self._reattached.clear()
-        return TickOutput(tick, delta, tuple(joined), events, resumed, tuple(expired))
+        return resumed
+
+    def _view_tick(
+        self,
+        tick: int,
+        ack_changes: list[tuple[int, int]],
+        joined: list[Player],
+        expired: list[Player],
+    ) -> TickOutput:
+        """The end of a view room's tick: each connected player's cells from the game's
+        ``focus``/``view`` hooks, then one DELTA per connected player seated before this tick
+        (held seats, and players that joined or resumed now, get none: they get a snapshot)."""
+        views = self.views
+        assert views is not None
+        game = self.game
+        cells: dict[int, frozenset[Cell]] = {}
+        for seat in self._seats.values():
+            player = seat.player
+            if seat.active and player.connected:
+                cells[player.number] = frozenset(game.view(player, game.focus(player)))
+        resumed = self._take_resumed()
+        fresh = {p.number for p in joined}
+        fresh.update(p.number for p in resumed)
+        deliver = [n for n in cells if n not in fresh]
+        acks = {number: inc for number, inc in ack_changes if inc}
+        interval = self.config.checksum_interval
+        deltas = views.tick(
+            self.ctx.state, tick, cells, acks, interval > 0 and tick % interval == 0, deliver
+        )
+        self.state_tick = tick
+        self.counters.ticks += 1
+        encoded = views.tick_encode_calls
+        self.counters.encode_calls += encoded
+        events = self._events()
+        return TickOutput(
+            tick,
+            b"",
+            tuple(joined),
+            events,
+            resumed,
+            tuple(expired),
+            deltas=deltas,
+            encode_calls=encoded,
+        )
 
     def _keep_for_held(self, events: tuple[tuple[bytes, int | None], ...]) -> None:
         limit = self.config.held_event_limit
@@ -449,6 +535,12 @@ class Room:
                     self.counters.events_dropped_held += 1
 
     # ------------------------------------------------------------ outgoing state
+    @property
+    def is_view(self) -> bool:
+        """The game uses views: JOINED carries the VIEW flag, each player gets its own
+        deltas and snapshots (gamesync.v2 only)."""
+        return self.views is not None
+
     def joined_message(self, player: Player) -> bytes:
         """JOINED for ``player``: its number, the room, the tick rate and both schemas."""
         return Joined(
@@ -458,14 +550,47 @@ class Room:
             self.config.tick_rate,
             self.game_cls.schema,
             self.game_cls.input_schema,
+            view=self.is_view,
         ).to_bytes()
 
+    def snapshot_for(self, number: int) -> bytes:
+        """The SNAPSHOT for player ``number`` after the last tick: ``snapshot()`` in a room
+        without views; in a view room its view (the global entities and those of its cells as
+        of the last tick), its view checksum and only its own ack. Built when called (between
+        ticks, when the snapshot is sent); every snapshot of one tick shares the cells' chunks.
+        """
+        views = self.views
+        if views is None:
+            return self.snapshot()
+        if not views.knows(number):
+            # no cells yet (a seat whose first tick has not run): from the hooks, now
+            seat = self._seats.get(number)
+            if seat is not None and seat.active:
+                views.set_view(number, self.game.view(seat.player, self.game.focus(seat.player)))
+        before = views.encode_calls
+        data = views.snapshot(number, self.state_tick, self.acks.get(number, 0))
+        self.counters.encode_calls += views.encode_calls - before
+        return data
+
+    def view_of(self, number: int) -> Mapping[int, Any]:
+        """View rooms: the entities player ``number`` sees after the last tick (what its
+        replica must hold), by id."""
+        assert self.views is not None, "view_of() is for view rooms"
+        return self.views.visible(number)
+
     def snapshot(self) -> bytes:
-        """A SNAPSHOT of the state after the last tick (cached until the next tick)."""
+        """A SNAPSHOT of the state after the last tick (cached until the next tick). A view
+        room has none for everyone: use :meth:`snapshot_for`."""
         cached = self._snapshot
         if cached is not None and cached[0] == self.state_tick:
             return cached[1]
-        data = self.ctx.state.encode_snapshot(self.state_tick, self.acks)
+        if self.views is not None:
+            raise LocalProtocolError("a view room has no whole-room snapshot: snapshot_for()")
+        state = self.ctx.state
+        before = state.encode_calls
+        data = state.encode_snapshot(self.state_tick, self.acks)
+        self.counters.encode_calls += state.encode_calls - before
+        self._encoded = state.encode_calls
         self._snapshot = (self.state_tick, data)
         return data
 

@@ -158,6 +158,7 @@ class RoomHost:
         self.closed = False
         self.started = time.monotonic()  # for the dashboard's room age
         self.tick_times: deque[float] = deque(maxlen=256)  # recent tick durations (dashboard)
+        self._encode_seen = room.counters.encode_calls  # counted into stats.encode_calls
 
     def close(self, code: int, reason: str, cause: EndCause = EndCause.ROOM_CLOSED) -> None:
         """Close every session and free every held seat (an admin closed the room). The room
@@ -298,10 +299,25 @@ class RoomHost:
                     self._welcome_back(session, session.resume_from)
         if out.expired:
             self._expired(out.expired)
-        delta = binary_frame(out.delta)
-        for number, session in sessions.items():
-            if number not in joined:
-                session.outbound.offer_state(delta)
+        # the tick's encodes and those of the snapshots built since the last tick
+        encoded = room.counters.encode_calls
+        self.stats.encode_calls += encoded - self._encode_seen
+        self._encode_seen = encoded
+        deltas = out.deltas
+        if deltas is None:
+            delta = binary_frame(out.delta)
+            for number, session in sessions.items():
+                if number not in joined:
+                    session.outbound.offer_state(delta)
+        else:  # a view room: each player its own delta
+            for number, session in sessions.items():
+                if number in joined:
+                    continue
+                data = deltas.get(number)
+                if data is None:  # no delta for it (cannot happen): resynchronize it
+                    session.outbound.send_snapshot()
+                else:
+                    session.outbound.offer_state(binary_frame(data))
         for payload, target in out.events:
             event = binary_frame(payload)
             if target is None:
@@ -344,6 +360,7 @@ class RoomHost:
             resume_token=token,
             seat_hold_ms=hold_ms,
             input_seq=room.last_applied(number),
+            view=room.is_view,
         )
         return binary_frame(msg.to_bytes())
 
@@ -354,7 +371,7 @@ class RoomHost:
         room = self.room
         out = session.outbound
         out.send_reliable(self.joined_frame(session, resumed=True))
-        catch_up = room.catch_up(have_tick)
+        catch_up = room.catch_up(have_tick)  # always None in a view room: a snapshot
         if catch_up is None:
             out.send_snapshot()
         else:

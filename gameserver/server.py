@@ -11,6 +11,7 @@ player's own task only wakes to drain a full send buffer, and to close.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import math
@@ -417,7 +418,13 @@ class GameServer:
             1.0 / cfg.resync_interval,
             cfg.resync_burst,
         )
-        outbound = Outbound(conn, room.snapshot, cfg.outbound_limit, self.stats)
+        # the player's own snapshot (its view, in a view room), built when it is sent
+        outbound = Outbound(
+            conn,
+            functools.partial(room.snapshot_for, player.number),
+            cfg.outbound_limit,
+            self.stats,
+        )
         session = Session(conn, player, outbound, limiter, now, version)
         session.host = host
         host.sessions[player.number] = session

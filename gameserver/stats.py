@@ -50,6 +50,9 @@ class ServerStats:
     #: RESYNCs answered with a snapshot, and those ignored (over the rate limit)
     resyncs: int = 0
     resyncs_limited: int = 0
+    #: records, patches and (view rooms) cell chunks the rooms encoded, snapshots included:
+    #: ``gameserver_encode_calls_total``; per tick = its increase / the increase of ``ticks``
+    encode_calls: int = 0
     tick_histogram: TickHistogram = attrs.Factory(TickHistogram)
     #: the rate-limited log of peers' bad input (refusals, protocol errors), shared by every
     #: place that counts one, so that a flood of it cannot fill a disk

@@ -109,6 +109,9 @@ class State:
         #: carried (the ones in the next delta's removed list); its owner empties it (the
         #: room's catch-up history needs the types of entities removed since a past tick)
         self.removal_log: list[Entity] | None = None
+        #: records and patches encoded by :meth:`encode_delta` and :meth:`encode_snapshot`
+        #: (counted per section with len(), not per entity), for the server's metrics
+        self.encode_calls = 0
 
     def __len__(self) -> int:
         return len(self.entities)
@@ -164,6 +167,7 @@ class State:
 
     def encode_snapshot(self, tick: int, acks: Mapping[int, int]) -> bytes:
         body = self.snapshot_body()
+        self.encode_calls += 2 * len(self.entities)  # the records, and again for the checksum
         return b"".join(
             [
                 _KIND_SNAPSHOT,
@@ -187,6 +191,8 @@ class State:
         parts = [_KIND_DELTA, b"\x01" if with_checksum else b"\x00", wire.varint(tick)]
         if with_checksum:
             parts.append(self.checksum().to_bytes(4, "little"))
+            self.encode_calls += len(self.entities)
+        self.encode_calls += len(created) + len(changed)
         parts.append(encode_acks(acks))
         parts.append(wire.varint(len(created)))
         parts += [encode_record(e) for e in created.values()]
@@ -203,6 +209,24 @@ class State:
         changed.clear()
         self._removed = []
         return b"".join(parts)
+
+    def take_changes(self) -> tuple[list[Entity], list[tuple[Entity, int]], list[int]]:
+        """Hand over the change tracking and reset it, as :meth:`encode_delta` does, for an
+        encoder of its own (the server's views): the entities created, the changed ones with
+        their change masks (the masks are cleared on the entities), and the removed ids."""
+        created = list(self._created.values())
+        changed = self._changed
+        for e in created:
+            e._tracker = changed
+            e.mask = 0
+        masks = [(e, e.mask) for e in changed.values()]
+        for e in changed.values():
+            e.mask = 0
+        removed = self._removed
+        self._created = {}
+        changed.clear()
+        self._removed = []
+        return created, masks, removed
 
     def has_pending_changes(self) -> bool:
         return bool(self._created or self._changed or self._removed)

@@ -478,7 +478,7 @@ def test_behaviour_mix() -> None:
     # any window of consecutive bots is close to the mix too
     window = Counter(assign(mix, i).name for i in range(500, 600))
     assert abs(window["chase"] - 20) <= 3
-    assert set(BEHAVIOURS) == {"wander", "chase", "idle", "chatty", "paddle"}
+    assert set(BEHAVIOURS) == {"wander", "roam", "chase", "idle", "chatty", "paddle"}
 
 
 def test_bots_of_a_share_do_not_depend_on_the_split() -> None:

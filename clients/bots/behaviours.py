@@ -14,6 +14,8 @@ why not. A bot whose behaviour doesn't fit fails at JOINED (kind ``misfit:NAME``
 bundled games ``gamebots`` checks before it starts.
 
 * ``wander`` (arena): a random walk: keep a heading, turn by up to 90 degrees on ~10% of inputs;
+* ``roam`` (field): walk straight for 2-4 s (400-800 units at field's speed, two or three
+  250-unit cells), then take a new random heading: bots cross cells all the time;
 * ``chase`` (arena): steer toward the nearest other player (by the bot's replica);
 * ``idle`` (any game): join and read; never send anything;
 * ``chatty`` (arena): wander, plus a room event ("chat") every ~2 s;
@@ -38,6 +40,8 @@ if TYPE_CHECKING:
 
 #: the chance that a wandering bot turns before an input
 TURN_CHANCE = 0.1
+#: seconds a roaming bot keeps its heading (uniform range)
+ROAM_LEG_S = (2.0, 4.0)
 #: seconds between a chatty bot's room events (uniformly 0.75x..1.25x of this)
 CHAT_PERIOD = 2.0
 #: a paddle bot's speed is full (dir = +-1) when the ball is this far from its aim point
@@ -101,6 +105,28 @@ class Wander(Behaviour):
         if rng.random() < TURN_CHANCE:
             bot.heading += rng.uniform(-math.pi / 2, math.pi / 2)
             bot.steer(math.cos(bot.heading), math.sin(bot.heading))
+
+
+class Roam(Behaviour):
+    """Long straight legs in random directions, so that the bot crosses cells of a big world
+    (field's views) instead of circling in one; ``bot.next_event_at`` is when the leg ends."""
+
+    name = "roam"
+    inputs = ("dx", "dy")
+
+    def start(self, bot: Bot, now: float) -> None:
+        self._turn(bot, now)
+
+    def step(self, bot: Bot, now: float) -> None:
+        if now >= bot.next_event_at:
+            self._turn(bot, now)
+
+    @staticmethod
+    def _turn(bot: Bot, now: float) -> None:
+        rng = bot.rng
+        bot.heading = rng.uniform(0.0, 2 * math.pi)
+        bot.next_event_at = now + rng.uniform(*ROAM_LEG_S)
+        bot.steer(math.cos(bot.heading), math.sin(bot.heading))
 
 
 class Idle(Behaviour):
@@ -235,12 +261,15 @@ def paddle_and_ball(bot: Bot) -> tuple[float | None, float | None]:
 
 
 WANDER = Wander()
+ROAM = Roam()
 CHASE = Chase()
 IDLE = Idle()
 CHATTY = Chatty()
 PADDLE = Paddle()
-BEHAVIOURS: dict[str, Behaviour] = {b.name: b for b in (WANDER, CHASE, IDLE, CHATTY, PADDLE)}
-#: the behaviours a game gets by default: the first that fits it
+BEHAVIOURS: dict[str, Behaviour] = {b.name: b for b in (WANDER, ROAM, CHASE, IDLE, CHATTY, PADDLE)}
+#: the behaviours a game gets by default: its own (by game name) if it fits, else the first
+#: of DEFAULTS that fits it
+GAME_DEFAULTS: dict[str, Behaviour] = {"field": ROAM}
 DEFAULTS = (WANDER, PADDLE)
 
 Mix = tuple[tuple[str, float], ...]
@@ -275,10 +304,13 @@ def parse_mix(spec: str) -> Mix:
     return tuple((n, w / total) for n, w in weights.items() if w > 0)
 
 
-def default_behaviour(input_schema: InputSchema, schema: Schema) -> str | None:
-    """The default behaviour for a game with these schemas (the first of :data:`DEFAULTS` that
-    fits: ``wander`` for arena, ``paddle`` for pong); None if none does."""
-    return next((b.name for b in DEFAULTS if b.misfit(input_schema, schema) is None), None)
+def default_behaviour(input_schema: InputSchema, schema: Schema, game: str = "") -> str | None:
+    """The default behaviour for a game with these schemas: the game's own from
+    :data:`GAME_DEFAULTS` (``roam`` for field) if it fits, else the first of :data:`DEFAULTS`
+    that fits (``wander`` for arena, ``paddle`` for pong); None if none does."""
+    own = GAME_DEFAULTS.get(game)
+    candidates = (own, *DEFAULTS) if own is not None else DEFAULTS
+    return next((b.name for b in candidates if b.misfit(input_schema, schema) is None), None)
 
 
 def check_mix(mix: Mix, input_schema: InputSchema, schema: Schema) -> str | None:

@@ -4,6 +4,7 @@
 
     gamebots --url wss://127.0.0.1:8443 --rooms 75 --players 8 --duration 10 --report r.json
     gamebots --url wss://127.0.0.1:8443 --game pong --rooms 10 --players 2
+    gamebots --url wss://127.0.0.1:8443 --game field --rooms 1 --players 256
     gamebots --url wss://127.0.0.1:8443 --rooms 8 --players 8 --duration 30 --drop-every 3
 
 The bots join ``--rooms`` rooms (``PREFIX-0`` ...) with ``--players`` bots each, at ``--ramp``
@@ -14,8 +15,9 @@ the parent merges their figures. With ``--metrics-url`` the server's Prometheus 
 scraped as the window opens and closes.
 
 The bots' behaviour must fit the game (see ``clients.bots.behaviours``); without
-``--behaviour`` a bundled game gets the first of ``wander`` and ``paddle`` that fits it
-(``paddle`` for pong). For a bundled game a behaviour that doesn't fit, or ``--players`` above
+``--behaviour`` a bundled game gets its own (``roam`` for field, which walks across its cells)
+or else the first of ``wander`` and ``paddle`` that fits it (``paddle`` for pong). In a view
+game (JOINED flag VIEW: field) verifying bots check view checksums. For a bundled game a behaviour that doesn't fit, or ``--players`` above
 its room size, is refused before any bot connects; bots of another game check at JOINED.
 
 With ``--drop-every S`` each bot's connection is cut at random, S seconds apart on average
@@ -283,8 +285,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--behaviour",
-        help="wander, chase, idle, chatty (arena) or paddle (pong), or a mix such as "
-        "wander:0.6,chase:0.2,idle:0.1,chatty:0.1 (default: wander for arena, paddle for pong)",
+        help="wander, chase, idle, chatty (arena), paddle (pong) or roam (field), or a mix such "
+        "as wander:0.6,chase:0.2,idle:0.1,chatty:0.1 (default: wander for arena, paddle for "
+        "pong, roam for field)",
     )
     p.add_argument(
         "--verify-sample",
@@ -360,7 +363,11 @@ def options_from_args(args: argparse.Namespace) -> Options:
     game = bundled_game("arena" if args.protocol == "json" else args.game)
     spec = args.behaviour
     if spec is None:
-        spec = "wander" if game is None else default_behaviour(game.input_schema, game.schema)
+        spec = (
+            "wander"
+            if game is None
+            else default_behaviour(game.input_schema, game.schema, game.name)
+        )
         if spec is None:
             raise ValueError(f"no behaviour fits game {args.game!r}; --behaviour idle only reads")
     mix = parse_mix(spec)

@@ -714,7 +714,8 @@ class Bot:
         self.encoder = InputEncoder.for_schema(msg.input_schema, behaviour.inputs)
         self.codes = self.encoder.idle
         if self.needs_replica:
-            self.replica = Replica(msg.schema)
+            # a view room (JOINED flag VIEW) sends the bot's view: view checksums
+            self.replica = Replica(msg.schema, view=msg.view)
 
     @property
     def tick_rate(self) -> float:

@@ -23,6 +23,12 @@ then a resumed JOINED and a catch-up DELTA from the client's tick, or a SNAPSHOT
 that runs out leaves as LEAVE does (``on_leave``). Resume tokens are the server's business and
 are not modelled.
 
+Views (a game with ``interest``): each client gets its own deltas and snapshots, as on the
+server; its replica is its view (``client.replica``), :meth:`HarnessClient.server_view` is
+what the server decided it sees, :attr:`HarnessClient.cells` its cells, and
+:meth:`RoomHarness.assert_in_sync` compares each replica with that client's view (its own ack,
+its view checksum). A resume in a view room always gets a SNAPSHOT.
+
 What the harness leaves out is the network: no rate limits, no slow readers, no timeouts.
 Use the ``game_server`` pytest fixture (:mod:`gameserver.testing.pytest_plugin`) for those.
 """
@@ -285,15 +291,15 @@ class HarnessClient:
                     raise AssertionError(f"player {self.id!r} got a resumed JOINED for {msg}")
                 self.joined = msg
                 self._need_snapshot = False
-                if self._resume_from == 0:
-                    self._replica = Replica(msg.schema)
+                if self._resume_from == 0 or msg.view:
+                    self._replica = Replica(msg.schema, view=msg.view)
                     self._need_snapshot = True
                 self._resume_from = None
                 return msg
             if self.joined is not None:
                 raise AssertionError(f"player {self.id!r} received a second JOINED")
             self.joined = msg
-            self._replica = Replica(msg.schema)
+            self._replica = Replica(msg.schema, view=msg.view)
         elif isinstance(msg, Snapshot):
             assert replica is not None
             self.last_update = msg
@@ -324,7 +330,22 @@ class HarnessClient:
         A player whose join tick has not run yet has nothing to compare and gives []."""
         if not self.ready:
             return []
-        return compare(self.id, self._harness.room, self.replica, self.desyncs)
+        return compare(self.id, self._harness.room, self.replica, self.desyncs, number=self.number)
+
+    def server_view(self) -> dict[int, Entity]:
+        """What the server decided this player sees after the last tick, by entity id: in a
+        view room (the game has ``interest``) the global entities and those in its cells; in
+        other rooms the whole state. Its :attr:`replica` must hold exactly these."""
+        room = self._harness.room
+        if room.views is None:
+            return dict(room.ctx.state.entities)
+        return dict(room.view_of(self.number))
+
+    @property
+    def cells(self) -> frozenset[tuple[int, int]]:
+        """View rooms: the cells this player sees as of the last tick (empty otherwise)."""
+        views = self._harness.room.views
+        return frozenset() if views is None else views.cells_of(self.number)
 
 
 class RoomHarness(Generic[G]):
@@ -538,7 +559,7 @@ class RoomHarness(Generic[G]):
             if client is not None:
                 joined.add(player.number)
                 client.receive(room.joined_message(player))
-                client.receive(room.snapshot())
+                client.receive(room.snapshot_for(player.number))
         for player in out.resumed:
             client = clients.get(player.number)
             if client is not None and client._resume_from is not None:
@@ -546,7 +567,7 @@ class RoomHarness(Generic[G]):
                 have = client._resume_from
                 client.receive(self._resumed_joined(player))
                 catch_up = room.catch_up(have) if have > 0 else None
-                client.receive(room.snapshot() if catch_up is None else catch_up)
+                client.receive(room.snapshot_for(player.number) if catch_up is None else catch_up)
                 for payload in room.take_held_events(player.number):
                     client.receive(payload)
         for player in out.expired:
@@ -554,9 +575,15 @@ class RoomHarness(Generic[G]):
             if gone is not None:
                 gone.expired = True
                 self._by_id.pop(gone.id, None)
+        deltas = out.deltas
         for number, client in clients.items():
-            if number not in joined:
+            if number in joined:
+                continue
+            if deltas is None:
                 client.receive(out.delta)
+            else:  # a view room: each player its own delta (a snapshot if it has none)
+                delta = deltas.get(number)
+                client.receive(room.snapshot_for(number) if delta is None else delta)
         for payload, target in out.events:
             if target is None:
                 for client in clients.values():
@@ -571,7 +598,7 @@ class RoomHarness(Generic[G]):
         return Joined(
             player.number, room.name, game.name, room.config.tick_rate, game.schema,
             game.input_schema, resumed=True, seat_hold_ms=hold_ms,
-            input_seq=room.last_applied(player.number),
+            input_seq=room.last_applied(player.number), view=room.is_view,
         ).to_bytes()  # fmt: skip
 
     # ------------------------------------------------------------ checks

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -105,16 +105,33 @@ class OutOfSync(AssertionError):
 
 
 def compare(
-    client: str, room: Room, replica: Replica, desyncs: Sequence[DesyncError] = ()
+    client: str,
+    room: Room,
+    replica: Replica,
+    desyncs: Sequence[DesyncError] = (),
+    *,
+    number: int | None = None,
 ) -> list[Difference]:
     """Every difference between ``room``'s state and ``replica`` (the replica of player
     ``client``): the desyncs it saw, its tick, each entity field by field, the input acks and
-    the checksum. [] if they agree."""
+    the checksum. [] if they agree. In a view room (``room.views``) the replica is compared
+    with player ``number``'s view: the entities it sees, its own ack, its view checksum."""
     me = client
     out = [Difference(DiffKind.DESYNC, me, detail=str(exc)) for exc in desyncs]
     if replica.tick != room.state_tick:
         out.append(Difference(DiffKind.TICK, me, server=room.state_tick, replica=replica.tick))
-    server_ents = room.ctx.state.entities
+    views = room.views
+    if views is not None:
+        if number is None:
+            raise ValueError("comparing a view room's replica needs the player's number")
+        server_ents: Mapping[int, Entity] = views.visible(number)
+        own = room.acks.get(number, 0)
+        server_acks = {number: own} if own else {}
+        server_sum = views.checksum_of(views.cells_of(number))
+    else:
+        server_ents = room.ctx.state.entities
+        server_acks = {p: s for p, s in room.acks.items() if s}
+        server_sum = room.ctx.state.checksum()
     mine = replica.entities
     for eid in sorted(server_ents.keys() | mine.keys()):
         ent = server_ents.get(eid)
@@ -130,7 +147,6 @@ def compare(
             )
         else:
             out += _field_differences(me, ent, rep)
-    server_acks = {p: s for p, s in room.acks.items() if s}
     replica_acks = {p: s for p, s in replica.acks.items() if s}
     for number in sorted(server_acks.keys() | replica_acks.keys()):
         if server_acks.get(number, 0) != replica_acks.get(number, 0):
@@ -143,7 +159,7 @@ def compare(
                     replica=replica_acks.get(number, 0),
                 )
             )
-    server_sum, replica_sum = room.ctx.state.checksum(), replica.checksum()
+    replica_sum = replica.checksum()
     if server_sum != replica_sum:
         out.append(Difference(DiffKind.CHECKSUM, me, server=server_sum, replica=replica_sum))
     return out
