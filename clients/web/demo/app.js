@@ -22,7 +22,7 @@
 
 import { connect } from '../src/index.js';
 import { arena, inputFromKeys as arenaKeys } from '../games/arena.js';
-import { CELL_SIZE, VIEW_CELLS, field, inputFromKeys as fieldKeys } from '../games/field.js';
+import { CELL_SIZE, VIEW_CELLS, WORLD as FIELD_WORLD, fieldClient, inputFromKeys as fieldKeys } from '../games/field.js';
 import { drawArena, fitCanvas } from './draw_arena.js';
 import { FieldRenderer, roleOf, worldOf } from './draw_field.js';
 
@@ -37,19 +37,23 @@ import { FieldRenderer, roleOf, worldOf } from './draw_field.js';
  * @property {string} hint the line under the canvas
  * @property {string} avatar the type of the players' avatars ('' = the first type named like one)
  * @property {(keys: Set<string>) => Record<string, number>} input the input the keys held give
- * @property {{cellSize?: number, viewCells?: number, span?: number} | null} world null: the whole world on the canvas (arena); else a camera (field)
+ * @property {{cellSize?: number, viewCells?: number, span?: number, side?: number, wrap?: boolean} | null} world null: the whole world on the canvas (arena); else a camera (field)
+ * @property {{side: number}} [size] the world's side the game's prediction uses (field)
  */
+
+const fieldGame = fieldClient({ side: FIELD_WORLD });
 
 /** @type {Record<string, GameClient>} */
 const GAMES = {
   arena: { options: arena, room: 'lobby', hint: 'Move with the arrow keys or WASD. Collect the gems.', avatar: 'player', input: arenaKeys, world: null },
   field: {
-    options: field,
+    options: fieldGame.options,
     room: 'field',
-    hint: 'Move with the arrow keys or WASD. The world is 4000 × 4000: the server sends you only what is near you (the shaded cells).',
-    avatar: 'avatar',
+    hint: 'Move with the arrow keys or WASD. The world is 4000 × 4000 and wraps around at its edges (the dashed line); the server sends you only what is near you (the shaded cells).',
+    avatar: 'player',
     input: fieldKeys,
-    world: { cellSize: CELL_SIZE, viewCells: VIEW_CELLS, span: 1000 },
+    world: { cellSize: CELL_SIZE, viewCells: VIEW_CELLS, span: 1000, side: FIELD_WORLD, wrap: true },
+    size: fieldGame.world,
   },
 };
 /** @typedef {{sender: number, name: string, text: string, mine: boolean, at: number}} ChatLine */
@@ -113,6 +117,14 @@ async function fetchToken() {
   }
   const body = await res.json();
   if (typeof body?.token !== 'string') throw new Error('could not get a guest token: the answer has no token');
+  const wanted = String(game.options.game ?? '');
+  if (typeof body.game === 'string' && wanted && body.game !== wanted) {
+    // guest tokens are for the server's default game only: say how to play this one
+    throw new Error(
+      `this server's guest tokens are for ${body.game}, not ${wanted}: start it with ${wanted} as its default game ` +
+        `(gameserver serve --guest-tokens --game gameserver.games.${wanted}:${wanted[0].toUpperCase()}${wanted.slice(1)}), or give a token: #token=…`,
+    );
+  }
   return body.token;
 }
 
@@ -252,6 +264,15 @@ function recordServerState(s) {
     for (const id of heldIds) if (!now.has(id)) left++;
     heldIds = now;
     heldByType = byType;
+    // a scoreboard that says how big the world is (a room smaller than the default is smaller)
+    const board = replica.ofType('board')[0];
+    if (board && board.type.index.has('side') && game.size) {
+      const side = Number(board.get('side'));
+      if (side > 0 && side !== game.size.side) {
+        game.size.side = side;
+        renderer?.resize(side);
+      }
+    }
   }
   for (const e of s.entities(avatarType)) {
     const id = Number(e.id);
@@ -361,7 +382,8 @@ function frame(now) {
   if (renderer) {
     fitCanvas(canvas);
     const m = s.stats;
-    renderer.draw(ctx, canvas, view.entities, ownEntity, { held: s.replica?.entities.size ?? 0, viewRoom: s.viewRoom, verified: m.checksumsVerified, mismatches: m.checksumMismatches, entered, left });
+    const board = s.replica?.ofType('board')[0]?.values() ?? null;
+    renderer.draw(ctx, canvas, view.entities, ownEntity, { held: s.replica?.entities.size ?? 0, viewRoom: s.viewRoom, verified: m.checksumsVerified, mismatches: m.checksumMismatches, entered, left, board });
   } else {
     drawArena(ctx, canvas, view.entities);
   }

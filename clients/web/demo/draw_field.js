@@ -1,11 +1,16 @@
 // The drawing of a big world for the demo (demo/app.js): the field game, or any game whose
 // entity types have `x` and `y` fields. The world is larger than the canvas, so a camera
-// follows the player's own avatar; the world's bounds come from the schema JOINED sent (the
+// follows the player's own avatar. The world's bounds are the game's (field: a square that
+// wraps around, its side set by the room's size) or else come from the schema JOINED sent (the
 // range of the types' `x` and `y` FLOAT fields). Each type is drawn by what its name says it
-// is: players (circles with names), pickups (diamonds), creatures (small triangles by kind),
-// anything else positioned (dots). In a view room the 3x3 cells around the avatar (the view
-// the server sends) are shaded, and a minimap shows where in the world the view is. A HUD line
-// says how many entities the view holds, by kind, and that their checksums verify.
+// is: players (circles with names), pickups (diamonds by value), creatures (triangles by
+// kind), anything else positioned (dots); types with no position (field's scoreboard) are in
+// every view and not drawn. In a view room the 3x3 cells around the avatar (the view the
+// server sends) are shaded, and a minimap shows where in the world the view is. A HUD says how
+// many entities the view holds and that their checksums verify.
+//
+// In a wrapping world every entity is drawn at its copy nearest the camera, the world's edge
+// (where it wraps) is a dashed red line, and the camera follows the avatar across it.
 
 import { colourOf } from './draw_arena.js';
 
@@ -22,6 +27,7 @@ import { colourOf } from './draw_arena.js';
  * @property {number} cellSize the view's cell size (0: unknown, no cells drawn)
  * @property {number} viewCells cells each way around the avatar's cell that the view covers
  * @property {number} span world units across the canvas
+ * @property {boolean} wrap the world wraps around at its bounds (a torus)
  */
 /**
  * @typedef {object} Hud
@@ -31,6 +37,7 @@ import { colourOf } from './draw_arena.js';
  * @property {number} mismatches checksums mismatched
  * @property {number} entered entities that came into view so far
  * @property {number} left entities that left the view so far
+ * @property {Record<string, unknown> | null} [board] a scoreboard entity's values (field's `board`: clock, players, record, holder)
  */
 
 const PLAYER_RADIUS = 14;
@@ -52,9 +59,10 @@ export function roleOf(name) {
 }
 
 /**
- * The world as the schema describes it: the union of the positioned types' x and y ranges.
+ * The world as the schema describes it: the union of the positioned types' x and y ranges,
+ * unless the game's module knows better (`side`: a square world 0 .. side).
  * @param {Schema} schema
- * @param {{cellSize?: number, viewCells?: number, span?: number}} [game] what the game's module adds
+ * @param {{cellSize?: number, viewCells?: number, span?: number, side?: number, wrap?: boolean}} [game] what the game's module adds
  * @returns {WorldInfo}
  */
 export function worldOf(schema, game = {}) {
@@ -80,10 +88,23 @@ export function worldOf(schema, game = {}) {
       bounds.y1 = Math.max(bounds.y1, fy.hi);
     }
   }
+  if (game.side) Object.assign(bounds, { x0: 0, y0: 0, x1: game.side, y1: game.side });
   if (!Number.isFinite(bounds.x0)) Object.assign(bounds, { x0: 0, y0: 0, x1: 1000, y1: 1000 });
   const size = Math.max(bounds.x1 - bounds.x0, bounds.y1 - bounds.y0);
-  return { bounds, roles, globals, cellSize: game.cellSize ?? 0, viewCells: game.viewCells ?? 1, span: Math.min(game.span ?? 1000, size) };
+  const wrap = game.wrap === true;
+  return { bounds, roles, globals, cellSize: game.cellSize ?? 0, viewCells: game.viewCells ?? 1, span: wrap ? game.span ?? 1000 : Math.min(game.span ?? 1000, size), wrap };
 }
+
+/**
+ * The copy of coordinate `v` nearest to `c` in a world that wraps every `side` units.
+ * @param {number} v @param {number} c @param {number} side
+ */
+export function nearest(v, c, side) {
+  return v + side * Math.round((c - v) / side);
+}
+
+/** `n thing(s)`. @param {number} n @param {string} thing */
+const count = (n, thing) => `${n} ${thing}${n === 1 ? '' : 's'}`;
 
 /** A small deterministic index from a number (a kind, an owner, an id). @param {unknown} v @param {number} n */
 const pick = (v, n) => Math.abs(Number(v) || 0) % n;
@@ -96,6 +117,13 @@ export class FieldRenderer {
     this.camera = null;
     /** what the last frame drew, by role (for the HUD and tests) */
     this.drawn = { player: 0, pickup: 0, creature: 0, other: 0 };
+    /** frames in a row in which the avatar was far from the camera (a one-frame glide across the wrap, or a jump) */
+    this._far = 0;
+  }
+
+  /** @param {number} w the new side of a square world 0 .. w (field: once the room's size is known) */
+  resize(w) {
+    Object.assign(this.world.bounds, { x0: 0, y0: 0, x1: w, y1: w });
   }
 
   /**
@@ -104,7 +132,20 @@ export class FieldRenderer {
    * @param {[number, number] | null} focus
    */
   _follow(focus) {
-    const { bounds, span } = this.world;
+    const { bounds, span, wrap } = this.world;
+    if (wrap) {
+      const side = bounds.x1 - bounds.x0;
+      const cam = this.camera;
+      if (!focus) return cam ?? [side / 2, side / 2];
+      if (!cam) return (this.camera = [focus[0], focus[1]]);
+      // the camera takes the avatar's copy nearest to it; a glide drawn across the wrap (one
+      // frame half a world away) is not followed, a real jump (a teleport) is, after 3 frames
+      const next = /** @type {[number, number]} */ ([nearest(focus[0], cam[0], side), nearest(focus[1], cam[1], side)]);
+      if (Math.hypot(next[0] - cam[0], next[1] - cam[1]) > span && ++this._far < 3) return cam;
+      this._far = 0;
+      // keep the camera's numbers inside the world
+      return (this.camera = [nearest(next[0], side / 2, side), nearest(next[1], side / 2, side)]);
+    }
     const margin = span * 0.1;
     const half = span / 2;
     const target = focus ?? this.camera ?? [(bounds.x0 + bounds.x1) / 2, (bounds.y0 + bounds.y1) / 2];
@@ -124,47 +165,77 @@ export class FieldRenderer {
   draw(ctx, canvas, entities, ownEntity, hud) {
     /** @type {[number, number] | null} */
     const own = ownEntity ? [Number(ownEntity.values.x), Number(ownEntity.values.y)] : null;
-    const { bounds, span, cellSize, viewCells, roles } = this.world;
+    const { bounds, span, cellSize, viewCells, roles, wrap } = this.world;
+    const side = bounds.x1 - bounds.x0;
     const W = canvas.width;
     const k = W / span;
     const [cx, cy] = this._follow(own);
     const ox = cx - span / 2;
     const oy = cy - span / 2;
-    const sx = (/** @type {number} */ x) => (x - ox) * k;
-    const sy = (/** @type {number} */ y) => (y - oy) * k;
+    // world -> canvas; in a wrapping world, the copy nearest the camera
+    const sx = wrap ? (/** @type {number} */ x) => (nearest(x, cx, side) - ox) * k : (/** @type {number} */ x) => (x - ox) * k;
+    const sy = wrap ? (/** @type {number} */ y) => (nearest(y, cy, side) - oy) * k : (/** @type {number} */ y) => (y - oy) * k;
+    // unwrapped: for lines and areas that may lie across the wrap
+    const ux = (/** @type {number} */ x) => (x - ox) * k;
+    const uy = (/** @type {number} */ y) => (y - oy) * k;
     ctx.setTransform(1, 0, 0, 1, 0, 0);
-    // outside the world
-    ctx.fillStyle = '#05070c';
+    // outside the world (none when it wraps), the world
+    ctx.fillStyle = wrap ? '#0f1420' : '#05070c';
     ctx.fillRect(0, 0, W, canvas.height);
-    // the world
-    ctx.fillStyle = '#0f1420';
-    ctx.fillRect(sx(bounds.x0), sy(bounds.y0), (bounds.x1 - bounds.x0) * k, (bounds.y1 - bounds.y0) * k);
+    if (!wrap) {
+      ctx.fillStyle = '#0f1420';
+      ctx.fillRect(ux(bounds.x0), uy(bounds.y0), side * k, (bounds.y1 - bounds.y0) * k);
+    }
     // the view: the cells around the avatar's cell
     if (cellSize > 0 && own) {
-      const c0 = Math.floor(own[0] / cellSize) - viewCells;
-      const r0 = Math.floor(own[1] / cellSize) - viewCells;
+      const ax = wrap ? nearest(own[0], cx, side) : own[0];
+      const ay = wrap ? nearest(own[1], cy, side) : own[1];
+      const c0 = Math.floor(ax / cellSize) - viewCells;
+      const r0 = Math.floor(ay / cellSize) - viewCells;
       const n = 2 * viewCells + 1;
-      ctx.fillStyle = 'rgba(107,155,255,0.07)';
-      ctx.fillRect(sx(c0 * cellSize), sy(r0 * cellSize), n * cellSize * k, n * cellSize * k);
+      ctx.fillStyle = 'rgba(107,155,255,0.08)';
+      ctx.fillRect(ux(c0 * cellSize), uy(r0 * cellSize), n * cellSize * k, n * cellSize * k);
+      ctx.strokeStyle = 'rgba(107,155,255,0.35)';
+      ctx.lineWidth = 1;
+      ctx.strokeRect(ux(c0 * cellSize), uy(r0 * cellSize), n * cellSize * k, n * cellSize * k);
     }
     // grid: the cells (or every 100 units)
     const step = cellSize > 0 ? cellSize : 100;
+    const gx0 = wrap ? ox : Math.max(ox, bounds.x0);
+    const gx1 = wrap ? ox + span : Math.min(ox + span, bounds.x1);
+    const gy0 = wrap ? oy : Math.max(oy, bounds.y0);
+    const gy1 = wrap ? oy + span : Math.min(oy + span, bounds.y1);
     ctx.strokeStyle = 'rgba(255,255,255,0.07)';
     ctx.lineWidth = 1;
     ctx.beginPath();
-    for (let g = Math.ceil(Math.max(ox, bounds.x0) / step) * step; g <= Math.min(ox + span, bounds.x1); g += step) {
-      ctx.moveTo(sx(g), sy(Math.max(oy, bounds.y0)));
-      ctx.lineTo(sx(g), sy(Math.min(oy + span, bounds.y1)));
+    for (let g = Math.ceil(gx0 / step) * step; g <= gx1; g += step) {
+      ctx.moveTo(ux(g), uy(gy0));
+      ctx.lineTo(ux(g), uy(gy1));
     }
-    for (let g = Math.ceil(Math.max(oy, bounds.y0) / step) * step; g <= Math.min(oy + span, bounds.y1); g += step) {
-      ctx.moveTo(sx(Math.max(ox, bounds.x0)), sy(g));
-      ctx.lineTo(sx(Math.min(ox + span, bounds.x1)), sy(g));
+    for (let g = Math.ceil(gy0 / step) * step; g <= gy1; g += step) {
+      ctx.moveTo(ux(gx0), uy(g));
+      ctx.lineTo(ux(gx1), uy(g));
     }
     ctx.stroke();
-    // the world's bounds
+    // the world's bounds: a wall, or (wrapping) a dashed seam where it wraps around
     ctx.strokeStyle = '#d92d20';
     ctx.lineWidth = Math.max(2, 3 * k);
-    ctx.strokeRect(sx(bounds.x0), sy(bounds.y0), (bounds.x1 - bounds.x0) * k, (bounds.y1 - bounds.y0) * k);
+    if (wrap) {
+      ctx.setLineDash([10, 8]);
+      ctx.beginPath();
+      for (let g = Math.ceil(ox / side) * side; g <= ox + span; g += side) {
+        ctx.moveTo(ux(g), 0);
+        ctx.lineTo(ux(g), canvas.height);
+      }
+      for (let g = Math.ceil(oy / side) * side; g <= oy + span; g += side) {
+        ctx.moveTo(0, uy(g));
+        ctx.lineTo(W, uy(g));
+      }
+      ctx.stroke();
+      ctx.setLineDash([]);
+    } else {
+      ctx.strokeRect(ux(bounds.x0), uy(bounds.y0), side * k, (bounds.y1 - bounds.y0) * k);
+    }
 
     const drawn = { player: 0, pickup: 0, creature: 0, other: 0 };
     /** @type {DrawnEntity[]} */
@@ -255,11 +326,18 @@ export class FieldRenderer {
     const mx = (/** @type {number} */ x) => x0 + (x - bounds.x0) * m;
     const my = (/** @type {number} */ y) => y0 + (y - bounds.y0) * m;
     if (cellSize > 0 && own) {
-      const n = 2 * viewCells + 1;
-      const c0 = (Math.floor(own[0] / cellSize) - viewCells) * cellSize;
-      const r0 = (Math.floor(own[1] / cellSize) - viewCells) * cellSize;
-      ctx.fillStyle = 'rgba(107,155,255,0.35)';
-      ctx.fillRect(mx(c0), my(r0), n * cellSize * m, n * cellSize * m);
+      // the view's cells, each on its own (in a wrapping world they may lie on both sides)
+      const cells = Math.max(1, Math.round(w / cellSize));
+      const ac = Math.floor(own[0] / cellSize);
+      const ar = Math.floor(own[1] / cellSize);
+      ctx.fillStyle = 'rgba(107,155,255,0.45)';
+      for (let i = -viewCells; i <= viewCells; i++) {
+        for (let j = -viewCells; j <= viewCells; j++) {
+          const c = this.world.wrap ? (((ac + i) % cells) + cells) % cells : ac + i;
+          const r = this.world.wrap ? (((ar + j) % cells) + cells) % cells : ar + j;
+          ctx.fillRect(mx(c * cellSize), my(r * cellSize), cellSize * m, cellSize * m);
+        }
+      }
     }
     for (const e of entities) {
       const role = roles.get(e.type);
@@ -267,7 +345,13 @@ export class FieldRenderer {
       ctx.fillStyle = role === 'player' ? '#ffffff' : role === 'pickup' ? '#f5c542' : '#7bd389';
       ctx.fillRect(mx(Number(e.values.x)) - 1, my(Number(e.values.y)) - 1, 2, 2);
     }
-    if (this.camera) {
+    if (own) {
+      ctx.fillStyle = '#ffffff';
+      ctx.beginPath();
+      ctx.arc(mx(own[0]), my(own[1]), 3, 0, Math.PI * 2);
+      ctx.fill();
+    }
+    if (this.camera && !this.world.wrap) {
       ctx.strokeStyle = 'rgba(255,255,255,0.6)';
       ctx.strokeRect(mx(this.camera[0] - span / 2), my(this.camera[1] - span / 2), span * m, span * m);
     }
@@ -283,10 +367,16 @@ export class FieldRenderer {
     ctx.font = `${fs}px system-ui, sans-serif`;
     ctx.textAlign = 'left';
     const lines = [
-      `${hud.viewRoom ? 'view' : 'room'}: ${hud.held} entities held · on screen ${d.player} players, ${d.creature} creatures, ${d.pickup} pickups`,
+      `${hud.viewRoom ? 'view' : 'room'}: ${hud.held} entities held · on screen ${count(d.player, 'player')}, ${count(d.creature, 'creature')}, ${count(d.pickup, 'pickup')}`,
       `${hud.mismatches ? `checksums: ${hud.mismatches} MISMATCHED` : `checksums: ${hud.verified} verified ✓`} · entered ${hud.entered}, left ${hud.left}` +
         (own ? ` · at ${own[0].toFixed(0)}, ${own[1].toFixed(0)}` : ''),
     ];
+    const b = hud.board;
+    if (b) {
+      const clock = Number(b.clock ?? 0);
+      const time = `${Math.floor(clock / 60)}:${String(clock % 60).padStart(2, '0')}`;
+      lines.push(`room: ${b.players ?? '?'} players · ${time}` + (Number(b.record ?? 0) > 0 ? ` · record ${b.record} by ${b.holder || '?'}` : ''));
+    }
     const pad = fs * 0.5;
     const width = Math.max(...lines.map((l) => ctx.measureText(l).width)) + 2 * pad;
     ctx.fillStyle = 'rgba(5,7,12,0.72)';
