@@ -357,3 +357,67 @@ test('a session in a view room: viewRoom, entities leaving and entering, own ack
   assert.equal(m.viewRoom, true);
   assert.equal(session.view(clock.now()).entities.length > 0, true);
 });
+
+/** A view session playing: JOINED (VIEW), snapshot. @param {number} seed */
+async function viewSession(seed) {
+  const clock = new FakeClock();
+  const session = connect('wss://game.example:8443', { room: 'big', game: 'field', token: 'tok', WebSocket: FakeWebSocket, now: clock.now, timers: clock.timers, random: () => 0.5 });
+  await new Promise((resolve) => setImmediate(resolve));
+  const ws = FakeWebSocket.made[0];
+  ws.open('gamesync.v2');
+  const world = new ViewWorld(seed, 300);
+  /** @param {{resumed?: boolean, view?: boolean}} [o] */
+  const joined = (o = {}) =>
+    encodeServerMessage({ kind: 'JOINED', version: 2, player: 1, room: 'big', game: 'field', tickRate: 20, schema: SCHEMA, inputSchema: INPUT, resumed: !!o.resumed, resumeToken: `tok-${Math.random()}`, seatHoldMs: 20000, inputSeq: world.seq, view: o.view ?? true });
+  ws.receive(joined());
+  ws.receive(world.snapshot());
+  await session.ready;
+  for (let t = 0; t < 10; t++) {
+    clock.advance(50);
+    ws.receive(world.step(150, 0).bytes);
+  }
+  return { session, clock, ws, world, joined };
+}
+
+/** The next reconnect attempt's socket, opened as v2. @param {FakeClock} clock */
+async function nextSocket(clock) {
+  const before = FakeWebSocket.made.length;
+  clock.advance(Math.max(0, clock.nextDue() - clock.t));
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.equal(FakeWebSocket.made.length, before + 1);
+  const ws = FakeWebSocket.made[before];
+  ws.open('gamesync.v2');
+  return ws;
+}
+
+test('a view seat resumes with JOINED (RESUMED | VIEW) and a snapshot of the view, not a catch-up', async () => {
+  const { session, clock, ws, world, joined } = await viewSession(21);
+  ws.serverClose(CloseCode.ABNORMAL);
+  assert.equal(session.state, 'reconnecting');
+  // the world goes on while we are away: the avatar is elsewhere when we come back
+  for (let t = 0; t < 30; t++) world.step(150, 100);
+  const ws2 = await nextSocket(clock);
+  assert.equal(ws2.sent[0][0], 0x05, 'RESUME');
+  ws2.receive(joined({ resumed: true }));
+  ws2.receive(world.snapshot());
+  assert.equal(session.state, 'playing');
+  assert.equal(session.stats.resumes, 1);
+  assert.equal(session.viewRoom, true);
+  assert.deepEqual(new Set(session.replica?.entities.keys()), world.held);
+  for (let t = 0; t < 20; t++) {
+    clock.advance(50);
+    ws2.receive(world.step(0, -150).bytes);
+  }
+  assert.equal(session.stats.checksumMismatches, 0);
+  assert.equal(session.stats.desyncs, 0);
+});
+
+test('a resume answered without the VIEW flag (the room changed how it sends state) is a protocol error', async () => {
+  const { session, clock, ws, joined } = await viewSession(22);
+  ws.serverClose(CloseCode.ABNORMAL);
+  const ws2 = await nextSocket(clock);
+  ws2.receive(joined({ resumed: true, view: false }));
+  assert.equal(session.state, 'closed');
+  assert.equal(session.closeInfo?.code, 1002);
+  assert.match(session.closeInfo?.detail ?? '', /no longer sends a view/);
+});
