@@ -108,8 +108,17 @@ export function fieldClient(world = { side: WORLD }) {
       /** @param {PlayerValues} entity @param {FieldInput} input @param {number} dt */
       predict: (entity, input, dt) => step(entity, input, dt, world.side),
       owns,
-      /** a correction longer than this snaps (crossing the world's seam is one) */
+      /** a correction longer than this snaps */
       snapDistance: 100,
+      /** the world wraps: interpolation and prediction go the short way round its edges */
+      wrap: {
+        get x() {
+          return world.side;
+        },
+        get y() {
+          return world.side;
+        },
+      },
     }),
   };
 }

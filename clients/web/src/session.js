@@ -288,10 +288,11 @@ export class Session extends Connection {
         maxPending: this.maxUnackedInputs,
         smoothingMs: opts.smoothingMs,
         snapDistance: opts.snapDistance,
+        wrap: opts.wrap,
       });
     }
     if (!this.interpolator || this.interpolator.intervalMs !== 1000 / msg.tickRate) {
-      this.interpolator = new Interpolator({ ...opts.interpolation, tickRate: msg.tickRate });
+      this.interpolator = new Interpolator({ ...opts.interpolation, tickRate: msg.tickRate, wrap: opts.wrap });
     }
     const { player, room, game, tickRate, schema, inputSchema, version } = msg;
     const resumable = this._resumeToken !== '';

@@ -53,6 +53,9 @@
  * @property {number} [snapDistance] a prediction correction longer than this snaps (default Infinity)
  * @property {number} [smoothingMs] time constant of smoothed corrections (default 100)
  * @property {Partial<InterpolatorOptions>} [interpolation] delay and extrapolation settings
+ * @property {Record<string, number>} [wrap] FLOAT fields whose values wrap around (a world that wraps at its
+ *   edges): field name -> period, e.g. `{x: 4000, y: 4000}`. Interpolation, the prediction's glide and its
+ *   smoothed corrections then go the short way round, not back across the whole world
  * @property {number} [maxQueuedInputs] inputs held while the socket is backed up (default 8; the oldest is dropped)
  * @property {number} [maxUnackedInputs] inputs remembered until acked (default 256)
  * @property {number} [maxBufferedBytes] socket backlog above which inputs are queued, events refused (default 65536)

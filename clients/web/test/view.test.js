@@ -12,7 +12,9 @@ import {
   DesyncError,
   Field,
   InputSchema,
+  Interpolator,
   JOINED_VIEW,
+  Predictor,
   Replica,
   Schema,
   Writer,
@@ -24,6 +26,7 @@ import {
   viewChecksum,
   writeRecord,
 } from '../src/index.js';
+import { fieldClient } from '../games/field.js';
 import { FakeClock, FakeWebSocket, rng } from './helpers.js';
 
 /** @typedef {import('../src/index.js').Int} Int */
@@ -420,4 +423,38 @@ test('a resume answered without the VIEW flag (the room changed how it sends sta
   assert.equal(session.state, 'closed');
   assert.equal(session.closeInfo?.code, 1002);
   assert.match(session.closeInfo?.detail ?? '', /no longer sends a view/);
+});
+
+test('a wrapping world (wrap option): interpolation and the prediction glide go the short way round', () => {
+  const AV = SCHEMA.types[0];
+  const at = (/** @type {number} */ x) => ({ id: 1, type: AV, codes: AV.codesFor({ x, y: 100, owner: 1, name: 'a' }) });
+  /** @param {Interpolator} interp */
+  const drawnXs = (interp) => {
+    interp.push(1, 50, [at(3995)]);
+    interp.push(2, 100, [at(5)]);
+    interp.push(3, 150, [at(15)]);
+    const xs = [];
+    for (let now = 100; now <= 300; now += 5) for (const e of interp.view(now)) xs.push(Number(e.values.x));
+    return xs;
+  };
+  const across = (/** @type {number[]} */ xs) => xs.filter((x) => x > 30 && x < 3970);
+  const plain = drawnXs(new Interpolator({ tickRate: 20 }));
+  assert.ok(across(plain).length > 0, 'without wrap the blend crosses the whole world');
+  const wrapped = drawnXs(new Interpolator({ tickRate: 20, wrap: { x: 4000, y: 4000 } }));
+  assert.deepEqual(across(wrapped), [], `with wrap it stays at the seam: ${wrapped}`);
+  assert.ok(wrapped.some((x) => x < 16) && wrapped.length > 10);
+
+  const client = fieldClient({ side: 4000 });
+  const p = new Predictor({ predict: client.options.predict, dt: 0.05, wrap: client.options.wrap, snapDistance: 100 });
+  p.rebase([at(3995)], 0, 0);
+  p.applyInput(1, { dx: 1, dy: 0 }, 10);
+  /** @type {number[]} */
+  const glide = [];
+  for (let now = 10; now <= 70; now += 5) glide.push(Number(p.visible(1, now)?.x));
+  assert.equal(p.predicted(1)?.x, 5, 'the server wraps to 5');
+  assert.deepEqual(across(glide), [], `the glide stays at the seam: ${glide}`);
+  // the server agrees: no correction, no snap
+  p.rebase([at(5)], 1, 80);
+  assert.equal(p.error, 0);
+  assert.ok(p.correction() < 1e-9);
 });
