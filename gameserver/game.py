@@ -38,6 +38,14 @@ ticks cancel out: neither hook runs). If the hold runs out, the player leaves as
 (``on_leave``). Room events sent to a held player (broadcast or ``send_to``) are kept, up to
 32, and delivered after the resume. By default both hooks do nothing: the entity stays where
 it was.
+
+Views (big worlds, gamesync.v2): set ``interest = Interest(cell_size=..., view_cells=...,
+positions={TYPE: ("x", "y"), ...})`` (``gameserver.interest``) and override ``focus(player)``
+(usually its avatar's position). Each player then receives only the entities in the cells of
+its ``view(player, focus)`` (by default the square of cells around the focus) plus every
+entity of a type not in ``positions``; entities that come into view arrive in full, those
+that leave are removed. Relevance is per cell, not per entity, so each cell is encoded once
+per tick for everyone who sees it. Without ``interest`` nothing changes.
 """
 
 from __future__ import annotations

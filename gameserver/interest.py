@@ -60,6 +60,8 @@ _EMPTY: Chunk = (0, b"")
 _KIND_DELTA = bytes((Kind.DELTA,))
 _KIND_SNAPSHOT = bytes((Kind.SNAPSHOT,))
 _MOD = 1 << 32
+#: the one-byte varints
+_SMALL = [bytes((i,)) for i in range(128)]
 _NUMERIC = frozenset(
     {
         FieldKind.FLOAT,
@@ -176,6 +178,19 @@ class Grid:
 
     def members(self, cell: Cell) -> Mapping[int, Entity]:
         return self.cells.get(cell, {})
+
+
+class _Arrivals:
+    """The entities that came into a cell from one origin cell in a tick (None: created),
+    with their patches and records as chunks, each encoded when first needed."""
+
+    __slots__ = ("items", "origin", "patches", "records")
+
+    def __init__(self, origin: Cell | None) -> None:
+        self.origin = origin
+        self.items: list[tuple[Entity, int]] = []
+        self.patches: Chunk | None = None
+        self.records: Chunk | None = None
 
 
 class _Client:
@@ -413,6 +428,48 @@ class ViewEncoder:
         stay_patch_chunks: dict[Cell, Chunk] = {}
         stay_record_chunks: dict[Cell, Chunk] = {}
         stay_id_chunks: dict[Cell, Chunk] = {}
+        # per cell, its arrivals grouped by origin cell (None: created), each group's
+        # patches and records encoded when first needed; and its departures grouped by
+        # destination (None: removed from the world): their ids
+        arrival_groups: dict[Cell, list[_Arrivals]] = {}
+        departure_groups: dict[Cell, list[tuple[Cell | None, Chunk]]] = {}
+
+        def arrivals_in(c: Cell) -> list[_Arrivals]:
+            groups = arrival_groups.get(c)
+            if groups is None:
+                by_origin: dict[Cell | None, _Arrivals] = {}
+                for entity, origin, mask in arrivals[c]:
+                    group = by_origin.get(origin)
+                    if group is None:
+                        group = by_origin[origin] = _Arrivals(origin)
+                    group.items.append((entity, mask))
+                groups = arrival_groups[c] = list(by_origin.values())
+            return groups
+
+        def arrival_patches(group: _Arrivals) -> Chunk:
+            if group.patches is None:
+                items = group.items
+                group.patches = (len(items), self._join([patch(e, m) for e, m in items]))
+            return group.patches
+
+        def arrival_records(group: _Arrivals) -> Chunk:
+            if group.records is None:
+                items = group.items
+                group.records = (len(items), self._join([self._record(e) for e, _ in items]))
+            return group.records
+
+        def departures_from(c: Cell) -> list[tuple[Cell | None, Chunk]]:
+            groups = departure_groups.get(c)
+            if groups is None:
+                by_dest: dict[Cell | None, list[int]] = {}
+                for eid, dest in departures[c]:
+                    by_dest.setdefault(dest, []).append(eid)
+                groups = []
+                for dest, ids in by_dest.items():
+                    groups.append((dest, (len(ids), b"".join([wire.varint(i) for i in ids]))))
+                    self.encode_calls += 1
+                departure_groups[c] = groups
+            return groups
 
         def stayers(c: Cell) -> list[Entity]:
             members = grid.cells.get(c)
@@ -484,6 +541,11 @@ class ViewEncoder:
             self.encode_calls += 1
         head = _KIND_DELTA + (b"\x01" if with_checksum else b"\x00") + wire.varint(tick)
         varint = wire.varint
+        small = _SMALL
+        if with_checksum:
+            self._refresh_checksums()
+        sums = self._sums
+        gsum = self._global_sum
         for number in deliver:
             p_cells = previous[number]
             v_cells = clients[number].cells
@@ -492,46 +554,50 @@ class ViewEncoder:
             n_removed, removed_parts = gr[0], [gr[1]]
             for c in v_cells:
                 if c in p_cells:
-                    n, data = stay_patches(c)
+                    n, data = stay_patch_chunks.get(c) or stay_patches(c)
                     if n:
                         n_changed += n
                         changed_parts.append(data)
                 else:
-                    n, data = stay_records(c)
+                    n, data = stay_record_chunks.get(c) or stay_records(c)
                     if n:
                         n_created += n
                         created_parts.append(data)
-                items = arrivals.get(c)
-                if items:
-                    for entity, origin, mask in items:
+                if c in arrivals:
+                    for group in arrival_groups.get(c) or arrivals_in(c):
+                        origin = group.origin
                         if origin is not None and origin in p_cells:
-                            n_changed += 1
-                            changed_parts.append(patch(entity, mask))
+                            n, data = group.patches or arrival_patches(group)
+                            n_changed += n
+                            changed_parts.append(data)
                         else:
-                            n_created += 1
-                            created_parts.append(self._record(entity))
+                            n, data = group.records or arrival_records(group)
+                            n_created += n
+                            created_parts.append(data)
             for c in p_cells:
                 if c not in v_cells:
-                    n, data = stay_ids(c)
+                    n, data = stay_id_chunks.get(c) or stay_ids(c)
                     if n:
                         n_removed += n
                         removed_parts.append(data)
-                gone = departures.get(c)
-                if gone:
-                    for eid, dest in gone:
+                if c in departures:
+                    for dest, ids in departure_groups.get(c) or departures_from(c):
                         if dest is None or dest not in v_cells:
-                            n_removed += 1
-                            removed_parts.append(varint(eid))
+                            n_removed += ids[0]
+                            removed_parts.append(ids[1])
             inc = acks.get(number)
             parts = [head]
             if with_checksum:
-                parts.append(self.checksum_of(v_cells).to_bytes(4, "little"))
+                total = gsum
+                for c in v_cells:
+                    total += sums.get(c, 0)
+                parts.append((total % _MOD).to_bytes(4, "little"))
             parts.append(b"\x01" + varint(number) + varint(inc) if inc else b"\x00")
-            parts.append(varint(n_created))
+            parts.append(small[n_created] if n_created < 128 else varint(n_created))
             parts += created_parts
-            parts.append(varint(n_changed))
+            parts.append(small[n_changed] if n_changed < 128 else varint(n_changed))
             parts += changed_parts
-            parts.append(varint(n_removed))
+            parts.append(small[n_removed] if n_removed < 128 else varint(n_removed))
             parts += removed_parts
             out[number] = b"".join(parts)
         self.tick_encode_calls = self.encode_calls - start

@@ -72,6 +72,7 @@ from shared.errors import RemoteProtocolError
 from shared.messages import Close as CloseMessage
 from shared.messages import Error, Join, Resume, parse_client_message, parse_server_message
 from shared.protocol import DRAINING_MESSAGE, CloseCode
+from tests.views_game import ViewsGame
 
 SECRET = b"s" * 32
 OTHER_SECRET = b"o" * 32
@@ -87,7 +88,7 @@ class Tiny(Arena):
     max_players = 2
 
 
-GAMES: dict[str, type[Game]] = {"arena": Arena, "other": Other, "tiny": Tiny}
+GAMES: dict[str, type[Game]] = {"arena": Arena, "other": Other, "tiny": Tiny, "views": ViewsGame}
 
 
 # ---------------------------------------------------------------- the harness
@@ -263,8 +264,8 @@ class Pair:
         except AuthError as exc:
             return exc
 
-    def connect(self) -> Lifecycle:
-        life = Lifecycle(self.world)
+    def connect(self, version: int = 2) -> Lifecycle:
+        life = Lifecycle(self.world, version)
         assert life.state is State.AWAITING_JOIN
         return life
 
@@ -288,14 +289,15 @@ class Pair:
         token: str | None = None,
         private: bool = False,
         player: str = "alice",
+        version: int = 2,
     ) -> Outcome:
         """A client sends JOIN (as bytes) on a fresh connection."""
         if token is None:
             token = self.token(player)
-        data = Join(room, game, "", token, private=private).to_bytes()
+        data = Join(room, game, "", token, private=private, version=version).to_bytes()
         msg = parse_client_message(data)  # the server end reads the bytes
         assert isinstance(msg, Join)
-        return self.deliver(self.connect(), JoinReceived(msg, self._verify(msg.token)))
+        return self.deliver(self.connect(version), JoinReceived(msg, self._verify(msg.token)))
 
     def resume(self, room: str, token: str, have_tick: int = 7, version: int = 2) -> Outcome:
         """A client sends RESUME (as bytes) on a fresh v2 connection."""
@@ -461,6 +463,7 @@ ADMISSION_CASES: list[tuple[Refusal, Step, Any, dict[str, Any]]] = [
     (Refusal.SERVER_FULL, Step.CPU_BUDGET, _setup_overloaded, {}),
     (Refusal.UNKNOWN_GAME, Step.GAME, None, {"game": "chess"}),
     (Refusal.FORBIDDEN_GAME, Step.GAME, None, {"token": mint_token(SECRET, "a", games=["x"])}),
+    (Refusal.VERSION_REQUIRED, Step.GAME, None, {"game": "views", "version": 1}),
     (Refusal.FORBIDDEN_ROOM, Step.ROOM, None, {"token": mint_token(SECRET, "a", rooms=["x"])}),
     (Refusal.NO_SUCH_ROOM, Step.ROOM, None, {"room": "~" + "a" * 22}),
     (Refusal.BAD_ROOM, Step.ROOM, None, {"room": "no spaces!"}),

@@ -36,7 +36,7 @@ class TestClient:
     def __init__(self, ws: WebSocketConnection, joined: Joined) -> None:
         self.ws = ws
         self.joined = joined
-        self.replica = Replica(joined.schema)
+        self.replica = Replica(joined.schema, view=joined.view)  # a view game: its view
         self.deltas = 0
         self.snapshots = 0
         self.events: list[RoomEvent] = []
