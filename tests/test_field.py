@@ -183,3 +183,38 @@ def test_gamebots_default_for_field_is_roam_which_keeps_long_legs() -> None:
         turns += bot.steering != before
     # a new heading every 2-4 s: 5..10 legs in 20 s, never a turn on every input
     assert 4 <= turns <= 10
+
+
+def test_players_see_a_few_dozen_entities_of_their_wrapped_view_and_stay_in_sync() -> None:
+    h = RoomHarness(Field, max_players=256)
+    rng = random.Random(11)
+    clients = [h.join(f"p{i}") for i in range(32)]
+    h.tick()
+    assert all(c.joined is not None and c.joined.view for c in clients)
+    crossings = 0
+    cells_before = {c.number: c.cells for c in clients}
+    for t in range(200):
+        if t % 20 == 0:
+            for c in clients:
+                a = rng.uniform(0, 2 * math.pi)
+                c.input(dx=math.cos(a), dy=math.sin(a))
+        h.tick()
+        for c in clients:
+            if c.cells != cells_before[c.number]:
+                crossings += 1
+                cells_before[c.number] = c.cells
+        if t % 25 == 0:
+            h.assert_in_sync()
+    h.assert_in_sync()
+    assert crossings > 50  # 32 players x 10 s at 200 units/s over 250-unit cells
+    for c in clients:
+        assert len(c.cells) == 9
+        held = c.replica.entities
+        # the board is global; everything else lies in the player's 9 cells
+        assert len(c.entities(BOARD)) == 1
+        assert any(e.owner == c.number for e in c.entities(PLAYER))
+        assert len(held) < 200  # not the room's 1,057 entities
+        assert c.replica.checks > 0 and not c.desyncs
+    # with 32 of 256 seats taken: 9 cells x 4 NPCs per cell, about 36 (+ a few players)
+    mean = sum(len(c.replica.entities) for c in clients) / len(clients)
+    assert 20 < mean < 60, mean

@@ -348,11 +348,17 @@ def server_command(target: str, st: Settings) -> list[str]:
 
 
 def bots_command(
-    target: str, st: Settings, url: str, rooms: int, report: Path, metrics_url: str | None
+    target: str,
+    st: Settings,
+    url: str,
+    rooms: int,
+    report: Path,
+    metrics_url: str | None,
+    room_size: int = bl.ROOM_SIZE,
 ) -> list[str]:
     cmd = [
         "taskset", "-c", LOADGEN_CORE, st.gamebots, "--url", url,
-        "--rooms", str(rooms), "--players", str(bl.ROOM_SIZE),
+        "--rooms", str(rooms), "--players", str(room_size),
         "--duration", f"{st.duration:g}", "--report", str(report),
         "--ca-file", str(st.state_dir / "dev-ca.pem"), "--ramp", f"{st.ramp:g}",
         "--input-hz", f"{st.input_hz:g}", "--verify-sample", str(st.verify_sample),
@@ -366,9 +372,18 @@ def bots_command(
     return cmd
 
 
-def run_step(target: str, players: int, st: Settings, procs: Procs, tag: str) -> dict[str, Any]:
-    rooms = players // bl.ROOM_SIZE
-    players = rooms * bl.ROOM_SIZE
+def run_step(
+    target: str,
+    players: int,
+    st: Settings,
+    procs: Procs,
+    tag: str,
+    room_size: int = bl.ROOM_SIZE,
+) -> dict[str, Any]:
+    """One step: ``players`` in rooms of ``room_size`` (tools/bench_field.py passes its game and
+    room size in ``st.server_extra`` / ``st.bots_extra``)."""
+    rooms = players // room_size
+    players = rooms * room_size
     log(f"{target}: {players} players ({rooms} rooms)")
     rec: dict[str, Any] = {"server": target, "target": players, "rooms": rooms, "tag": tag}
     rec["background"] = wait_for_quiet()
@@ -398,7 +413,7 @@ def run_step(target: str, players: int, st: Settings, procs: Procs, tag: str) ->
             if lines:
                 url = lines["listening on "]
                 metrics_url = lines.get("metrics on ")
-                cmd = bots_command(target, st, url, rooms, report_path, metrics_url)
+                cmd = bots_command(target, st, url, rooms, report_path, metrics_url, room_size)
                 rec["bots_cmd"] = shlex.join(cmd)
                 budget = 60 + 3 * players / st.ramp + st.duration
                 first = scrape(metrics_url) if metrics_url else None
@@ -534,6 +549,8 @@ def fill_step(
             "ticks_late": delta("gameserver_ticks_late_total"),
             "ticks_skipped": delta("gameserver_ticks_skipped_total"),
             "deltas_skipped": delta("gameserver_deltas_skipped_total"),
+            "ticks": delta("gameserver_ticks_total"),
+            "encode_calls": delta("gameserver_encode_calls_total"),
         }
         p99 = bl.bucket_quantile(
             bl.histogram_buckets(s0, "gameserver_tick_seconds"),
@@ -562,12 +579,18 @@ def fill_step(
 
 
 def measure(
-    target: str, players: int, st: Settings, procs: Procs, tag: str, args: argparse.Namespace
+    target: str,
+    players: int,
+    st: Settings,
+    procs: Procs,
+    tag: str,
+    args: argparse.Namespace,
+    room_size: int = bl.ROOM_SIZE,
 ) -> dict[str, Any]:
     """One step, run again (up to ``--retries`` times) while other processes on this shared
     machine took a noticeable share of either core during its window; the least disturbed
     attempt is kept, the others are attached to it."""
-    attempts = [run_step(target, players, st, procs, tag)]
+    attempts = [run_step(target, players, st, procs, tag, room_size)]
     while (
         bl.contaminated(attempts[-1])
         and len(attempts) <= args.retries
@@ -578,7 +601,9 @@ def measure(
             f"  other processes used {last.get('foreign_core0_pct')}% of core 0 and "
             f"{last.get('foreign_core1_pct')}% of core 1: measuring this step again"
         )
-        attempts.append(run_step(target, players, st, procs, f"{tag}-retry{len(attempts)}"))
+        attempts.append(
+            run_step(target, players, st, procs, f"{tag}-retry{len(attempts)}", room_size)
+        )
     best = min(attempts, key=bl.disturbance)
     others = [a for a in attempts if a is not best]
     if others:

@@ -31,6 +31,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from gameserver.game import Game, Player, RoomContext
+from gameserver.interest import Cell, Interest
 from shared.schema import (
     Entity,
     EntityType,
@@ -109,25 +110,17 @@ def _place(entity: Entity, cx: int, cy: int) -> None:
         entity.mask |= bits
 
 
-def _interest() -> Any:
-    try:
-        from gameserver.interest import Interest  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:  # the views core is not there yet: the room is sent whole
-        return None
-    return Interest(
-        cell_size=CELL,
-        view_cells=1,
-        positions={PLAYER: ("x", "y"), CREATURE: ("x", "y"), PICKUP: ("x", "y")},
-    )
-
-
 class Field(Game):
     name = "field"
     schema = SCHEMA
     input_schema = INPUT
     tick_rate = 20
     max_players = 256
-    interest = _interest()
+    interest = Interest(
+        cell_size=CELL,
+        view_cells=1,
+        positions={PLAYER: ("x", "y"), CREATURE: ("x", "y"), PICKUP: ("x", "y")},
+    )
 
     def __init__(self, ctx: RoomContext) -> None:
         super().__init__(ctx)
@@ -191,8 +184,10 @@ class Field(Game):
         avatar = player.data.get("avatar")
         return None if avatar is None else (avatar.x, avatar.y)
 
-    def view(self, player: Player, focus: tuple[float, float]) -> Iterable[tuple[int, int]]:
+    def view(self, player: Player, focus: tuple[float, float] | None) -> Iterable[Cell]:
         """The 3 x 3 cells around the focus, wrapping around the world's edges."""
+        if focus is None:
+            return ()
         n = self.cells
         cx = int(focus[0] // CELL) % n
         cy = int(focus[1] // CELL) % n
