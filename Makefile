@@ -45,7 +45,7 @@ jstest: $(STAMP) $(NODE_STAMP)
 # against a real server with bots; screenshots in $(WEB)/test/artifacts/.
 browsertest: $(STAMP) $(NODE_STAMP)
 	bash tools/ensure_browsers.sh
-	cd $(WEB) && GAMESERVER_PYTHON=$(abspath $(BIN))/python node --test --test-concurrency=1 --test-reporter=spec test/browser/demo.test.js test/browser/resume.test.js test/browser/dashboard.test.js
+	cd $(WEB) && GAMESERVER_PYTHON=$(abspath $(BIN))/python node --test --test-concurrency=1 --test-reporter=spec test/browser/demo.test.js test/browser/resume.test.js test/browser/dashboard.test.js test/browser/field.test.js
 
 # WebKit (WebKitGTK's MiniBrowser under Xvfb) is not part of `make test`: it needs
 # `apt-get install webkit2gtk-driver xvfb`, and skips with a reason when they are missing.

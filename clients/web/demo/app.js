@@ -1,11 +1,18 @@
-// The arena demo: the page `gameserver serve` answers at `/`. It plays at once: a guest token
+// The demo: the page `gameserver serve` answers at `/`. It plays at once: a guest token
 // (POST /guest, when the server runs with --guest-tokens), a WebSocket to the same host, the
 // player's avatar predicted (games/arena.js), everyone else interpolated, chat, and a panel
 // with the session's numbers.
 //
-// URL parameters: `?room=NAME` (default lobby), `?name=NAME` (default a random guest name),
-// `?server=wss://host:port` (default this page's host) and `#token=...` (a token from
-// `gameserver token`, instead of asking the server for a guest token).
+// Two games: arena (the default: the whole 1000 x 1000 world on the canvas) and field (a
+// 4000 x 4000 world that the server sends as a *view*, the entities near the player: a camera
+// follows the player's avatar, the world's bounds and the view's cells are drawn, and a HUD
+// says how many entities the view holds and that their checksums verify). Another game name
+// is drawn as field is, from its schema, if its types have `x` and `y`.
+//
+// URL parameters: `?game=arena|field` (default arena; the links in the header switch),
+// `?room=NAME` (default lobby for arena, field for field), `?name=NAME` (default a random
+// guest name), `?server=wss://host:port` (default this page's host) and `#token=...` (a token
+// from `gameserver token`, instead of asking the server for a guest token).
 //
 // When the connection drops, the SDK comes back to the same seat by itself (gamesync.v2
 // RESUME); the status line says so while it tries, and when it is back.
@@ -14,12 +21,41 @@
 // `stats()`, a plain-JSON summary (checksums, inputs, prediction error, what was drawn when).
 
 import { connect } from '../src/index.js';
-import { WORLD, arena, inputFromKeys } from '../games/arena.js';
+import { arena, inputFromKeys as arenaKeys } from '../games/arena.js';
+import { CELL_SIZE, VIEW_CELLS, WORLD as FIELD_WORLD, fieldClient, inputFromKeys as fieldKeys } from '../games/field.js';
+import { drawArena, fitCanvas } from './draw_arena.js';
+import { FieldRenderer, roleOf, worldOf } from './draw_field.js';
 
-/** @typedef {import('../games/arena.js').ArenaTypes} ArenaTypes */
-/** @typedef {import('../src/index.js').Session<ArenaTypes>} ArenaSession */
+/** @typedef {import('../src/index.js').Session} DemoSession */
 /** @typedef {import('../src/index.js').DrawnEntity} DrawnEntity */
-/** @typedef {{t: number, renderTick: number, others: Array<[number, number, number]>, own: [number, number] | null}} DrawnFrame */
+/** @typedef {{t: number, renderTick: number, others: Array<[number, number, number]>, own: [number, number] | null, held: number}} DrawnFrame */
+/**
+ * What the page knows of a game.
+ * @typedef {object} GameClient
+ * @property {Record<string, unknown>} options spread into connect(): the game's name, prediction
+ * @property {string} room the default room
+ * @property {string} hint the line under the canvas
+ * @property {string} avatar the type of the players' avatars ('' = the first type named like one)
+ * @property {(keys: Set<string>) => Record<string, number>} input the input the keys held give
+ * @property {{cellSize?: number, viewCells?: number, span?: number, side?: number, wrap?: boolean} | null} world null: the whole world on the canvas (arena); else a camera (field)
+ * @property {{side: number}} [size] the world's side the game's prediction uses (field)
+ */
+
+const fieldGame = fieldClient({ side: FIELD_WORLD });
+
+/** @type {Record<string, GameClient>} */
+const GAMES = {
+  arena: { options: arena, room: 'lobby', hint: 'Move with the arrow keys or WASD. Collect the gems.', avatar: 'player', input: arenaKeys, world: null },
+  field: {
+    options: fieldGame.options,
+    room: 'field',
+    hint: 'Move with the arrow keys or WASD. The world is 4000 × 4000 and wraps around at its edges (the dashed line); the server sends you only what is near you (the shaded cells).',
+    avatar: 'player',
+    input: fieldKeys,
+    world: { cellSize: CELL_SIZE, viewCells: VIEW_CELLS, span: 1000, side: FIELD_WORLD, wrap: true },
+    size: fieldGame.world,
+  },
+};
 /** @typedef {{sender: number, name: string, text: string, mine: boolean, at: number}} ChatLine */
 
 /** Frames of drawn positions kept for stats() (about 30 s at 60 fps). */
@@ -28,11 +64,12 @@ const MAX_FRAMES = 2000;
 const MAX_HISTORY = 600;
 const MAX_CHAT_LINES = 100;
 const MOVE_KEYS = new Set(['ArrowUp', 'ArrowDown', 'ArrowLeft', 'ArrowRight', 'w', 'a', 's', 'd']);
-const PLAYER_RADIUS = 14;
-const GEM_RADIUS = 9;
 
 const params = new URLSearchParams(location.search);
-const room = params.get('room') || 'lobby';
+const gameName = (params.get('game') || 'arena').slice(0, 64);
+/** @type {GameClient} */
+const game = GAMES[gameName] ?? { options: { game: gameName }, room: gameName, hint: 'Move with the arrow keys or WASD.', avatar: '', input: fieldKeys, world: { span: 1000 } };
+const room = params.get('room') || game.room;
 const serverUrl = params.get('server') || `wss://${location.host}`;
 const fixedToken = new URLSearchParams(location.hash.slice(1)).get('token');
 const name = (params.get('name') || `guest-${Math.floor(Math.random() * 9000 + 1000)}`).slice(0, 32);
@@ -44,6 +81,19 @@ const ctx = /** @type {CanvasRenderingContext2D} */ (canvas.getContext('2d'));
 const chatLog = $('chat-log');
 const chatForm = /** @type {HTMLFormElement} */ ($('chat-form'));
 const chatLine = /** @type {HTMLInputElement} */ ($('chat-line'));
+
+document.title = `gameserver · ${gameName}`;
+$('game-title').textContent = gameName;
+$('hint').textContent = game.hint;
+document.querySelectorAll('#games a').forEach((a) => {
+  const link = /** @type {HTMLAnchorElement} */ (a);
+  const target = link.dataset.game ?? '';
+  const q = new URLSearchParams(location.search);
+  q.set('game', target);
+  q.delete('room'); // rooms run one game: another game, its own default room
+  link.href = `?${q}${location.hash}`;
+  if (target === gameName) link.setAttribute('aria-current', 'page');
+});
 
 /** @param {string} text @param {boolean | 'warn'} [level] true: an error */
 function setStatus(text, level = false) {
@@ -67,6 +117,14 @@ async function fetchToken() {
   }
   const body = await res.json();
   if (typeof body?.token !== 'string') throw new Error('could not get a guest token: the answer has no token');
+  const wanted = String(game.options.game ?? '');
+  if (typeof body.game === 'string' && wanted && body.game !== wanted) {
+    // guest tokens are for the server's default game only: say how to play this one
+    throw new Error(
+      `this server's guest tokens are for ${body.game}, not ${wanted}: start it with ${wanted} as its default game ` +
+        `(gameserver serve --guest-tokens --game gameserver.games.${wanted}:${wanted[0].toUpperCase()}${wanted.slice(1)}), or give a token: #token=…`,
+    );
+  }
   return body.token;
 }
 
@@ -80,17 +138,28 @@ const history = new Map();
 const chat = [];
 let joins = 0;
 let firstError = '';
+/** the avatar type of this game (known once JOINED has the schema) */
+let avatarType = game.avatar;
+/** @type {FieldRenderer | null} the camera renderer (field), made from the JOINED schema */
+let renderer = null;
+/** entities seen coming into the replica (view) and leaving it, over the session */
+let entered = 0;
+let left = 0;
+/** @type {Set<number>} the ids the replica held at the last state */
+let heldIds = new Set();
+/** @type {Record<string, number>} held entities by type, at the last state */
+let heldByType = {};
 
 // ------------------------------------------------------------------ the session
 
-/** @type {ArenaSession | null} */
+/** @type {DemoSession | null} */
 let session = null;
 
 /** The display name of a player number, from its avatar. @param {number | bigint} player */
 function nameOf(player) {
   if (!session) return `player ${player}`;
   if (player == 0) return 'server';
-  for (const e of session.entities('player')) {
+  for (const e of session.entities(avatarType)) {
     if (e.get('owner') == player) return String(e.get('name')) || `player ${player}`;
   }
   return `player ${player}`;
@@ -124,12 +193,12 @@ async function start() {
   }
   let first = true;
   setStatus(`joining room ${room}…`);
-  /** @type {ArenaSession} */
+  /** @type {DemoSession} */
   const s = connect(serverUrl, {
     room,
     // the first join uses the token just fetched, a fresh join (a lost seat) a fresh one
     token: () => (first ? ((first = false), token) : fetchToken()),
-    ...arena,
+    ...game.options,
   });
   session = s;
   hook.session = s;
@@ -138,6 +207,9 @@ async function start() {
     joins++;
     $('m-room').textContent = j.room;
     $('m-player').textContent = `${name} (#${j.player})`;
+    $('m-game').textContent = `${j.game}${j.view ? ' (view)' : ''}`;
+    if (!game.avatar) avatarType = j.schema.types.find((t) => roleOf(t.name) === 'player')?.name ?? '';
+    if (game.world) renderer = new FieldRenderer(worldOf(j.schema, game.world));
     setStatus(`playing in room ${j.room} as ${name}${j.rejoin ? ' (joined again)' : ''}`);
   });
   s.on('reconnecting', (r) => {
@@ -170,14 +242,39 @@ async function start() {
   } catch {
     return; // the close handler has said why
   }
-  s.setInput(inputFromKeys(keys));
+  s.setInput(game.input(keys));
   requestAnimationFrame(frame);
 }
 
-/** Remember where the server had every player at this tick. @param {ArenaSession} s */
+/** Remember where the server had every player at this tick, and what came and went. @param {DemoSession} s */
 function recordServerState(s) {
   const tick = s.tick;
-  for (const e of s.entities('player')) {
+  const replica = s.replica;
+  if (replica) {
+    /** @type {Set<number>} */
+    const now = new Set();
+    /** @type {Record<string, number>} */
+    const byType = {};
+    for (const e of replica.entities.values()) {
+      const id = Number(e.id);
+      now.add(id);
+      if (!heldIds.has(id)) entered++;
+      byType[e.type.name] = (byType[e.type.name] ?? 0) + 1;
+    }
+    for (const id of heldIds) if (!now.has(id)) left++;
+    heldIds = now;
+    heldByType = byType;
+    // a scoreboard that says how big the world is (a room smaller than the default is smaller)
+    const board = replica.ofType('board')[0];
+    if (board && board.type.index.has('side') && game.size) {
+      const side = Number(board.get('side'));
+      if (side > 0 && side !== game.size.side) {
+        game.size.side = side;
+        renderer?.resize(side);
+      }
+    }
+  }
+  for (const e of s.entities(avatarType)) {
     const id = Number(e.id);
     let h = history.get(id);
     if (!h) history.set(id, (h = []));
@@ -185,7 +282,7 @@ function recordServerState(s) {
     if (h.length > MAX_HISTORY) h.shift();
   }
   if (history.size > 256) {
-    const alive = new Set(s.entities('player').map((e) => Number(e.id)));
+    const alive = new Set(s.entities(avatarType).map((e) => Number(e.id)));
     for (const id of history.keys()) if (!alive.has(id)) history.delete(id);
   }
 }
@@ -212,20 +309,20 @@ addEventListener('keydown', (e) => {
   e.preventDefault();
   if (keys.has(k)) return;
   keys.add(k);
-  session?.setInput(inputFromKeys(keys));
+  session?.setInput(game.input(keys));
 });
 addEventListener('keyup', (e) => {
   const k = keyName(e);
   if (!keys.delete(k)) return;
-  session?.setInput(inputFromKeys(keys));
+  session?.setInput(game.input(keys));
 });
 addEventListener('blur', () => {
   keys.clear();
-  session?.setInput(inputFromKeys(keys));
+  session?.setInput(game.input(keys));
 });
 chatLine.addEventListener('focus', () => {
   keys.clear();
-  session?.setInput(inputFromKeys(keys));
+  session?.setInput(game.input(keys));
 });
 chatForm.addEventListener('submit', (e) => {
   e.preventDefault();
@@ -237,83 +334,8 @@ chatForm.addEventListener('submit', (e) => {
 
 // ------------------------------------------------------------------ drawing
 
-/** A stable colour for a player number. @param {number} player */
-function colourOf(player) {
-  const hue = (player * 137.508) % 360;
-  return `hsl(${hue.toFixed(0)} 70% 58%)`;
-}
-
-function fitCanvas() {
-  const dpr = Math.min(window.devicePixelRatio || 1, 3);
-  const size = Math.round(canvas.getBoundingClientRect().width * dpr) || 640;
-  if (canvas.width !== size) {
-    canvas.width = size;
-    canvas.height = size;
-  }
-}
-
-/** @param {DrawnEntity[]} entities */
-function draw(entities) {
-  fitCanvas();
-  const k = canvas.width / WORLD;
-  ctx.setTransform(1, 0, 0, 1, 0, 0);
-  ctx.fillStyle = '#0f1420';
-  ctx.fillRect(0, 0, canvas.width, canvas.height);
-  ctx.strokeStyle = 'rgba(255,255,255,0.06)';
-  ctx.lineWidth = 1;
-  for (let g = 100; g < WORLD; g += 100) {
-    ctx.beginPath();
-    ctx.moveTo(g * k, 0);
-    ctx.lineTo(g * k, canvas.height);
-    ctx.moveTo(0, g * k);
-    ctx.lineTo(canvas.width, g * k);
-    ctx.stroke();
-  }
-  for (const e of entities) {
-    if (e.type !== 'gem') continue;
-    const x = /** @type {number} */ (e.values.x) * k;
-    const y = /** @type {number} */ (e.values.y) * k;
-    const r = GEM_RADIUS * k;
-    ctx.fillStyle = '#f5c542';
-    ctx.beginPath();
-    ctx.moveTo(x, y - r);
-    ctx.lineTo(x + r, y);
-    ctx.lineTo(x, y + r);
-    ctx.lineTo(x - r, y);
-    ctx.closePath();
-    ctx.fill();
-  }
-  ctx.font = `${Math.max(11, Math.round(12 * k * 1.6))}px system-ui, sans-serif`;
-  ctx.textAlign = 'center';
-  // own avatar last, on top
-  const players = entities.filter((e) => e.type === 'player').sort((a, b) => Number(a.predicted) - Number(b.predicted));
-  for (const e of players) {
-    const x = /** @type {number} */ (e.values.x) * k;
-    const y = /** @type {number} */ (e.values.y) * k;
-    const r = PLAYER_RADIUS * k;
-    ctx.fillStyle = colourOf(Number(e.values.owner));
-    ctx.beginPath();
-    ctx.arc(x, y, r, 0, Math.PI * 2);
-    ctx.fill();
-    if (e.predicted) {
-      ctx.strokeStyle = '#ffffff';
-      ctx.lineWidth = Math.max(2, 3 * k);
-      ctx.beginPath();
-      ctx.arc(x, y, r + 4 * k, 0, Math.PI * 2);
-      ctx.stroke();
-    }
-    // the name above the avatar (below it at the top edge), kept inside the canvas
-    const label = `${e.values.name || 'player'}${e.predicted ? ' (you)' : ''}`;
-    const half = ctx.measureText(label).width / 2 + 2;
-    const lx = Math.min(Math.max(x, half), canvas.width - half);
-    const above = y - r - 6 * k;
-    ctx.fillStyle = e.predicted ? '#ffffff' : 'rgba(255,255,255,0.8)';
-    ctx.fillText(label, lx, above > 14 * k * 1.6 ? above : y + r + 16 * k * 1.6);
-  }
-}
-
 let lastPanel = 0;
-/** @param {ArenaSession} s @param {number} now */
+/** @param {DemoSession} s @param {number} now */
 function updatePanel(s, now) {
   const m = s.metrics(now);
   $('m-ping').textContent = Number.isFinite(m.inputLatencyMs) && m.inputLatencyMs > 0 ? `${m.inputLatencyMs.toFixed(0)} ms` : '–';
@@ -324,8 +346,12 @@ function updatePanel(s, now) {
   cs.className = m.checksumMismatches ? 'bad' : 'ok';
   $('m-prediction').textContent = `${m.predictionError.toFixed(2)} (max ${m.maxPredictionError.toFixed(2)})`;
   $('m-delay').textContent = Number.isFinite(m.interpolationDelayMs) ? `${m.interpolationDelayMs.toFixed(0)} ms (jitter ${m.jitterMs.toFixed(1)} ms)` : '–';
+  const kinds = Object.entries(heldByType)
+    .map(([t, n]) => `${n} ${t}`)
+    .join(', ');
+  $('m-entities').textContent = `${m.entities}${s.viewRoom ? ' in view' : ''}${kinds ? ` (${kinds})` : ''}`;
   const scores = $('scores');
-  const players = s.entities('player').map((e) => e.values());
+  const players = s.entities(avatarType).map((e) => e.values());
   players.sort((a, b) => Number(b.score) - Number(a.score));
   scores.replaceChildren(
     ...players.slice(0, 10).map((p) => {
@@ -342,18 +368,28 @@ function frame(now) {
   const s = session;
   if (!s) return;
   const view = s.view(now);
-  draw(view.entities);
+  // the own avatar: predicted, or (a game without prediction) the avatar the player owns
+  const ownId = s.entities(avatarType).find((e) => e.get('owner') == s.player)?.id;
+  /** @type {DrawnEntity | null} */
+  let ownEntity = null;
   /** @type {Array<[number, number, number]>} */
   const others = [];
-  /** @type {[number, number] | null} */
-  let own = null;
   for (const e of view.entities) {
-    if (e.type !== 'player') continue;
-    const xy = /** @type {[number, number]} */ ([e.values.x, e.values.y]);
-    if (e.predicted) own = xy;
-    else others.push([Number(e.id), xy[0], xy[1]]);
+    if (e.type !== avatarType) continue;
+    if (e.predicted || (ownEntity === null && e.id === ownId)) ownEntity = e;
+    else others.push([Number(e.id), Number(e.values.x), Number(e.values.y)]);
   }
-  frames.push({ t: now, renderTick: view.renderTick, others, own });
+  if (renderer) {
+    fitCanvas(canvas);
+    const m = s.stats;
+    const board = s.replica?.ofType('board')[0]?.values() ?? null;
+    renderer.draw(ctx, canvas, view.entities, ownEntity, { held: s.replica?.entities.size ?? 0, viewRoom: s.viewRoom, verified: m.checksumsVerified, mismatches: m.checksumMismatches, entered, left, board });
+  } else {
+    drawArena(ctx, canvas, view.entities);
+  }
+  /** @type {[number, number] | null} */
+  const own = ownEntity ? [Number(ownEntity.values.x), Number(ownEntity.values.y)] : null;
+  frames.push({ t: now, renderTick: view.renderTick, others, own, held: s.replica?.entities.size ?? 0 });
   if (frames.length > MAX_FRAMES) frames.shift();
   if (now - lastPanel > 250) {
     lastPanel = now;
@@ -368,10 +404,18 @@ function frame(now) {
 function stats() {
   const s = session;
   const m = s?.metrics();
-  const own = s?.entities('player').find((e) => e.get('owner') == s.player);
+  const own = s?.entities(avatarType).find((e) => e.get('owner') == s.player);
   return {
     name,
     room,
+    game: s?.game || gameName,
+    viewRoom: s?.viewRoom ?? false,
+    held: s?.replica?.entities.size ?? 0,
+    heldByType: { ...heldByType },
+    entered,
+    left,
+    drawn: renderer ? { ...renderer.drawn } : null,
+    camera: renderer?.camera ? [renderer.camera[0], renderer.camera[1]] : null,
     error: firstError,
     state: s?.state ?? 'none',
     player: s ? Number(s.player) : 0,
@@ -404,7 +448,7 @@ function stats() {
   };
 }
 
-/** @type {{session: ArenaSession | null, stats: typeof stats}} */
+/** @type {{session: DemoSession | null, stats: typeof stats}} */
 const hook = { session: null, stats };
 /** @type {any} */ (window).demo = hook;
 

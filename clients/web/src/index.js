@@ -1,7 +1,7 @@
 // @gameserver/client: the browser and Node SDK for gameserver's gamesync.v2 protocol (and v1).
 //
 //   codec        wire.js, schema.js, messages.js   every message kind of v1 and v2, both directions
-//   state        replica.js                        snapshots, deltas (catch-up ones too), checksums
+//   state        replica.js                        snapshots, deltas (catch-up ones too), checksums, views
 //   session      session.js, connection.js         connect(), inputs, acks, events, resync, rejoin
 //   reconnect    reconnect.js                      backoff, resume, bounded input buffer
 //   netcode      prediction.js, interpolation.js   client-side prediction, interpolation
@@ -28,7 +28,7 @@ export {
   readRecord,
   writeRecord,
 } from './messages.js';
-export { Entity, Replica } from './replica.js';
+export { Entity, Replica, viewChecksum } from './replica.js';
 
 /** @typedef {import('./wire.js').Int} Int */
 /** @typedef {import('./schema.js').Code} Code */
@@ -50,6 +50,7 @@ export { Entity, Replica } from './replica.js';
 /** @typedef {import('./messages.js').EntityRecord} EntityRecord */
 /** @typedef {import('./messages.js').EntityPatch} EntityPatch */
 /** @typedef {import('./messages.js').Acks} Acks */
+/** @typedef {import('./replica.js').ReplicaOptions} ReplicaOptions */
 /** @typedef {import('./protocol.js').CloseInfo} CloseInfo */
 /** @typedef {import('./protocol.js').CloseAdvice} CloseAdvice */
 export { Predictor, codeDistance } from './prediction.js';

@@ -27,7 +27,28 @@ import { FieldKind } from './schema.js';
  * @property {number} [maxExtrapolationMs] how far past the newest frame to draw (default one tick interval)
  * @property {number} [capacity] frames kept at most (default 64)
  * @property {number} [windowTicks] samples of the moving averages (default two seconds of ticks)
+ * @property {Record<string, number>} [wrap] FLOAT fields that wrap around: name -> period (blended the short way round)
  */
+
+/**
+ * `b - a` the short way round a period `p` (0 or absent: no wrap).
+ * @param {number} a @param {number} b @param {number | undefined} p
+ */
+export function wrappedDelta(a, b, p) {
+  const d = b - a;
+  if (!p || Math.abs(d) <= p / 2) return d;
+  return d - p * Math.round(d / p);
+}
+
+/**
+ * `v` brought into [0, p) (unchanged without a period).
+ * @param {number} v @param {number | undefined} p
+ */
+export function wrapValue(v, p) {
+  if (!p) return v;
+  const r = v % p;
+  return r < 0 ? r + p : r;
+}
 
 /** @typedef {{id: Int, type: EntityType, codes: Code[]}} FrameEntity */
 /** @typedef {{tick: number, at: number, entities: Map<Int, FrameEntity>}} Frame */
@@ -67,6 +88,8 @@ export class Interpolator {
     this._offsetMean = NaN;
     this._offsetVar = 0;
     this._drift = NaN;
+    /** @type {Record<string, number> | null} */
+    this.wrap = options.wrap ?? null;
   }
 
   /** Forget every frame and the clock (a new session). */
@@ -214,12 +237,18 @@ export class Interpolator {
       const b = to.entities.get(e.id);
       if (a && b && a !== b && a.type === b.type && alpha > 0) {
         const fields = e.type.fields;
+        const wrap = this.wrap;
         for (let i = 0; i < fields.length; i++) {
           const f = fields[i];
           if (f.kind !== FieldKind.FLOAT) continue;
           const va = /** @type {number} */ (f.toValue(a.codes[i]));
           const vb = /** @type {number} */ (f.toValue(b.codes[i]));
-          values[f.name] = va + (vb - va) * alpha;
+          if (wrap && wrap[f.name]) {
+            const p = wrap[f.name];
+            values[f.name] = wrapValue(va + wrappedDelta(va, vb, p) * alpha, p);
+          } else {
+            values[f.name] = va + (vb - va) * alpha;
+          }
         }
       }
       out.push({ id: e.id, type: e.type.name, values, predicted: false });

@@ -2,13 +2,14 @@
 // shared/messages.py), both directions: a client encodes JOIN/LEAVE/INPUT/EVENT (and v2's
 // RESUME/RESYNC) and decodes the server's messages; the other halves exist for tests, tools and
 // servers written in JavaScript. v1 bytes are exactly what they were: v2 adds two client kinds,
-// a longer JOINED and a BASE flag on DELTA.
+// a longer JOINED (with the RESUMED and VIEW flags) and a BASE flag on DELTA.
 
 import { LocalProtocolError, RemoteProtocolError } from './errors.js';
 import {
   DELTA_BASE,
   DELTA_CHECKSUM,
   JOINED_RESUMED,
+  JOINED_VIEW,
   JOIN_PRIVATE,
   Kind,
   MAX_EVENT_DATA_BYTES,
@@ -64,7 +65,9 @@ import { Reader, Writer, utf8 } from './wire.js';
  * @property {string} [resumeToken] v2: the token for the next RESUME ('' = this seat cannot be resumed; always '' in v1)
  * @property {number} [seatHoldMs] v2: how long the server holds the seat after the connection is lost (0 in v1)
  * @property {Int} [inputSeq] v2: the last INPUT seq of this player the game applied (0 on a fresh join, and in v1)
- *   (the decoder always sets these four; an encoder takes them as optional)
+ * @property {boolean} [view] v2: the room sends this client its view (interest management): states hold the
+ *   entities near the player, in any order, with view checksums and only this client's acks; false in v1
+ *   (the decoder always sets these five; an encoder takes them as optional)
  */
 /** An entity in full. @typedef {{id: Int, typeId: number, codes: Code[]}} EntityRecord */
 /** Changed fields: mask bit i set = field i is in `codes`, in field order. @typedef {{id: Int, mask: Int, codes: Code[]}} EntityPatch */
@@ -74,8 +77,8 @@ import { Reader, Writer, utf8 } from './wire.js';
  * @property {'SNAPSHOT'} kind
  * @property {Int} tick
  * @property {number} checksum
- * @property {Acks} acks (player, last applied input seq)
- * @property {EntityRecord[]} entities
+ * @property {Acks} acks (player, last applied input seq; a view room: only this client's)
+ * @property {EntityRecord[]} entities ascending id order; a view room: any order
  */
 /**
  * @typedef {object} Delta
@@ -376,7 +379,7 @@ export function decodeServerMessage(bytes, schema, typeOf, version) {
 
 /**
  * JOINED: v1 `version player room game tick_rate schema input_schema`; v2 puts a flags byte
- * after the version and `resume_token seat_hold_ms input_seq` at the end.
+ * (RESUMED 0x01, VIEW 0x02) after the version and `resume_token seat_hold_ms input_seq` at the end.
  * @param {Reader} r
  * @param {1 | 2} [negotiated]
  * @returns {Joined}
@@ -385,7 +388,7 @@ function readJoined(r, negotiated) {
   const version = r.u8();
   checkVersion(version, negotiated);
   const flags = version >= 2 ? r.u8() : 0;
-  if (flags & ~JOINED_RESUMED) throw new RemoteProtocolError(`unknown JOINED flags 0x${flags.toString(16)}`, 1002);
+  if (flags & ~(JOINED_RESUMED | JOINED_VIEW)) throw new RemoteProtocolError(`unknown JOINED flags 0x${flags.toString(16)}`, 1002);
   const player = r.varint();
   const room = r.string(MAX_NAME_BYTES);
   const game = r.string(MAX_NAME_BYTES);
@@ -393,9 +396,10 @@ function readJoined(r, negotiated) {
   const schema = Schema.read(r);
   const inputSchema = InputSchema.read(r);
   /** @type {Joined} */
-  const msg = { kind: 'JOINED', version, player, room, game, tickRate, schema, inputSchema, resumed: false, resumeToken: '', seatHoldMs: 0, inputSeq: 0 };
+  const msg = { kind: 'JOINED', version, player, room, game, tickRate, schema, inputSchema, resumed: false, resumeToken: '', seatHoldMs: 0, inputSeq: 0, view: false };
   if (version >= 2) {
     msg.resumed = (flags & JOINED_RESUMED) !== 0;
+    msg.view = (flags & JOINED_VIEW) !== 0;
     msg.resumeToken = r.string(MAX_RESUME_TOKEN_BYTES);
     const hold = r.varint();
     msg.seatHoldMs = typeof hold === 'number' ? hold : Number.MAX_SAFE_INTEGER;
@@ -531,7 +535,8 @@ export function encodeServerMessage(msg, schema, typeOf) {
       const v2 = msg.version >= 2;
       w.u8(Kind.JOINED);
       w.u8(msg.version);
-      if (v2) w.u8(msg.resumed ? JOINED_RESUMED : 0);
+      if (v2) w.u8((msg.resumed ? JOINED_RESUMED : 0) | (msg.view ? JOINED_VIEW : 0));
+      else if (msg.resumed || msg.view) throw new LocalProtocolError('a v1 JOINED has no flags (RESUMED, VIEW)');
       w.varint(msg.player);
       w.string(msg.room, MAX_NAME_BYTES);
       w.string(msg.game, MAX_NAME_BYTES);

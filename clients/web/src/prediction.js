@@ -11,6 +11,7 @@
 //
 // Pure: time comes in as arguments (milliseconds on any monotonic clock).
 
+import { wrapValue, wrappedDelta } from './interpolation.js';
 import { EntityType, FieldKind } from './schema.js';
 
 /** @typedef {import('./schema.js').Code} Code */
@@ -25,6 +26,7 @@ import { EntityType, FieldKind } from './schema.js';
  * @property {number} [maxPending] unacked inputs kept for replay (default 256; older ones are forgotten)
  * @property {number} [smoothingMs] time constant of the visible correction (default 100 ms)
  * @property {number} [snapDistance] a correction longer than this (field units) snaps (default Infinity)
+ * @property {Record<string, number>} [wrap] FLOAT fields that wrap around: name -> period (glides and corrections go the short way round)
  */
 
 /** @typedef {{seq: number, input: Record<string, Value>, results: Map<Int, Code[]>}} Step */
@@ -77,6 +79,8 @@ export class Predictor {
     this.maxPending = options.maxPending ?? 256;
     this.smoothingMs = options.smoothingMs ?? 100;
     this.snapDistance = options.snapDistance ?? Infinity;
+    /** @type {Record<string, number> | null} */
+    this.wrap = options.wrap ?? null;
     /** @type {Step[]} inputs applied locally and not yet acked, oldest first */
     this.pending = [];
     /** @type {Map<Int, Own>} */
@@ -214,13 +218,16 @@ export class Predictor {
       this._decay(o, nowMs);
       if (!old) continue;
       const now = this._visibleFloats(o, nowMs);
+      const fields = o.type.fields;
+      const wrap = this.wrap;
+      const diff = (/** @type {number} */ i) => (wrap ? -wrappedDelta(old[i], now[i], wrap[fields[i].name]) : old[i] - now[i]);
       let sum = 0;
-      for (const i of floatFields(o.type)) sum += (old[i] - now[i]) ** 2;
+      for (const i of floatFields(o.type)) sum += diff(i) ** 2;
       if (Math.sqrt(sum) > this.snapDistance) {
         o.offset.fill(0);
         continue;
       }
-      for (const i of floatFields(o.type)) o.offset[i] += old[i] - now[i];
+      for (const i of floatFields(o.type)) o.offset[i] += diff(i);
     }
   }
 
@@ -247,11 +254,13 @@ export class Predictor {
     const out = new Array(o.codes.length).fill(0);
     const dt = nowMs - o.offsetAt;
     const k = dt > 0 && this.smoothingMs > 0 ? Math.exp(-dt / this.smoothingMs) : dt > 0 ? 0 : 1;
+    const wrap = this.wrap;
     for (const i of floatFields(o.type)) {
       const f = o.type.fields[i];
       const a = /** @type {number} */ (f.toValue(o.prev[i]));
       const b = /** @type {number} */ (f.toValue(o.codes[i]));
-      out[i] = a + (b - a) * alpha + o.offset[i] * k;
+      const p = wrap ? wrap[f.name] : undefined;
+      out[i] = p ? wrapValue(a + wrappedDelta(a, b, p) * alpha + o.offset[i] * k, p) : a + (b - a) * alpha + o.offset[i] * k;
     }
     return out;
   }

@@ -38,6 +38,13 @@ export const DELTA_CHECKSUM = 0x01;
 export const DELTA_BASE = 0x02;
 /** JOINED flag bit 0 (v2): this JOINED answers a RESUME (same player, same room). */
 export const JOINED_RESUMED = 0x01;
+/**
+ * JOINED flag bit 1 (v2): this room sends the client its *view* (interest management): SNAPSHOT
+ * and DELTA hold the entities near the player, entities leave and come back (a remove, later a
+ * create of the same id), SNAPSHOT entities come in any order, acks are the client's own, and
+ * checksums are view checksums (`viewChecksum`).
+ */
+export const JOINED_VIEW = 0x02;
 
 /**
  * The reason of the CLOSE 1001 a drain ends with (the server restarts or moves): stable, so a
@@ -89,6 +96,8 @@ export const CloseCode = Object.freeze({
   DRAINING: 4012,
   /** v2: a RESUME for a seat that is no longer held */
   SEAT_LOST: 4013,
+  /** a game that needs gamesync.v2 (a view game) refused a v1 connection */
+  VERSION_REQUIRED: 4014,
 });
 
 /**
@@ -124,6 +133,7 @@ const REASONS = {
   4011: ['ROOM_CLOSED', 'The room has been closed by an administrator.', 'none'],
   4012: ['DRAINING', 'The server is restarting and admits no one for now. Try again in a moment.', 'retry'],
   4013: ['SEAT_LOST', 'Your place in the game was given up while you were away.', 'retry'],
+  4014: ['VERSION_REQUIRED', 'This game needs a newer game client (gamesync.v2).', 'fix'],
 };
 
 /**

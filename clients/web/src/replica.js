@@ -1,5 +1,8 @@
 // The client's copy of a room's state, rebuilt from one SNAPSHOT and then DELTAs, with the
 // server's checksums verified (docs/protocol.md, "State sync" and "Checksum"; shared/replica.py).
+// In a view room (JOINED flag VIEW, docs/protocol.md "Views (v2)") it is the client's view: the
+// entities near the player, which leave (removed) and come back (created again, same id), in any
+// order, verified by the view checksum: the sum of every held record's CRC-32, mod 2^32.
 
 import { DesyncError, RemoteProtocolError } from './errors.js';
 import { decodeServerMessage, maskBits } from './messages.js';
@@ -81,14 +84,37 @@ function addInt(a, b) {
 }
 
 /**
+ * The view checksum of a set of records given by their CRC-32s: the sum mod 2^32, order-free;
+ * no records = 0 (docs/protocol.md, "Views (v2)"; shared/state.py view_checksum).
+ * @param {Iterable<number>} crcs
+ */
+export function viewChecksum(crcs) {
+  let sum = 0;
+  for (const c of crcs) sum = (sum + c) % 0x1_0000_0000;
+  return sum;
+}
+
+/**
+ * @typedef {object} ReplicaOptions
+ * @property {boolean} [view] a view room's replica (JOINED flag VIEW): view checksums, records in any order
+ */
+
+/**
  * Applies snapshots and deltas, tracks input acks, and checks the server's checksums.
  * `T` maps type names to their value shapes, for typed `ofType()` results.
  * @template {Record<string, Record<string, Value>>} [T=Record<string, Record<string, any>>]
  */
 export class Replica {
-  /** @param {Schema} schema */
-  constructor(schema) {
+  /**
+   * @param {Schema} schema
+   * @param {ReplicaOptions} [options]
+   */
+  constructor(schema, options = {}) {
     /** @readonly */ this.schema = schema;
+    /** @readonly a view room's replica: the checksum is the view checksum (the sum of the records' CRCs) */
+    this.view = options.view === true;
+    /** @type {Map<Int, number>} view replicas: id -> CRC-32 of its full record, while unchanged */
+    this._crcs = new Map();
     /** @type {Map<Int, Entity>} id -> entity */
     this.entities = new Map();
     /** the tick of the state held; -1 before the first snapshot */
@@ -118,7 +144,7 @@ export class Replica {
   }
 
   /**
-   * The entities of one type, in id order.
+   * The entities of one type, in id order (a view replica: in no particular order).
    * @template {string} K
    * @param {K} name
    * @returns {Array<Entity<K extends keyof T ? T[K] : Record<string, any>>>}
@@ -138,23 +164,42 @@ export class Replica {
     if (id <= this._maxId) this._ascending = false;
     else this._maxId = id;
     this.entities.set(id, new Entity(id, this.schema.typeFor(rec.typeId), rec.codes.slice()));
+    if (this.view) this._crcs.delete(id);
   }
 
-  /** CRC-32 over every entity's full record in ascending id order (0 with no entities). */
+  /**
+   * The checksum of the state held: CRC-32 over every entity's full record in ascending id
+   * order (0 with no entities); a view replica: the view checksum, the sum of every record's
+   * CRC-32 mod 2^32 (0 with none), each CRC computed once and kept until the entity changes.
+   */
   checksum() {
+    if (this.view) return this._viewChecksum();
     const w = this._scratch.reset();
-    let ents = this.entities.values();
-    if (!this._ascending) {
-      const ids = [...this.entities.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-      ents = ids.map((id) => /** @type {Entity} */ (this.entities.get(id))).values();
-      this._ascending = true;
-    }
-    for (const e of ents) {
+    if (!this._ascending) this._rebuildOrder();
+    for (const e of this.entities.values()) {
       w.varint(e.id);
       w.varint(e.type.typeId);
       e.type.writeCodes(w, e.codes);
     }
     return crc32(w.buf, 0, w.pos);
+  }
+
+  _viewChecksum() {
+    const crcs = this._crcs;
+    let sum = 0;
+    for (const [id, e] of this.entities) {
+      let c = crcs.get(id);
+      if (c === undefined) {
+        const w = this._scratch.reset();
+        w.varint(e.id);
+        w.varint(e.type.typeId);
+        e.type.writeCodes(w, e.codes);
+        c = crc32(w.buf, 0, w.pos);
+        crcs.set(id, c);
+      }
+      sum += c;
+    }
+    return sum % 0x1_0000_0000;
   }
 
   /**
@@ -164,13 +209,14 @@ export class Replica {
    */
   applySnapshot(snap, verify = true) {
     this.entities = new Map();
+    this._crcs = new Map();
     this._maxId = 0;
     this._ascending = true;
     for (const rec of snap.entities) {
       if (this.entities.has(rec.id)) throw new DesyncError(`snapshot holds entity ${rec.id} twice`);
       this._insert(rec);
     }
-    if (!this._ascending) this._rebuildOrder();
+    if (!this._ascending && !this.view) this._rebuildOrder();
     this.tick = typeof snap.tick === 'number' ? snap.tick : -1;
     this.acks = new Map(snap.acks);
     if (verify) this._verify(snap.checksum);
@@ -187,7 +233,8 @@ export class Replica {
    * A DELTA turns the state of tick T into that of T + 1 (v2's catch-up DELTA, with a base
    * tick B, turns the state of tick B into that of its tick): created, changed, removed, acks,
    * tick, then the checksum if present. Throws DesyncError for a wrong tick, an unknown or
-   * repeated entity, or a checksum mismatch (the replica must then be rebuilt).
+   * repeated entity, or a checksum mismatch (the replica must then be rebuilt). In a view
+   * room, `created` also brings entities into view and `removed` takes them out of it.
    * @param {Delta} delta
    * @param {boolean} [verify]
    */
@@ -203,10 +250,13 @@ export class Replica {
       this._insert(rec);
     }
     const changed = delta.changed;
+    const crcs = this._crcs;
+    const view = this.view;
     for (let k = 0; k < changed.length; k++) {
       const p = changed[k];
       const e = ents.get(p.id);
       if (e === undefined) throw new DesyncError(`delta patches entity ${p.id}, which the replica lacks`);
+      if (view) crcs.delete(p.id);
       const codes = e.codes;
       const pc = p.codes;
       let m = p.mask;
@@ -220,6 +270,7 @@ export class Replica {
     }
     for (const id of delta.removed) {
       if (!ents.delete(id)) throw new DesyncError(`delta removes entity ${id}, which the replica lacks`);
+      if (view) crcs.delete(id);
     }
     const acks = this.acks;
     for (const [player, inc] of delta.acks) {

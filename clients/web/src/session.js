@@ -92,6 +92,15 @@ export class Session extends Connection {
     return this.replica ? this.replica.tick : -1;
   }
 
+  /**
+   * Whether the room sends this client its view (interest management, JOINED flag VIEW): the
+   * replica holds the entities near the player, which leave and come back as the player moves,
+   * verified by view checksums. False before JOINED and on a v1 connection.
+   */
+  get viewRoom() {
+    return this.joined?.view === true;
+  }
+
   /** The last input seq the server applied for us (0 = none yet). */
   get lastAcked() {
     const a = this.replica && this.joined ? this.replica.acks.get(this.joined.player) : undefined;
@@ -247,6 +256,9 @@ export class Session extends Connection {
       if (!same(msg.schema, previous.schema) || !same(msg.inputSchema, previous.inputSchema)) {
         throw new RemoteProtocolError('the resumed room has another schema', CloseCode.PROTOCOL_ERROR);
       }
+      if ((msg.view === true) !== (previous.view === true)) {
+        throw new RemoteProtocolError(`the resumed room ${msg.view ? 'sends' : 'no longer sends'} a view`, CloseCode.PROTOCOL_ERROR);
+      }
       this._connJoined = true;
       // the replica's schema objects stay (its entities are typed by them)
       this.joined = { ...msg, schema: previous.schema, inputSchema: previous.inputSchema };
@@ -266,7 +278,7 @@ export class Session extends Connection {
     this._connJoined = true;
     this.joined = msg;
     this._resumeToken = msg.resumeToken ?? '';
-    this.replica = new Replica(msg.schema);
+    this.replica = new Replica(msg.schema, { view: msg.view === true });
     this._budget = this.maxQueuedInputs;
     const opts = this.options;
     if (opts.predict && !this.predictor) {
@@ -276,14 +288,15 @@ export class Session extends Connection {
         maxPending: this.maxUnackedInputs,
         smoothingMs: opts.smoothingMs,
         snapDistance: opts.snapDistance,
+        wrap: opts.wrap,
       });
     }
     if (!this.interpolator || this.interpolator.intervalMs !== 1000 / msg.tickRate) {
-      this.interpolator = new Interpolator({ ...opts.interpolation, tickRate: msg.tickRate });
+      this.interpolator = new Interpolator({ ...opts.interpolation, tickRate: msg.tickRate, wrap: opts.wrap });
     }
     const { player, room, game, tickRate, schema, inputSchema, version } = msg;
     const resumable = this._resumeToken !== '';
-    this.emit('joined', { player, room, game, tickRate, schema, inputSchema, rejoin, version, resumable, seatHoldMs: msg.seatHoldMs ?? 0 });
+    this.emit('joined', { player, room, game, tickRate, schema, inputSchema, rejoin, version, resumable, seatHoldMs: msg.seatHoldMs ?? 0, view: msg.view === true });
   }
 
   /**
@@ -520,6 +533,8 @@ export class Session extends Connection {
       interpolationDelayMs: interp ? interp.delayMs : NaN,
       jitterMs: interp ? interp.jitterMs : NaN,
       unacked: this._unacked.length,
+      entities: this.replica ? this.replica.entities.size : 0,
+      viewRoom: this.viewRoom,
     };
   }
 }

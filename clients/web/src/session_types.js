@@ -53,6 +53,9 @@
  * @property {number} [snapDistance] a prediction correction longer than this snaps (default Infinity)
  * @property {number} [smoothingMs] time constant of smoothed corrections (default 100)
  * @property {Partial<InterpolatorOptions>} [interpolation] delay and extrapolation settings
+ * @property {Record<string, number>} [wrap] FLOAT fields whose values wrap around (a world that wraps at its
+ *   edges): field name -> period, e.g. `{x: 4000, y: 4000}`. Interpolation, the prediction's glide and its
+ *   smoothed corrections then go the short way round, not back across the whole world
  * @property {number} [maxQueuedInputs] inputs held while the socket is backed up (default 8; the oldest is dropped)
  * @property {number} [maxUnackedInputs] inputs remembered until acked (default 256)
  * @property {number} [maxBufferedBytes] socket backlog above which inputs are queued, events refused (default 65536)
@@ -83,6 +86,7 @@
  * @property {number} version the negotiated protocol version (1 or 2)
  * @property {boolean} resumable the seat can be resumed after a drop (v2, with a seat hold)
  * @property {number} seatHoldMs how long the server holds the seat after a drop (0: no hold)
+ * @property {boolean} view a view room (v2, JOINED flag VIEW): the replica holds the entities near the player, not the room
  */
 /** @typedef {{kind: 'SNAPSHOT' | 'DELTA', tick: number, ack: number, verified: boolean}} StateInfo */
 /** @typedef {{sender: Int, name: string, data: Uint8Array, text: string}} RoomEventInfo */

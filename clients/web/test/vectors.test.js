@@ -1,6 +1,8 @@
 // Golden vectors: every case of tests/vectors/protocol_v1.json and protocol_v2.json decoded
 // to its stated meaning and the meaning re-encoded to the same bytes, with this SDK's codec
-// alone, each file with its own negotiated version (v1 refuses what v2 added).
+// alone, each file with its own negotiated version (v1 refuses what v2 added). v2's view chain
+// (a JOINED with the VIEW flag and the states of a client's view) is applied on a view replica,
+// its checksums recomputed here as the sum of the records' CRC-32s.
 
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -14,6 +16,7 @@ import {
   Replica,
   Schema,
   Writer,
+  crc32,
   decodeClientMessage,
   decodeServerMessage,
   encodeClientMessage,
@@ -22,6 +25,7 @@ import {
   readCode,
   toHex,
   writeCode,
+  writeRecord,
 } from '../src/index.js';
 
 /** @typedef {import('../src/index.js').Code} Code */
@@ -76,6 +80,29 @@ function codeOf(f, m) {
   else if (f.kindName === 'STRING') assert.equal(typeof m, 'string');
   else assert.ok(Number.isInteger(m));
   return m;
+}
+
+/** Whether a JOINED case has the VIEW flag (the key is there only when set). @param {Cases} byName @param {string} name */
+function isView(byName, name) {
+  const d = byName.get(name)?.decoded;
+  assert.equal(d.kind, 'JOINED');
+  assert.ok(!('view' in d) || d.view === true, 'the view key is present only when set');
+  return d.view === true;
+}
+
+/**
+ * The view checksum of a replica's entities, computed here: each full record encoded alone,
+ * its CRC-32 taken, the CRCs added mod 2^32.
+ * @param {Replica} r
+ */
+function ownViewChecksum(r) {
+  let sum = 0n;
+  for (const e of r.entities.values()) {
+    const w = new Writer();
+    writeRecord(w, r.schema, { id: e.id, typeId: e.type.typeId, codes: e.codes });
+    sum += BigInt(crc32(w.finish()));
+  }
+  return Number(sum % 2n ** 32n);
 }
 
 /** @param {Cases} byName @param {string} name */
@@ -171,7 +198,8 @@ function serverMeaning(msg, d, typeOf, byName) {
         assert.deepEqual([msg.resumed, msg.resumeToken, msg.seatHoldMs, msg.inputSeq], [false, '', 0, 0], 'v1: the v2 fields at their defaults');
         return joined;
       }
-      return { ...joined, resumed: msg.resumed, resume_token: msg.resumeToken, seat_hold_ms: msg.seatHoldMs, input_seq: asJsonInt(/** @type {Int} */ (msg.inputSeq)) };
+      const v2 = { ...joined, resumed: msg.resumed, resume_token: msg.resumeToken, seat_hold_ms: msg.seatHoldMs, input_seq: asJsonInt(/** @type {Int} */ (msg.inputSeq)) };
+      return msg.view ? { ...v2, view: true } : v2;
     }
     case 'SNAPSHOT': {
       const { schema } = joinedSchemas(byName, d.schema_from);
@@ -224,7 +252,7 @@ function serverMessageOf(d, byName) {
     case 'JOINED':
       return {
         kind: 'JOINED', version: d.version, player: big(d.player), room: d.room, game: d.game, tickRate: d.tick_rate, schema: schemaOf(d.schema), inputSchema: inputSchemaOf(d.input_schema),
-        ...(d.version >= 2 ? { resumed: d.resumed, resumeToken: d.resume_token, seatHoldMs: d.seat_hold_ms, inputSeq: big(d.input_seq) } : {}),
+        ...(d.version >= 2 ? { resumed: d.resumed, resumeToken: d.resume_token, seatHoldMs: d.seat_hold_ms, inputSeq: big(d.input_seq), view: d.view === true } : {}),
       };
     case 'SNAPSHOT':
       return { kind: 'SNAPSHOT', tick: big(d.tick), checksum: d.checksum, acks: acks(d.acks), entities: d.entities.map(record) };
@@ -295,6 +323,9 @@ function vectorSuite(file, version) {
     if (version >= 2) {
       assert.ok(casesOf('server').some((c) => c.decoded.kind === 'DELTA' && 'base' in c.decoded), 'a catch-up DELTA');
       assert.ok(casesOf('server').some((c) => c.decoded.kind === 'JOINED' && c.decoded.resumed), 'a RESUMED JOINED');
+      assert.ok(casesOf('server').some((c) => c.decoded.kind === 'JOINED' && c.decoded.view === true), 'a JOINED with the VIEW flag');
+    } else {
+      assert.ok(!casesOf('server').some((c) => 'view' in c.decoded), 'no views in v1');
     }
     const kinds = new Set(casesOf('field').map((c) => c.decoded.field.kind));
     assert.equal(kinds.size, 11);
@@ -366,9 +397,10 @@ function vectorSuite(file, version) {
     const states = new Map();
     let previous = '';
     let catchUps = 0;
-    /** @param {Schema} schema @param {Array<import('../src/index.js').Snapshot | import('../src/index.js').Delta>} chain */
-    const build = (schema, chain) => {
-      const r = new Replica(schema);
+    let viewStates = 0;
+    /** @param {Schema} schema @param {Array<import('../src/index.js').Snapshot | import('../src/index.js').Delta>} chain @param {boolean} view */
+    const build = (schema, chain, view) => {
+      const r = new Replica(schema, { view });
       for (const m of chain) {
         if (m.kind === 'SNAPSHOT') r.applySnapshot(m);
         else r.applyDelta(m);
@@ -389,23 +421,56 @@ function vectorSuite(file, version) {
       const msg = decodeServerMessage(bytes, schema, typeOf, version);
       assert.deepEqual(serverMeaning(msg, d, typeOf, byName), d, c.name);
       assert.equal(hex(encodeServerMessage(serverMessageOf(d, byName), schema, typeOf)), c.hex, c.name);
+      if (msg.kind === 'JOINED') assert.equal(msg.view, d.view === true, `${c.name}: the VIEW flag`);
       if (msg.kind === 'SNAPSHOT' || msg.kind === 'DELTA') {
         const chain = [...(msg.kind === 'DELTA' ? /** @type {any[]} */ (chains.get(d.follows)) : []), msg];
-        const r = build(/** @type {Schema} */ (schema), chain);
+        const view = isView(byName, d.schema_from);
+        const r = build(/** @type {Schema} */ (schema), chain, view);
         assert.equal(r.checks, chain.filter((m) => m.checksum !== null).length, `${c.name}: every checksum verified`);
+        if (view) {
+          viewStates++;
+          // the view checksum, recomputed here; the room checksum of the same state differs
+          assert.equal(r.checksum(), ownViewChecksum(r), c.name);
+          if (msg.checksum !== null) assert.equal(msg.checksum, ownViewChecksum(r), `${c.name}: the checksum of the view after it`);
+          assert.ok(msg.acks.length <= 1 && msg.acks.every(([p]) => p == 1), `${c.name}: only the own ack`);
+          assert.throws(() => build(/** @type {Schema} */ (schema), chain, false), /checksum mismatch/, `${c.name} on a room replica`);
+          assert.ok(msg.kind === 'SNAPSHOT' || msg.base === null, 'no catch-up deltas in a view');
+        }
         chains.set(c.name, chain);
         states.set(c.name, r);
         if (msg.kind === 'DELTA' && msg.base !== null) {
           catchUps++;
           assert.equal(r.tick, msg.tick);
           // the catch-up lands on the same state as the per-tick deltas to that tick
-          const same = [...states.entries()].find(([name, s]) => name !== c.name && !('base' in /** @type {Case} */ (byName.get(name)).decoded) && s.tick === r.tick);
+          const same = [...states.entries()].find(([name, s]) => {
+            const other = /** @type {Case} */ (byName.get(name)).decoded;
+            return name !== c.name && !('base' in other) && other.schema_from === d.schema_from && s.tick === r.tick;
+          });
           if (same) assert.equal(r.checksum(), same[1].checksum(), `${c.name} reaches the state of ${same[0]}`);
         }
         if (!('base' in d)) previous = c.name;
       }
     }
     assert.equal(catchUps, version >= 2 ? casesOf('server').filter((c) => 'base' in c.decoded).length : 0);
+    if (version >= 2) {
+      // the view chain: a snapshot not in id order, an entity entering, one leaving while it
+      // still exists, and the same one coming back
+      const chainCases = casesOf('server').filter((c) => c.decoded.schema_from && isView(byName, c.decoded.schema_from));
+      assert.equal(viewStates, chainCases.length);
+      assert.ok(chainCases.length >= 4);
+      const snap = chainCases[0].decoded;
+      assert.equal(snap.kind, 'SNAPSHOT');
+      const ids = snap.entities.map((/** @type {any} */ m) => m.id);
+      assert.notDeepEqual(ids, [...ids].sort((a, b) => a - b), 'a view snapshot in another order than ascending id');
+      const created = chainCases.flatMap((c) => (c.decoded.created ?? []).map((/** @type {any} */ m) => m.id));
+      const removed = chainCases.flatMap((c) => c.decoded.removed ?? []);
+      assert.ok(created.some((id) => removed.includes(id)), 'an entity leaves and comes back');
+      const last = /** @type {Replica} */ (states.get(chainCases[chainCases.length - 1].name));
+      assert.equal(last.view, true);
+      assert.deepEqual([...last.acks], [[1, 8]]);
+    } else {
+      assert.equal(viewStates, 0);
+    }
     const r = /** @type {Replica} */ (states.get(previous));
     assert.equal(r.tick, 14);
     assert.deepEqual([...r.acks], [[2, 1]], 'player 1 left; player 2 applied seq 1');
@@ -433,7 +498,7 @@ test('a v1 connection refuses v2 messages; v2 bytes never parse as v1', () => {
     const bytes = fromHex(/** @type {Case} */ (v2.get(name)).hex);
     assert.throws(() => decodeClientMessage(bytes, input, 1), (/** @type {unknown} */ e) => e instanceof RemoteProtocolError && e.closeCode === 1002, name);
   }
-  for (const name of ['server_joined_arena', 'server_joined_resumed']) {
+  for (const name of ['server_joined_arena', 'server_joined_resumed', 'server_joined_view']) {
     const bytes = fromHex(/** @type {Case} */ (v2.get(name)).hex);
     assert.throws(() => decodeServerMessage(bytes, undefined, undefined, 1), (/** @type {unknown} */ e) => e instanceof RemoteProtocolError && e.closeCode === 1002, name);
   }

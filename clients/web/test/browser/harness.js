@@ -200,17 +200,20 @@ export async function playerToken(stateDir, player) {
 }
 
 /**
- * `players` bundled bots (chatty: they wander and chat) in the room `<prefix>-0`.
+ * `players` bundled bots (chatty: they wander and chat) in the room `<prefix>-0`; another
+ * game (`--game`) and behaviour on request.
  * @param {string} url @param {string} stateDir @param {string} prefix @param {number} players
+ * @param {{game?: string, behaviour?: string}} [opts]
  */
-export function startBots(url, stateDir, prefix, players) {
+export function startBots(url, stateDir, prefix, players, opts = {}) {
   return startProc(join(BIN, 'gamebots'), [
     '--url', url,
     '--state-dir', stateDir,
     '--rooms', '1',
     '--players', String(players),
     '--room-prefix', prefix,
-    '--behaviour', 'chatty',
+    ...(opts.game ? ['--game', opts.game] : []),
+    '--behaviour', opts.behaviour ?? 'chatty',
     '--ramp', '0',
     '--settle', '0',
     '--duration', '120',
@@ -248,7 +251,7 @@ export function removeDir(dir) {
 // ------------------------------------------------------------------ checks on the demo's stats
 
 /**
- * @typedef {{t: number, renderTick: number, others: Array<[number, number, number]>, own: [number, number] | null}} Frame
+ * @typedef {{t: number, renderTick: number, others: Array<[number, number, number]>, own: [number, number] | null, held: number}} Frame
  * @typedef {{sender: number, name: string, text: string, mine: boolean}} ChatLine
  * @typedef {object} DemoStats
  * @property {string} name @property {string} room @property {string} state @property {string} error @property {number} player @property {number} joins
@@ -263,6 +266,14 @@ export function removeDir(dir) {
  * @property {{id: number, x: number, y: number} | null} ownServer
  * @property {Frame[]} frames @property {Record<string, Array<[number, number, number]>>} history
  * @property {ChatLine[]} chat
+ * @property {string} game the game played
+ * @property {boolean} viewRoom the room sends a view (JOINED flag VIEW)
+ * @property {number} held entities the replica holds (the view, in a view room)
+ * @property {Record<string, number>} heldByType the same, by type name
+ * @property {number} entered entities that came into the replica over the session (the first snapshot's too)
+ * @property {number} left entities that left it
+ * @property {{player: number, pickup: number, creature: number, other: number} | null} drawn what the last frame drew, by kind (the camera renderer only)
+ * @property {[number, number] | null} camera the camera's centre, in world units (the camera renderer only)
  */
 
 /** World units a player moves per tick at full speed (arena: 200 u/s at 20 Hz). */
