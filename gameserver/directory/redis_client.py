@@ -11,6 +11,7 @@ server does not have them (a restarted Redis forgets its script cache).
 from __future__ import annotations
 
 import hashlib
+import select
 import ssl
 import urllib.parse
 from collections.abc import Sequence
@@ -88,6 +89,21 @@ class _Connection:
         self.stream = stream
         self.parser = RespParser()
 
+    def stale(self) -> bool:
+        """An idle connection with bytes (or EOF) waiting: the server closed it (a restart)
+        or sent something unasked. Checked before reuse, so that a request is never sent on
+        a connection already known dead (and never retried: it might have run)."""
+        inner = self.stream
+        if isinstance(inner, trio.SSLStream):
+            inner = inner.transport_stream
+        if not isinstance(inner, trio.SocketStream):
+            return False
+        try:
+            readable, _, _ = select.select([inner.socket.fileno()], [], [], 0)
+        except (OSError, ValueError):
+            return True
+        return bool(readable)
+
     async def call(self, payload: bytes) -> Reply:
         await self.stream.send_all(payload)
         while True:
@@ -150,6 +166,14 @@ class RedisClient:
             )
         return _check(reply)
 
+    async def _acquire(self) -> _Connection:
+        while self._idle:
+            conn = self._idle.pop()
+            if not conn.stale():
+                return conn
+            await _discard(conn)
+        return await self._dial()
+
     async def _roundtrip(self, payload: bytes) -> Reply:
         if self._closed:
             raise DirectoryUnavailable("the directory is closed")
@@ -157,7 +181,7 @@ class RedisClient:
         try:
             with trio.fail_after(self.timeout):
                 async with self._slots:
-                    conn = self._idle.pop() if self._idle else await self._dial()
+                    conn = await self._acquire()
                     reply = await conn.call(payload)
         except trio.TooSlowError:
             await _discard(conn)
