@@ -6,6 +6,8 @@ trio layer a node runs: background renewal and a local cache for tick-side check
 docs/directory.md.
 """
 
+from typing import TYPE_CHECKING
+
 from gameserver.directory.base import Directory
 from gameserver.directory.embedded import EmbeddedDirectory
 from gameserver.directory.live import LiveDirectory, open_directory
@@ -26,6 +28,12 @@ from gameserver.directory.types import (
     Seat,
     SeatTaken,
 )
+
+if TYPE_CHECKING:  # both implementations are Directories (mypy checks it here)
+
+    def _conforms(e: EmbeddedDirectory, r: RedisDirectory) -> tuple[Directory, Directory]:
+        return e, r
+
 
 __all__ = [
     "Directory",

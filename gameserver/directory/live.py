@@ -28,6 +28,9 @@ from gameserver.directory.types import (
 
 log = logging.getLogger("gameserver.directory")
 
+#: leases renewed per script call (a round of more makes several calls)
+RENEW_CHUNK = 256
+
 
 class LiveDirectory:
     """This node's side of a :class:`Directory` (made by :func:`open_directory`)."""
@@ -128,10 +131,25 @@ class LiveDirectory:
     async def renew_once(self) -> bool:
         """One heartbeat and renewal round. False if the store was unreachable."""
         leases = list(self.leases.values())
-        seats = list(self.seats.values())
+        by_room: dict[str, list[Seat]] = {}
+        for seat in self.seats.values():
+            by_room.setdefault(seat.room, []).append(seat)
+        kept: list[RoomLease] = []
+        lost: list[LeaseLost] = []
+        seats_kept: list[Seat] = []
+        seats_lost: list[Seat] = []
         try:
             await self.directory.heartbeat(self.node)
-            result = await self.directory.renew(self.node_id, leases, seats)
+            # in chunks, so that one script never holds Redis for long (and one empty round
+            # still runs: it notices a store that lost its data)
+            for start in range(0, max(1, len(leases)), RENEW_CHUNK):
+                chunk = leases[start : start + RENEW_CHUNK]
+                chunk_seats = [s for lease in chunk for s in by_room.get(lease.room, ())]
+                part = await self.directory.renew(self.node_id, chunk, chunk_seats)
+                kept += part.kept
+                lost += part.lost
+                seats_kept += part.seats_kept
+                seats_lost += part.seats_lost
         except DirectoryUnavailable as exc:
             if self.reachable:
                 log.warning("directory unreachable: %s", exc)
@@ -142,26 +160,26 @@ class LiveDirectory:
             log.info("directory reachable again")
         self.reachable = True
         self.renewals += 1
-        for lease in result.kept:
+        for lease in kept:
             # a room released while the call was in flight stays released
             if self.leases.get(lease.room) is not None:
                 self.leases[lease.room] = lease
-        for seat in result.seats_kept:
+        for seat in seats_kept:
             if self.seats.get(seat.player_id) is not None:
                 self.seats[seat.player_id] = seat
-        for seat in result.seats_lost:
+        for seat in seats_lost:
             held = self.seats.get(seat.player_id)
             if held is not None and held.room == seat.room and held.epoch == seat.epoch:
                 del self.seats[seat.player_id]
-        for lost in result.lost:
-            held_lease = self.leases.get(lost.lease.room)
-            if held_lease is not None and held_lease.epoch == lost.lease.epoch:
-                del self.leases[lost.lease.room]
+        for gone in lost:
+            held_lease = self.leases.get(gone.lease.room)
+            if held_lease is not None and held_lease.epoch == gone.lease.epoch:
+                del self.leases[gone.lease.room]
                 for player, seat in list(self.seats.items()):
-                    if seat.room == lost.lease.room:
+                    if seat.room == gone.lease.room:
                         del self.seats[player]
-                log.warning("room %s: lease lost (%s)", lost.lease.room, lost.reason.value)
-                self._on_lost(lost)
+                log.warning("room %s: lease lost (%s)", gone.lease.room, gone.reason.value)
+                self._on_lost(gone)
         self._renewed.set()
         self._renewed = trio.Event()
         return True

@@ -101,3 +101,26 @@ async def test_release_room_frees_it_everywhere(autojump_clock: trio.testing.Moc
         assert await d.lookup("r") is None
         with pytest.raises(KeyError):
             await na.claim_seat("bob", "r")
+
+
+async def test_many_rooms_renew_in_chunks(autojump_clock: trio.testing.MockClock) -> None:
+    limits = DirectoryLimits(lease_ttl=3.0, create_rate=0, create_burst=1000)
+    d = EmbeddedDirectory(limits, clock=trio.current_time)
+    calls: list[int] = []
+    renew = d.renew
+
+    async def counting(node_id, leases, seats):  # type: ignore[no-untyped-def]
+        calls.append(len(leases))
+        return await renew(node_id, leases, seats)
+
+    d.renew = counting  # type: ignore[method-assign]
+    async with open_directory(d, "node-a", "wss://a") as na:
+        for i in range(600):
+            await na.create_room(f"r{i}", "p")
+            await na.claim_seat(f"player{i}", f"r{i}")
+        calls.clear()
+        await trio.sleep(10)
+        assert len(na.leases) == 600 and len(na.seats) == 600
+        assert max(calls) == 256 and 600 in {sum(calls[i : i + 3]) for i in range(0, 9, 3)}
+        for i in range(600):
+            assert (await d.seat_of(f"player{i}")) is not None
