@@ -20,25 +20,28 @@ def test_needs_redis(redis_server):
 
 @pytest.mark.parametrize("ci", [True, False])
 def test_missing_redis_server_fails_on_ci_and_skips_elsewhere(tmp_path: Path, ci: bool) -> None:
-    test_file = ROOT / "tests" / "directory" / f"test_tmp_needs_redis_{os.getpid()}_{ci}.py"
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "conftest.py").write_text(
+        "from tests.directory.conftest import redis_server  # noqa: F401\n"
+    )
+    test_file = project / "test_needs_redis.py"
     test_file.write_text(NEEDS_REDIS)
     empty = tmp_path / "bin"
     empty.mkdir()
     env = {k: v for k, v in os.environ.items() if k != "CI"}
     env["PATH"] = str(empty)  # no redis-server on it
+    env["PYTHONPATH"] = str(ROOT)
     if ci:
         env["CI"] = "true"
-    try:
-        proc = subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-rs", str(test_file)],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-    finally:
-        test_file.unlink()
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", str(test_file)],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     out = proc.stdout
     assert "redis-server is not installed" in out, out
     if ci:
