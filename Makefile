@@ -24,6 +24,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy shared gameserver clients
 
 pytest: $(STAMP)
+	bash tools/ensure_redis.sh
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 # The JavaScript SDK (clients/web): type-check with TypeScript, check its declarations build, and
