@@ -204,6 +204,9 @@ def main(argv: list[str] | None = None) -> int:
     state_dir = work / "state"
     ensure_dev_certificate(state_dir)
     server_extra, bots_extra = bm.auth_and_limits(state_dir, serve_help, bots_help)
+    # admission control off, as in the peer comparison: a ramp's TLS handshakes would
+    # otherwise count against the CPU budget and refuse bots (4006) at a load it holds
+    server_extra = [*server_extra, "--cpu-budget", "0"]
     base = bm.Settings(
         duration=args.duration,
         ramp=args.ramp,

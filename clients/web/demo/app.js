@@ -105,21 +105,29 @@ function setStatus(text, level = false) {
 /** A token for every join: the one in the URL's fragment, else a fresh guest token. */
 async function fetchToken() {
   if (fixedToken) return fixedToken;
+  const wanted = String(game.options.game ?? '');
   const res = await fetch('/guest', {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ name }),
+    body: JSON.stringify(wanted ? { name, game: wanted } : { name }),
     credentials: 'same-origin',
   });
   if (!res.ok) {
-    const why = res.status === 404 ? 'this server gives no guest tokens (start it with --guest-tokens, as make run does)' : `${res.status} ${(await res.text()).trim()}`;
+    const text = (await res.text()).trim();
+    /** @type {string} */
+    let why;
+    try {
+      // 404 with a JSON error: the server runs no such game; 404 without: no guest tokens
+      why = String(JSON.parse(text).error ?? text);
+    } catch {
+      why = res.status === 404 ? 'this server gives no guest tokens (start it with --guest-tokens, as make run does)' : `${res.status} ${text}`;
+    }
     throw new Error(`could not get a guest token: ${why}`);
   }
   const body = await res.json();
   if (typeof body?.token !== 'string') throw new Error('could not get a guest token: the answer has no token');
-  const wanted = String(game.options.game ?? '');
   if (typeof body.game === 'string' && wanted && body.game !== wanted) {
-    // guest tokens are for the server's default game only: say how to play this one
+    // a server from before guest tokens could name their game mints for its default game
     throw new Error(
       `this server's guest tokens are for ${body.game}, not ${wanted}: start it with ${wanted} as its default game ` +
         `(gameserver serve --guest-tokens --game gameserver.games.${wanted}:${wanted[0].toUpperCase()}${wanted.slice(1)}), or give a token: #token=…`,

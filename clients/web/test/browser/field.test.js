@@ -44,8 +44,8 @@ describe('the field demo in chromium', { skip: skipReason(BROWSERS.chromium) }, 
   let browser;
 
   before(async () => {
-    // guest tokens are for the server's default game: field
-    server = await startServer(stateDir, ['--game', 'gameserver.games.field:Field', '--game', 'gameserver.games.arena:Arena']);
+    // field is a bundled game but not the default: the page's guest token names it
+    server = await startServer(stateDir);
     bots = startBots(server.url, stateDir, 'web-field', BOTS, { game: 'field', behaviour: 'wander' });
   });
   after(async () => {
