@@ -14,7 +14,7 @@
 // largest world, 8,000). `fieldClient()` takes it as a mutable setting: WORLD by default, or
 // the scoreboard's `side` field when the server sends one.
 
-import { pyHypot } from './arena.js';
+import { inputFromKeys, owns, pyHypot } from './arena.js';
 
 /** The side of the world of a room of 256 players (the default), in units. */
 export const WORLD = 4000.0;
@@ -75,25 +75,9 @@ export function step(entity, input, dt, side) {
   return { ...entity, x: x / PER_UNIT, y: y / PER_UNIT };
 }
 
-/**
- * Whether an entity is the given player's own avatar (predicted rather than interpolated).
- * @param {{typeName: string, get: (name: any) => unknown}} entity
- * @param {number | bigint} player
- */
-export function owns(entity, player) {
-  return entity.typeName === 'player' && entity.get('owner') == player;
-}
-
-/**
- * An input from the keys held: arrows or WASD give a direction of length 1 (as arena's).
- * @param {{has: (key: string) => boolean}} keys
- * @returns {FieldInput}
- */
-export function inputFromKeys(keys) {
-  const dx = (keys.has('ArrowRight') || keys.has('d') ? 1 : 0) - (keys.has('ArrowLeft') || keys.has('a') ? 1 : 0);
-  const dy = (keys.has('ArrowDown') || keys.has('s') ? 1 : 0) - (keys.has('ArrowUp') || keys.has('w') ? 1 : 0);
-  return { dx, dy };
-}
+// The avatar is `player` with an `owner` field and the keys move it as in arena: the same
+// functions (arena's inputs {dx, dy} are field's).
+export { owns, inputFromKeys };
 
 /**
  * The options connect() takes for field, with prediction in a world of `world.side` units
