@@ -31,8 +31,8 @@ const fmt = {
   },
 };
 
-function status(/** @type {string} */ text, error = false) {
-  const el = $('status');
+function status(/** @type {string} */ text, error = false, id = 'status') {
+  const el = $(id);
   el.textContent = text;
   el.className = error ? 'error' : '';
 }
@@ -155,7 +155,8 @@ function confirmAction(text) {
 async function act(text, path, params) {
   if (!(await confirmAction(text))) return;
   const { ok, body } = await post(path, params);
-  status(ok ? `done: ${JSON.stringify(body)}` : body.error || 'failed', !ok);
+  // its own line: the live feed rewrites #status every second
+  status(ok ? `done: ${JSON.stringify(body)}` : body.error || 'failed', !ok, 'result');
   if (ok && selectedRoom) showPlayers(selectedRoom);
 }
 

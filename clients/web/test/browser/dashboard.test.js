@@ -141,7 +141,7 @@ describe('the dashboard in chromium', { skip: skipReason(BROWSERS.chromium) }, (
     const question = await page.$eval('#confirm-text', (p) => p.textContent);
     assert.match(question ?? '', /Kick player/);
     await page.click('#confirm-ok');
-    await page.waitForFunction(() => /done: .*kicked/.test(document.getElementById('status')?.textContent ?? ''), { timeout: 10_000 });
+    await page.waitForFunction(() => /done: .*kicked/.test(document.getElementById('result')?.textContent ?? ''), { timeout: 10_000 });
     const kicked = Date.now() + 10_000;
     for (;;) {
       const acts = await page.evaluate(() => /** @type {any} */ (window).dashboard.snapshot().activity);
