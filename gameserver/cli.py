@@ -146,6 +146,7 @@ _SECTIONS = {
     "auth": "authentication",
     "game": "games",
     "limits": "limits",
+    "cluster": "cluster (workers and the room directory)",
     "metrics": "metrics and logging",
 }
 

@@ -459,6 +459,42 @@ SERVE_SETTINGS: tuple[Setting, ...] = (
         600,
         lo_open=True,
     ),
+    # cluster: workers and the room directory
+    Setting(
+        "workers",
+        Kind.STR,
+        "1",
+        "worker processes: a number, or auto (one per core); each owns and ticks its rooms",
+        "cluster",
+        note="more than 1: a supervisor process runs them behind one port",
+    ),
+    Setting(
+        "directory",
+        Kind.STR,
+        None,
+        "the cluster's room directory: redis://[:PASSWORD@]HOST:PORT/DB or rediss://...",
+        "cluster",
+        optional=True,
+        note="default: none (one node), or the supervisor's embedded one (--workers)",
+    ),
+    Setting(
+        "public-url",
+        Kind.STR,
+        None,
+        "the wss:// URL clients dial to reach this node (sent in REDIRECT)",
+        "cluster",
+        optional=True,
+        note="default: wss://HOST:PORT/ of the listening socket",
+    ),
+    Setting(
+        "node-id",
+        Kind.STR,
+        None,
+        "this node's id in the directory (unique in the cluster, stable across restarts)",
+        "cluster",
+        optional=True,
+        note="default: HOSTNAME:PORT",
+    ),
     # metrics and logging
     Setting(
         "metrics-port",

@@ -20,6 +20,7 @@ from shared.protocol import (
     MAX_PLAYER_NAME_BYTES,
     MAX_RESUME_TOKEN_BYTES,
     MAX_TOKEN_BYTES,
+    MAX_URL_BYTES,
     PROTOCOL_VERSION,
     SUPPORTED_VERSIONS,
     CloseCode,
@@ -335,12 +336,30 @@ class Close:
         return bytes((Kind.CLOSE,)) + self.code.to_bytes(2, "little") + _text(self.reason)
 
 
+@attrs.frozen
+class Redirect:
+    """v2: the room lives on another node of the cluster. Connect to ``url`` and send the
+    same JOIN (or RESUME) for ``room`` there; the server closes this connection with 4015."""
+
+    url: str
+    room: str
+
+    def to_bytes(self) -> bytes:
+        return b"".join(
+            [
+                bytes((Kind.REDIRECT,)),
+                wire.string(self.url, MAX_URL_BYTES),
+                wire.string(self.room, MAX_NAME_BYTES),
+            ]
+        )
+
+
 def _text(text: str) -> bytes:
     raw = text.encode("utf-8")[:MAX_MESSAGE_TEXT_BYTES].decode("utf-8", "ignore").encode()
     return wire.varint(len(raw)) + raw
 
 
-ServerMessage = Joined | Snapshot | Delta | RoomEvent | Error | Close
+ServerMessage = Joined | Snapshot | Delta | RoomEvent | Error | Close | Redirect
 
 
 def read_acks(r: wire.Reader) -> tuple[tuple[int, int], ...]:
@@ -441,6 +460,8 @@ def parse_server_message(
         msg = Error(r.fixed(2), r.string(MAX_MESSAGE_TEXT_BYTES))
     elif kind == Kind.CLOSE:
         msg = Close(r.fixed(2), r.string(MAX_MESSAGE_TEXT_BYTES))
+    elif kind == Kind.REDIRECT and version != 1:
+        msg = Redirect(r.string(MAX_URL_BYTES), r.string(MAX_NAME_BYTES))
     elif kind == Kind.JOINED:
         joined_version = _version(r, version)
         flags = r.u8() if joined_version >= 2 else 0

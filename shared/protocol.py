@@ -46,6 +46,7 @@ MAX_TOKEN_BYTES = 2048
 MAX_RESUME_TOKEN_BYTES = 128
 MAX_EVENT_DATA_BYTES = 1024
 MAX_MESSAGE_TEXT_BYTES = 256  # error and close texts
+MAX_URL_BYTES = 256  # v2 REDIRECT: the owner node's URL
 
 
 class Kind(enum.IntEnum):
@@ -65,6 +66,7 @@ class Kind(enum.IntEnum):
     ROOM_EVENT = 0x13
     ERROR = 0x14
     CLOSE = 0x15
+    REDIRECT = 0x16  # v2: the room lives on another node; join there
 
 
 class CloseCode(enum.IntEnum):
@@ -92,6 +94,8 @@ class CloseCode(enum.IntEnum):
     DRAINING = 4012  # the server is draining (shutting down): it admits no new joins
     SEAT_LOST = 4013  # v2: RESUME for a seat no longer held (expired, left, room gone)
     VERSION_REQUIRED = 4014  # the game needs a newer protocol version (a view game on v1)
+    REDIRECT = 4015  # the room lives on another node (v2: after REDIRECT {url, room})
+    DIRECTORY_UNAVAILABLE = 4016  # the room directory is unreachable: try again shortly
 
 
 #: The ERROR message of a JOIN refused with 4012 because the server is draining. A client

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from gameserver.games.arena import GEM, INPUT, PLAYER, SCHEMA
 from shared import wire
-from shared.errors import RemoteProtocolError
+from shared.errors import LocalProtocolError, RemoteProtocolError
 from shared.messages import (
     Close,
     Delta,
@@ -21,6 +21,7 @@ from shared.messages import (
     Join,
     Joined,
     Leave,
+    Redirect,
     Resume,
     Resync,
     RoomEvent,
@@ -35,6 +36,7 @@ from shared.protocol import (
     MAX_PLAYER_NAME_BYTES,
     MAX_RESUME_TOKEN_BYTES,
     MAX_TOKEN_BYTES,
+    MAX_URL_BYTES,
     PROTOCOL_VERSION,
     SUBPROTOCOL,
     SUPPORTED_SUBPROTOCOLS,
@@ -97,7 +99,9 @@ def test_constants() -> None:
         "ROOM_EVENT": 0x13,
         "ERROR": 0x14,
         "CLOSE": 0x15,
+        "REDIRECT": 0x16,
     }
+    assert (CloseCode.REDIRECT, CloseCode.DIRECTORY_UNAVAILABLE) == (4015, 4016)
 
 
 # ---------------------------------------------------------------- client messages: round trips
@@ -644,3 +648,17 @@ def test_v2_delta_base_flag() -> None:
         parse_server_message(b"\x12\x02\x0a\x0a\x00\x00\x00\x00", SCHEMA, type_of)
     plain = parse_server_message(b"\x12\x00\x0a\x00\x00\x00\x00", SCHEMA, type_of)
     assert isinstance(plain, Delta) and plain.base is None and plain.base_tick == 9
+
+
+def test_redirect_round_trips_in_v2_and_is_unknown_in_v1() -> None:
+    msg = Redirect("wss://127.0.0.3:8443/", "lobby")
+    assert parse_server_message(msg.to_bytes(), version=2) == msg
+    assert parse_server_message(msg.to_bytes()) == msg
+    with pytest.raises(RemoteProtocolError) as err:
+        parse_server_message(msg.to_bytes(), version=1)
+    assert err.value.close_code == CloseCode.PROTOCOL_ERROR
+    too_long = b"\x16" + bytes((0x81, 0x02)) + b"u" * (MAX_URL_BYTES + 1) + b"\x00"
+    with pytest.raises(RemoteProtocolError):
+        parse_server_message(too_long, version=2)
+    with pytest.raises(LocalProtocolError):
+        Redirect("wss://" + "x" * MAX_URL_BYTES, "r").to_bytes()

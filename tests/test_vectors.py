@@ -32,6 +32,7 @@ from shared.messages import (
     Join,
     Joined,
     Leave,
+    Redirect,
     Resume,
     Resync,
     RoomEvent,
@@ -298,6 +299,8 @@ def server_meaning(msg: Any, d: dict[str, Any], types: dict[int, EntityType]) ->
         }
     if isinstance(msg, RoomEvent):
         return base | {"sender": msg.sender, "name": msg.name, "data_hex": msg.data.hex()}
+    if isinstance(msg, Redirect):
+        return base | {"url": msg.url, "room": msg.room}
     if isinstance(msg, Error):
         return base | {"code": msg.code, "message": msg.message}
     assert isinstance(msg, Close)
@@ -572,6 +575,9 @@ def test_server_vectors(case: dict[str, Any]) -> None:
         encoded = RoomEvent(d["sender"], d["name"], bytes.fromhex(d["data_hex"])).to_bytes()
     elif kind == "ERROR":
         encoded = Error(d["code"], d["message"]).to_bytes()
+    elif kind == "REDIRECT":
+        assert VERSION >= 2
+        encoded = Redirect(d["url"], d["room"]).to_bytes()
     else:
         assert kind == "CLOSE"
         encoded = Close(d["code"], d["reason"]).to_bytes()

@@ -53,6 +53,7 @@ from shared.messages import (  # noqa: E402
     Join,
     Joined,
     Leave,
+    Redirect,
     Resume,
     Resync,
     RoomEvent,
@@ -667,12 +668,25 @@ def event_cases() -> list[dict[str, Any]]:
     ]
 
 
+def redirect_cases() -> list[dict[str, Any]]:
+    msg = Redirect("wss://node-b.example:8443/", "lobby")
+    return [
+        case(
+            "server_redirect",
+            "REDIRECT (v2): room 'lobby' lives on node-b; join there (close 4015 follows)",
+            msg.to_bytes(),
+            {"type": "server", "kind": "REDIRECT", "url": msg.url, "room": msg.room},
+        )
+    ]
+
+
 def reject_cases(version: int) -> list[dict[str, Any]]:
     def reject(name: str, description: str, data: bytes, side: str, code: int) -> dict[str, Any]:
         return case(name, description, data, {"type": f"{side}_reject", "close_code": code})
 
     pe, ip = int(CloseCode.PROTOCOL_ERROR), int(CloseCode.INVALID_PAYLOAD)
     other = 2 if version == 1 else 3
+    unknown = 0x16 if version == 1 else 0x17
     cases = [
         reject("reject_client_unknown_kind", "unknown client kind 0x7f", b"\x7f", "client", pe),
         reject("reject_client_empty", "an empty message", b"", "client", pe),
@@ -712,7 +726,14 @@ def reject_cases(version: int) -> list[dict[str, Any]]:
             "client",
             ip,
         ),
-        reject("reject_server_unknown_kind", "unknown server kind 0x16", b"\x16", "server", pe),
+        # 0x16 is REDIRECT in v2: v1 does not know it
+        reject(
+            "reject_server_unknown_kind",
+            f"unknown server kind 0x{unknown:02x}",
+            bytes((unknown,)),
+            "server",
+            pe,
+        ),
         reject(
             "reject_server_delta_flags",
             "DELTA with an unknown flag bit 0x02"
@@ -957,7 +978,10 @@ def build(version: int) -> list[dict[str, Any]]:
         # before the arena chain, so that the arena chain's last state is the file's last
         cases += view_cases()
     cases += state_cases(version)
-    cases += event_cases() + reject_cases(version)
+    cases += event_cases()
+    if version >= 2:
+        cases += redirect_cases()
+    cases += reject_cases(version)
     names = [c["name"] for c in cases]
     assert len(names) == len(set(names)), "duplicate case names"
     return cases

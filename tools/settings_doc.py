@@ -20,6 +20,7 @@ SECTIONS = {
     "auth": "Authentication",
     "game": "Games",
     "limits": "Limits",
+    "cluster": "Cluster: workers and the room directory",
     "metrics": "Metrics and logging",
 }
 

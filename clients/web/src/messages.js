@@ -18,6 +18,7 @@ import {
   MAX_PLAYER_NAME_BYTES,
   MAX_RESUME_TOKEN_BYTES,
   MAX_TOKEN_BYTES,
+  MAX_URL_BYTES,
   PROTOCOL_VERSION,
 } from './protocol.js';
 import { EntityType, InputSchema, Schema, readCode, writeCode } from './schema.js';
@@ -94,7 +95,8 @@ import { Reader, Writer, utf8 } from './wire.js';
 /** @typedef {{kind: 'ROOM_EVENT', sender: Int, name: string, data: Uint8Array}} RoomEvent */
 /** @typedef {{kind: 'ERROR', code: number, message: string}} ErrorMessage */
 /** @typedef {{kind: 'CLOSE', code: number, reason: string}} CloseMessage */
-/** @typedef {Joined | Snapshot | Delta | RoomEvent | ErrorMessage | CloseMessage} ServerMessage */
+/** v2: the room lives on another node; connect to `url` and join `room` there. @typedef {{kind: 'REDIRECT', url: string, room: string}} RedirectMessage */
+/** @typedef {Joined | Snapshot | Delta | RoomEvent | ErrorMessage | CloseMessage | RedirectMessage} ServerMessage */
 /** The type of an entity the receiver holds (throws DesyncError if it holds none). @typedef {(id: Int) => EntityType} TypeOf */
 
 const EMPTY = new Uint8Array(0);
@@ -368,6 +370,8 @@ export function decodeServerMessage(bytes, schema, typeOf, version) {
     msg = { kind: 'ERROR', code: r.u16(), message: r.string(MAX_MESSAGE_TEXT_BYTES) };
   } else if (kind === Kind.CLOSE) {
     msg = { kind: 'CLOSE', code: r.u16(), reason: r.string(MAX_MESSAGE_TEXT_BYTES) };
+  } else if (kind === Kind.REDIRECT && version !== 1) {
+    msg = { kind: 'REDIRECT', url: r.string(MAX_URL_BYTES), room: r.string(MAX_NAME_BYTES) };
   } else if (kind === Kind.JOINED) {
     msg = readJoined(r, version);
   } else {
@@ -590,6 +594,11 @@ export function encodeServerMessage(msg, schema, typeOf) {
       w.u8(msg.kind === 'ERROR' ? Kind.ERROR : Kind.CLOSE);
       w.u16(msg.code);
       writeText(w, msg.kind === 'ERROR' ? msg.message : msg.reason);
+      break;
+    case 'REDIRECT':
+      w.u8(Kind.REDIRECT);
+      w.string(msg.url, MAX_URL_BYTES);
+      w.string(msg.room, MAX_NAME_BYTES);
       break;
   }
   return w.finish();

@@ -26,6 +26,8 @@ export const MAX_TOKEN_BYTES = 2048;
 export const MAX_RESUME_TOKEN_BYTES = 128;
 export const MAX_EVENT_DATA_BYTES = 1024;
 export const MAX_MESSAGE_TEXT_BYTES = 256;
+/** v2 REDIRECT: the owner node's URL. */
+export const MAX_URL_BYTES = 256;
 export const MAX_FIELDS = 64;
 export const MAX_TYPES = 64;
 export const MAX_STRING_FIELD_BYTES = 255;
@@ -68,6 +70,8 @@ export const Kind = Object.freeze({
   ROOM_EVENT: 0x13,
   ERROR: 0x14,
   CLOSE: 0x15,
+  /** v2: the room lives on another node; join there */
+  REDIRECT: 0x16,
 });
 
 /** WebSocket close codes (RFC 6455) and the server's application codes (4000-4999). */
@@ -98,6 +102,10 @@ export const CloseCode = Object.freeze({
   SEAT_LOST: 4013,
   /** a game that needs gamesync.v2 (a view game) refused a v1 connection */
   VERSION_REQUIRED: 4014,
+  /** the room lives on another node (v2: after REDIRECT {url, room}); the SDK follows it */
+  REDIRECT: 4015,
+  /** the room directory is unreachable: try again shortly */
+  DIRECTORY_UNAVAILABLE: 4016,
 });
 
 /**
@@ -134,6 +142,8 @@ const REASONS = {
   4012: ['DRAINING', 'The server is restarting and admits no one for now. Try again in a moment.', 'retry'],
   4013: ['SEAT_LOST', 'Your place in the game was given up while you were away.', 'retry'],
   4014: ['VERSION_REQUIRED', 'This game needs a newer game client (gamesync.v2).', 'fix'],
+  4015: ['REDIRECT', 'The room is on another server of this cluster.', 'retry'],
+  4016: ['DIRECTORY_UNAVAILABLE', 'The servers cannot find the room just now. Try again in a moment.', 'retry'],
 };
 
 /**

@@ -233,6 +233,8 @@ function serverMeaning(msg, d, typeOf, byName) {
       return { ...base, code: msg.code, message: msg.message };
     case 'CLOSE':
       return { ...base, code: msg.code, reason: msg.reason };
+    case 'REDIRECT':
+      return { ...base, url: msg.url, room: msg.room };
   }
 }
 
@@ -272,6 +274,8 @@ function serverMessageOf(d, byName) {
       return { kind: 'ROOM_EVENT', sender: big(d.sender), name: d.name, data: fromHex(d.data_hex) };
     case 'ERROR':
       return { kind: 'ERROR', code: d.code, message: d.message };
+    case 'REDIRECT':
+      return { kind: 'REDIRECT', url: d.url, room: d.room };
     default:
       return { kind: 'CLOSE', code: d.code, reason: d.reason };
   }
@@ -324,6 +328,7 @@ function vectorSuite(file, version) {
       assert.ok(casesOf('server').some((c) => c.decoded.kind === 'DELTA' && 'base' in c.decoded), 'a catch-up DELTA');
       assert.ok(casesOf('server').some((c) => c.decoded.kind === 'JOINED' && c.decoded.resumed), 'a RESUMED JOINED');
       assert.ok(casesOf('server').some((c) => c.decoded.kind === 'JOINED' && c.decoded.view === true), 'a JOINED with the VIEW flag');
+      assert.ok(casesOf('server').some((c) => c.decoded.kind === 'REDIRECT'), 'a REDIRECT');
     } else {
       assert.ok(!casesOf('server').some((c) => 'view' in c.decoded), 'no views in v1');
     }
