@@ -366,9 +366,13 @@ class ClientSession:
         elif isinstance(msg, Error):
             self.server_errors.append(msg)
             self._fail(ServerError(msg.code, msg.message))
-        else:  # Close
+        elif isinstance(msg, Close):
             self.close_message = msg
             self._fail(ConnectionClosed(msg.code, msg.reason))
+        else:  # REDIRECT: the room lives on another node
+            self._fail(
+                ConnectionClosed(CloseCode.REDIRECT, f"room {msg.room!r} lives at {msg.url}")
+            )
         return msg
 
     def _on_joined(self, msg: Joined) -> None:
