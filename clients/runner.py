@@ -435,9 +435,17 @@ class Runner:
         return ConnectionEnd(EndCause.LEFT), None
 
     async def _close_redirected(self, conn: Connection) -> None:
-        """The server sent REDIRECT and closes with 4015: answer its close (bounded), go."""
+        """The server sent REDIRECT and closes with 4015: wait for its close frame and answer
+        it (bounded; anything else it sends is dropped), then go."""
+        ws = conn.ws
         with trio.move_on_after(min(REDIRECT_CLOSE_WAIT, self.disconnect_timeout), shield=True):
-            await conn.ws.aclose()
+            try:
+                while True:
+                    await ws.get_message()
+            except trio_websocket.ConnectionClosed:
+                pass
+        with trio.move_on_after(CLOSE_WITHOUT_READER, shield=True):
+            await ws.aclose()
         await trio.aclose_forcefully(conn.stream)
 
     async def _close(
