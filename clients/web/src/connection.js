@@ -423,6 +423,7 @@ export class Connection extends Emitter {
     const delay = backoffDelay(++this._directoryTries, this.policy, this._random);
     if (!this.policy.enabled || this._now() + delay >= this._connDeadline) return false;
     this.stats.directoryRetries++;
+    this.state = 'connecting';
     this._after('backoff', delay, () => this._connect('join', true));
     return true;
   }
