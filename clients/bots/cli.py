@@ -253,7 +253,12 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--version", action="version", version=f"gamebots {version()}")
-    p.add_argument("--url", required=True, help="server URL, wss://host:port (ws:// allowed)")
+    p.add_argument(
+        "--url",
+        required=True,
+        help="server URL, wss://host:port (ws:// allowed); in a cluster any node (the bots "
+        "follow its redirects, at most 3 per join)",
+    )
     p.add_argument("--rooms", type=_positive_int, default=1, help="rooms to fill (default 1)")
     p.add_argument("--players", type=_positive_int, default=1, help="bots per room (default 1)")
     p.add_argument("--duration", type=_positive, default=10.0, help="seconds measured (default 10)")
@@ -332,7 +337,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--connect-timeout",
         type=_positive,
         default=30.0,
-        help="seconds for a bot to connect and join (default 30)",
+        help="seconds for a bot to connect and join, redirects and 4016 retries included "
+        "(default 30)",
     )
     p.add_argument(
         "--drop-every",
