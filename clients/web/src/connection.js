@@ -487,7 +487,10 @@ export class Connection extends Emitter {
    */
   _onClose(code, reason) {
     const server = this._serverClose;
-    const info = server ? describeClose(server.code, server.text, true) : describeClose(code, reason);
+    let info = server ? describeClose(server.code, server.text, true) : describeClose(code, reason);
+    if (!server && !this._opened && this.redirects > 0) {
+      info = describeClose(code, `${reason ? `${reason}: ` : ''}could not connect to ${this.url}, where a redirect sent this join (from ${this.entryUrl})`);
+    }
     this._ws = null;
     this._cancel('stall');
     const first = this._kind === 'join' && !this.joined;

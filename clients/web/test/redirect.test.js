@@ -122,6 +122,15 @@ test('three redirects are followed; a fourth closes the session with 4015 and sa
   assert.equal(session.redirects, 3);
 });
 
+test('a redirect target that cannot be reached ends the first join, and says where it was sent', async () => {
+  const { session } = await dial();
+  openLast().receive(REDIRECT(B));
+  FakeWebSocket.made[1].serverClose(1006); // never opened
+  await assert.rejects(session.ready);
+  assert.equal(session.closeInfo?.code, 1006);
+  assert.match(session.closeInfo?.detail ?? '', /could not connect to ws:\/\/b\.test\/, where a redirect sent this join \(from ws:\/\/a\.test\/\)/);
+});
+
 test('a redirect to another scheme is refused; one after JOINED is a protocol error', async () => {
   const { session } = await dial();
   openLast().receive(REDIRECT('wss://b.test/'));
