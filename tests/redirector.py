@@ -29,6 +29,8 @@ class Redirector:
     #: the first message of every connection, in order
     received: list[Join | Resume] = attrs.Factory(list)
     versions: list[int] = attrs.Factory(list)
+    #: refuse this many joins first with 4016 DIRECTORY_UNAVAILABLE (ERROR, then close)
+    unavailable: int = 0
 
     def url_for(self, first: Join | Resume) -> str:
         return self.target if isinstance(self.target, str) else self.target(first)
@@ -52,6 +54,12 @@ async def _serve(node: Redirector, stream: trio.abc.Stream) -> None:
                 first = parse_client_message(data, version=version)
                 assert isinstance(first, Join | Resume)
                 node.received.append(first)
+                if node.unavailable > 0:
+                    node.unavailable -= 1
+                    code = CloseCode.DIRECTORY_UNAVAILABLE
+                    await ws.send_message(Error(code, "directory unavailable").to_bytes())
+                    await ws.aclose(code, "directory unavailable")
+                    return
                 url = node.url_for(first)
                 if version >= 2:
                     await ws.send_message(Redirect(url, first.room).to_bytes())

@@ -56,6 +56,28 @@ async def test_bots_follow_redirects_and_resume_at_their_node(
     assert "4 redirects followed by 4 bots" in cli.format_table(report)
 
 
+async def test_bots_try_a_join_again_after_4016(
+    server: GameServer, server_ssl: ssl.SSLContext, ca: trustme.CA, tmp_path: Path
+) -> None:
+    async with open_redirector(server.url, server_ssl) as entry:
+        entry.unavailable = 3
+        cfg = LoadConfig(
+            url=entry.url,
+            rooms=1,
+            players=2,
+            duration=0.5,
+            settle=0.1,
+            linger=0.0,
+            ca_file=_ca_file(ca, tmp_path),
+            room_prefix="dir",
+        )
+        with trio.fail_after(30):
+            report = merge_reports([await run_load(cfg)])
+    assert report["players"] == {"target": 2, "connected": 2, "failed": 0}, report["errors"]
+    assert report["directory_retries"] == 3 and report["redirects"] == 2
+    assert [type(m) for m in entry.received] == [Join] * 5
+
+
 async def test_a_bot_goes_back_to_the_entry_when_its_node_is_gone(
     server: GameServer, server_ssl: ssl.SSLContext, client_ssl: ssl.SSLContext
 ) -> None:
