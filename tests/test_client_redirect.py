@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 import clients.connect
 from clients.client import (
     MAX_REDIRECTS,
+    ConnectError,
     EndCause,
     GameClient,
     Lost,
@@ -195,7 +196,7 @@ async def test_a_redirect_is_followed_with_the_same_join(
         assert a.offered == b.offered == [("gamesync.v2", "gamesync.v1")]
         assert a.close_codes == [CloseCode.REDIRECT]
         await c.wait_for_tick(c.tick + 2)
-        assert b.rooms["lobby"].players and not a.rooms
+        assert [s.room for s in b.seats] == ["lobby"] and not a.rooms and not a.seats
     assert c.failure is None and cluster.dialled == ["a.test", "b.test"]
 
 
@@ -233,7 +234,7 @@ async def test_an_unreachable_redirect_target_is_a_connect_error(
     nursery: trio.Nursery, cluster: MemoryCluster, autojump_clock: Any
 ) -> None:
     cluster.add(nursery, "a.test", redirect=_to("ws://gone.test/"))
-    with pytest.raises(clients.connect.ConnectError, match=r"redirected there from ws://a"):
+    with pytest.raises(ConnectError, match=r"redirected there from ws://a"):
         async with open_game_client(A, "r", name="ann"):
             pytest.fail("joined")  # pragma: no cover
 
