@@ -258,11 +258,12 @@ class Runner:
             fallback = route.unreachable()  # the owner is gone: back to the entry URL
             if fallback is not None and trio.current_time() < deadline:
                 return _Hop(fallback)
-            if route.hops:
-                note = f" (redirected there from {route.entry})"
-                exc = type(exc)(f"{exc}{note}").with_traceback(exc.__traceback__)
+            if route.hops:  # say where the join was sent from (the cause stays chained)
+                noted = type(exc)(f"{exc} (redirected there from {route.entry})")
+                noted.__cause__ = exc.__cause__
+                exc = noted
             if first:
-                raise exc from exc.__cause__
+                raise exc
             timed_out = isinstance(exc, ConnectTimeout)
             end = ConnectionEnd(
                 EndCause.TIMEOUT if timed_out else EndCause.CONNECT_FAILED, None, str(exc)

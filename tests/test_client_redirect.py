@@ -234,9 +234,11 @@ async def test_an_unreachable_redirect_target_is_a_connect_error(
     nursery: trio.Nursery, cluster: MemoryCluster, autojump_clock: Any
 ) -> None:
     cluster.add(nursery, "a.test", redirect=_to("ws://gone.test/"))
-    with pytest.raises(ConnectError, match=r"redirected there from ws://a"):
+    with pytest.raises(ConnectError, match=r"redirected there from ws://a") as caught:
         async with open_game_client(A, "r", name="ann"):
             pytest.fail("joined")  # pragma: no cover
+    assert "could not connect to ws://gone.test/" in str(caught.value)
+    assert isinstance(caught.value.__cause__, OSError)
 
 
 async def test_a_resume_goes_to_the_owner(
