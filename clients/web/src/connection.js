@@ -329,7 +329,7 @@ export class Connection extends Emitter {
     this.stats.redirects++;
     this._detach(CloseCode.NORMAL, 'redirected');
     this.emit('redirect', { url: msg.url, room: msg.room, hop: this.redirects });
-    if (this.state === 'closed') return; // a listener left
+    if (this.state === 'closed' || this._leaving) return; // a listener left
     this._open(msg.url);
   }
 

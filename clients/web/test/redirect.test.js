@@ -244,3 +244,13 @@ test('4016 on the first join is tried again with backoff, within connectTimeoutM
   assert.equal(off.session.closeInfo?.code, CloseCode.DIRECTORY_UNAVAILABLE);
   assert.equal(FakeWebSocket.made.length, 1);
 });
+
+test('leaving from a redirect listener opens nothing more', async () => {
+  const { session, clock } = await dial();
+  session.on('redirect', () => void session.leave());
+  openLast().receive(REDIRECT(B));
+  clock.advance(1);
+  assert.equal(FakeWebSocket.made.length, 1);
+  assert.equal(session.state, 'closed');
+  assert.equal(session.closeInfo?.code, CloseCode.NORMAL);
+});
