@@ -15,6 +15,16 @@ and sending; :func:`open_game_client` adds the sockets: the WebSocket (offering 
 then v1), the join handshake, a task that feeds every message to ``handle_message``, the
 reconnects, and leaving (LEAVE, then close 1000) at the end.
 
+Clusters (several nodes, docs/protocol.md "Clusters: redirects"): a node that does not host
+the room answers the JOIN (or RESUME) with REDIRECT; the client connects to the URL it names,
+with the same subprotocols and TLS settings, and sends the same JOIN (same token) or RESUME
+there -- at most 3 redirects per join, then :class:`RedirectError`. A :class:`Redirected`
+connection event tells of each; ``client.url`` is the node's URL, ``client.redirects`` the
+redirects the join took. A resume goes to that node first and back to the entry URL if it
+cannot be reached. A first JOIN refused with 4016 (the node cannot reach the room directory)
+is tried again with backoff while ``connect_timeout`` lasts; during reconnects 4016 is retried
+like any refusal a retry may cure.
+
 Reconnects (on by default, gamesync.v2): when the connection ends unexpectedly (a reset, a
 close that is not final, or no message for ``stall_timeout`` while seated), the client
 reconnects with backoff and sends RESUME with its resume token and replica tick; the server
@@ -69,15 +79,18 @@ from clients.reconnect import (
     LostReason,
     Reconnecting,
     Reconnector,
+    Redirected,
     Rejoined,
     Resumed,
 )
+from clients.routing import MAX_REDIRECTS, RedirectError, RedirectProblem
 from clients.runner import SEND_ERRORS, Runner, TokenSource, join_builder, reraise, single
 from clients.session import MAX_UNACKED_INPUTS, ClientSession, ClientStats, Clock
 from shared.messages import Delta, Event, Join, RoomEvent, Snapshot
 from shared.protocol import CloseCode
 
 __all__ = [
+    "MAX_REDIRECTS",
     "MAX_UNACKED_INPUTS",
     "MESSAGE_QUEUE_SIZE",
     "Backoff",
@@ -94,6 +107,9 @@ __all__ = [
     "LostReason",
     "NotConnected",
     "Reconnecting",
+    "RedirectError",
+    "RedirectProblem",
+    "Redirected",
     "Rejoined",
     "Resumed",
     "ServerError",
@@ -146,6 +162,30 @@ class GameClient(ClientSession):
     def _notify(self) -> None:
         self._changed.set()
         self._changed = trio.Event()
+
+    # ------------------------------------------------------------ where (clusters)
+    @property
+    def url(self) -> str:
+        """The URL of the current connection (or of the one being dialled): in a cluster, the
+        node that hosts the room once the client is seated. "" without a connection."""
+        return self._runner.route.current if self._runner is not None else ""
+
+    @property
+    def entry_url(self) -> str:
+        """The URL given to :func:`open_game_client` (where a join starts without an owner)."""
+        return self._runner.route.entry if self._runner is not None else ""
+
+    @property
+    def owner_url(self) -> str | None:
+        """The URL of the node that seated us, if not the entry URL: a RESUME goes there
+        first (None: the entry URL is the owner, or no seat yet)."""
+        return self._runner.route.owner if self._runner is not None else None
+
+    @property
+    def redirects(self) -> int:
+        """REDIRECTs followed by the current (or last) join, 0 to 3;
+        ``stats.redirects`` counts those of every join."""
+        return self._runner.route.hops if self._runner is not None else 0
 
     # ------------------------------------------------------------ waiting
     def _raise_failure(self) -> None:
@@ -312,9 +352,13 @@ async def open_game_client(
 
     TLS is verified against ``ca_file`` (or ``ssl_context``, or the system's CAs). Raises
     :class:`ConnectError` if connecting fails, :class:`ConnectTimeout` if connecting and joining
-    (up to the first SNAPSHOT) take longer than ``connect_timeout``, and :class:`ServerError`
-    if the join is refused (none of these is retried). Leaving the block sends LEAVE and
-    closes the WebSocket with 1000.
+    (up to the first SNAPSHOT) take longer than ``connect_timeout``, :class:`ServerError`
+    if the join is refused (none of these is retried, except 4016 DIRECTORY_UNAVAILABLE with
+    ``reconnect=True``, tried again with backoff until ``connect_timeout``), and
+    :class:`RedirectError` if a cluster redirects the join more than 3 times (or to a URL of
+    another scheme). REDIRECTs are followed (see the module's docstring): the client may end
+    up on another node than ``url``; ``client.url`` says which. Leaving the block sends LEAVE
+    and closes the WebSocket with 1000.
 
     ``token`` is the player's signed token (``gameserver token``), or a function (sync or
     async) returning a fresh one, called for every JOIN. With ``private=True`` the server

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from shared.protocol import CloseCode
+
 
 class GameClientError(Exception):
     """Base class of the errors this client raises (besides the shared protocol errors)."""
@@ -11,7 +13,14 @@ class ServerError(GameClientError):
     """The server sent ERROR: something we asked for failed (e.g. 4005, the room is full)."""
 
     def __init__(self, code: int, message: str) -> None:
-        super().__init__(f"server error {code}: {message}")
+        text = f"server error {code}: {message}"
+        if code == CloseCode.REDIRECT:
+            # only a gamesync.v1 connection gets ERROR 4015 (v2 gets REDIRECT, followed)
+            text += (
+                " (the room lives on another node of the cluster, and this gamesync.v1 "
+                "connection cannot follow a redirect: connect to that node's URL)"
+            )
+        super().__init__(text)
         self.code = code
         self.message = message
 

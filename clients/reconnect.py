@@ -64,6 +64,8 @@ class EndCause(enum.Enum):
     PROTOCOL = "protocol"
     #: the ``token`` function raised (or returned a token too long for JOIN)
     TOKEN_FAILED = "token failed"
+    #: a REDIRECT the client did not follow: more than 3 for one join, or a URL it refuses
+    REDIRECT = "redirect failed"
 
 
 @attrs.frozen
@@ -119,6 +121,8 @@ RETRYABLE_REFUSALS = frozenset(
         CloseCode.SERVER_FULL,
         CloseCode.JOIN_TIMEOUT,
         CloseCode.DRAINING,
+        CloseCode.REDIRECT,  # a 4015 close without a REDIRECT to follow: start again
+        CloseCode.DIRECTORY_UNAVAILABLE,  # 4016: the node cannot reach the room directory
     }
 )
 
@@ -135,10 +139,15 @@ def classify(end: ConnectionEnd, phase: Phase) -> Verdict:
       connect failures, timeouts and :data:`RETRYABLE_REFUSALS` are retried; the rest is final.
     - A fresh JOIN attempt: like a RESUME, but 4005 (room full) is retried too and 4001 is final
       (our auth token is refused).
+    - A redirect not followed (more than 3 for one join, a bad URL), a 4015 close without a
+      REDIRECT and 4016 (directory unavailable) are retried: the next attempt starts at the
+      entry URL.
     """
     cause = end.cause
     if cause in (EndCause.LEFT, EndCause.PROTOCOL, EndCause.TOKEN_FAILED):
         return Verdict.FINAL
+    if cause is EndCause.REDIRECT:  # the cluster is moving the room: start again later
+        return Verdict.FINAL if phase is Phase.SEATED else Verdict.RETRY
     if cause in (EndCause.TRANSPORT, EndCause.STALLED, EndCause.CONNECT_FAILED, EndCause.TIMEOUT):
         return Verdict.RETRY
     code = end.code
@@ -219,7 +228,18 @@ class Rejoined:
     downtime: float
 
 
-ConnectionEvent = Reconnecting | Resumed | Lost | Rejoined
+@attrs.frozen
+class Redirected:
+    """A cluster node sent this join (the first JOIN, a RESUME or a fresh JOIN) to ``url``,
+    where ``room`` lives: the client connects there next. ``hop`` counts the redirects of
+    this join (1 to 3)."""
+
+    url: str
+    room: str
+    hop: int
+
+
+ConnectionEvent = Reconnecting | Resumed | Lost | Rejoined | Redirected
 
 
 # ---------------------------------------------------------------- the policy

@@ -4,6 +4,12 @@
 :class:`~clients.reconnect.Reconnector` what to do, and runs the attempts it asks for: connect,
 RESUME (or a fresh JOIN), the catch-up state, the buffered inputs, then serving the connection
 (reading, the stall detector, RESYNC) until it ends.
+
+In a cluster each join may be redirected: :class:`~clients.routing.Route` says which URL each
+connection dials (the owner's first for a resume, the entry URL if the owner cannot be
+reached), and the REDIRECTs of one join are followed with the same JOIN (or RESUME), up to 3.
+A first JOIN refused with 4016 (the node cannot reach the room directory) is tried again with
+backoff until ``connect_timeout``.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import ssl
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, NoReturn
 
+import attrs
 import trio
 import trio_websocket
 
@@ -31,12 +38,14 @@ from clients.reconnect import (
     EndCause,
     Finish,
     Reconnector,
+    Redirected,
     Rejoined,
     Resumed,
     Retry,
     StallDetector,
     Step,
 )
+from clients.routing import GotRedirect, RedirectError, Route
 from shared.errors import GameProtocolError, RemoteProtocolError
 from shared.messages import Join, Leave
 from shared.protocol import CloseCode
@@ -49,6 +58,8 @@ if TYPE_CHECKING:
 TokenSource = str | Callable[[], str] | Callable[[], Awaitable[str]]
 #: seconds to let a closing frame go out when nothing can read the server's reply any more
 CLOSE_WITHOUT_READER = 0.05
+#: seconds to let a redirected connection finish its close handshake (the server closes 4015)
+REDIRECT_CLOSE_WAIT = 1.0
 SEND_ERRORS = (trio_websocket.ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError)
 
 
@@ -56,7 +67,15 @@ class _TokenError(Exception):
     """The ``token`` function raised (the cause), or its token does not fit in JOIN."""
 
 
-JoinFn = Callable[[int, bool], Awaitable[bytes]]
+#: the JOIN of an attempt (``True``: the first one); encoded for each connection's version
+JoinFn = Callable[[bool], Awaitable[Join]]
+
+
+@attrs.frozen
+class _Hop:
+    """The join was redirected (or the owner is gone): connect to ``url`` next."""
+
+    url: str
 
 
 def _end_of_closed(
@@ -76,6 +95,8 @@ def _end_of(exc: BaseException) -> ConnectionEnd:
         return ConnectionEnd(EndCause.REFUSED, exc.code, exc.message)
     if isinstance(exc, ConnectionClosed):
         return ConnectionEnd(EndCause.CLOSED, exc.code, exc.reason)
+    if isinstance(exc, RedirectError):
+        return ConnectionEnd(EndCause.REDIRECT, exc.code, str(exc))
     code = exc.close_code if isinstance(exc, RemoteProtocolError) else None
     return ConnectionEnd(EndCause.PROTOCOL, code, str(exc))
 
@@ -102,8 +123,9 @@ class Runner:
     ) -> None:
         self.client = client
         self.reconnector = reconnector
-        self.url = url
-        self.target = parse_url(url)
+        parse_url(url)  # ValueError now for a URL we cannot dial
+        #: where each connection goes (the entry URL, the owner's, redirects)
+        self.route = Route(url)
         self.context = context
         self._join = join
         self.connect_timeout = connect_timeout
@@ -116,6 +138,8 @@ class Runner:
         self._run_scope = trio.CancelScope()
         self._serve_scope: trio.CancelScope | None = None
         self._done = trio.Event()
+        #: the JOIN of the current attempt: the same one (same token) on every redirect
+        self._hello: Join | None = None
 
     async def leave(self) -> None:
         """Stop: LEAVE and close 1000 if seated, else stop the attempts. Bounded in time."""
@@ -137,7 +161,7 @@ class Runner:
         client = self.client
         try:
             with self._run_scope:
-                step = await self._attempt(None, task_status)
+                step = await self._first_join(task_status)
                 while isinstance(step, Retry):
                     await trio.sleep(step.delay)
                     client.stats.reconnect_attempts += 1
@@ -147,17 +171,60 @@ class Runner:
             client._set_connection_state(ConnectionState.CLOSED)
             self._done.set()
 
+    async def _first_join(self, task_status: trio.TaskStatus[None]) -> Step:
+        """The first JOIN; one refused with 4016 (directory unavailable) is tried again after
+        a backoff delay while ``connect_timeout`` lasts. Raises if it fails."""
+        deadline = trio.current_time() + self.connect_timeout
+        rec = self.reconnector
+        tries = 0
+        while True:
+            try:
+                return await self._attempt(None, task_status, deadline)
+            except (ServerError, ConnectionClosed) as exc:
+                if exc.code != CloseCode.DIRECTORY_UNAVAILABLE:
+                    raise
+                tries += 1
+                delay = rec.backoff.delay(tries, rec.random)
+                if not rec.enabled or trio.current_time() + delay >= deadline:
+                    raise
+            self.client._forget_failure()
+            self.client.stats.directory_retries += 1
+            await trio.sleep(delay)
+
     async def _attempt(
-        self, resume: bool | None, task_status: trio.TaskStatus[None] | None
+        self,
+        resume: bool | None,
+        task_status: trio.TaskStatus[None] | None,
+        deadline: float | None = None,
     ) -> Step:
-        """One connection: connect, JOIN (``resume`` None: the first one; False: a fresh one
-        after a lost seat) or RESUME, then serve it until it ends. Returns what to do next.
-        The first attempt raises instead of failing."""
+        """One join: connect, JOIN (``resume`` None: the first one; False: a fresh one after
+        a lost seat) or RESUME, following redirects, then serve the connection until it ends.
+        Returns what to do next. The first attempt raises instead of failing."""
+        first = resume is None
+        if deadline is None:
+            deadline = trio.current_time() + (
+                self.connect_timeout if first else self.attempt_timeout
+            )
+        self._hello = None
+        url = self.route.start()
+        while True:
+            outcome = await self._hop(url, resume, task_status, deadline)
+            if not isinstance(outcome, _Hop):
+                return outcome
+            url = outcome.url
+
+    async def _hop(
+        self,
+        url: str,
+        resume: bool | None,
+        task_status: trio.TaskStatus[None] | None,
+        deadline: float,
+    ) -> Step | _Hop:
+        """One connection of a join, in its own nursery (trio-websocket's reader task)."""
         try:
-            # the connection's own nursery: trio-websocket's reader task
             async with trio.open_nursery() as nursery:
                 try:
-                    return await self._connection(nursery, resume, task_status)
+                    return await self._connection(nursery, url, resume, task_status, deadline)
                 finally:
                     nursery.cancel_scope.cancel()
         except BaseExceptionGroup as group:
@@ -169,25 +236,34 @@ class Runner:
     async def _connection(
         self,
         nursery: trio.Nursery,
+        url: str,
         resume: bool | None,
         task_status: trio.TaskStatus[None] | None,
-    ) -> Step:
+        deadline: float,
+    ) -> Step | _Hop:
         client = self.client
         rec = self.reconnector
+        route = self.route
         first = resume is None
-        deadline = trio.current_time() + (self.connect_timeout if first else self.attempt_timeout)
         try:
             conn = await connect(
                 nursery,
-                self.url,
-                self.target,
+                url,
+                parse_url(url),
                 self.context,
                 deadline=deadline,
                 max_message_size=self.max_message_size,
             )
         except ConnectError as exc:
+            fallback = route.unreachable()  # the owner is gone: back to the entry URL
+            if fallback is not None and trio.current_time() < deadline:
+                return _Hop(fallback)
+            if route.hops:  # say where the join was sent from (the cause stays chained)
+                noted = type(exc)(f"{exc} (redirected there from {route.entry})")
+                noted.__cause__ = exc.__cause__
+                exc = noted
             if first:
-                raise
+                raise exc
             timed_out = isinstance(exc, ConnectTimeout)
             end = ConnectionEnd(
                 EndCause.TIMEOUT if timed_out else EndCause.CONNECT_FAILED, None, str(exc)
@@ -196,10 +272,18 @@ class Runner:
         seated = False
         step: Step | None = None
         error: BaseException | None = None
+        redirected = False
         try:
             failed = await self._handshake(conn, resume, deadline)
+            if isinstance(failed, _Hop):
+                redirected = True
+                client.stats.redirects += 1
+                client._emit(Redirected(failed.url, client.redirects_received[-1].room, route.hops))
+                return failed
             if failed is not None:
                 end, error = failed
+                if end.cause is EndCause.REDIRECT or end.code == CloseCode.REDIRECT:
+                    route.forget_owner()  # the next join starts at the entry URL
                 if first:
                     raise error
                 step = rec.attempt_failed(end, trio.current_time())
@@ -211,7 +295,10 @@ class Runner:
             client._sender = None
             client._flushing = False
             client.end_handshake()
-            await self._close(conn, seated, step, error)
+            if redirected:
+                await self._close_redirected(conn)
+            else:
+                await self._close(conn, seated, step, error)
 
     def _decided(self, step: Step, error: BaseException | None) -> Step:
         """Before the connection closes: publish the step's events and the new state; if the
@@ -232,9 +319,10 @@ class Runner:
 
     async def _handshake(
         self, conn: Connection, resume: bool | None, deadline: float
-    ) -> tuple[ConnectionEnd, BaseException] | None:
+    ) -> tuple[ConnectionEnd, BaseException] | _Hop | None:
         """Send JOIN or RESUME and read until JOINED and the first state have been applied.
-        Returns None on success, else how it ended (and the error for it)."""
+        Returns None on success, a :class:`_Hop` for a REDIRECT to follow, else how it ended
+        (and the error for it)."""
         client = self.client
         ws = conn.ws
         with trio.move_on_at(deadline):
@@ -246,13 +334,20 @@ class Runner:
                     data = client.begin_resume(conn.version)
                 else:
                     client.begin_join(conn.version)
-                    data = await self._join(conn.version, resume is None)
+                    if self._hello is None:  # the same JOIN (same token) after a redirect
+                        self._hello = await self._join(resume is None)
+                    data = attrs.evolve(self._hello, version=conn.version).to_bytes()
                 await ws.send_message(data)
                 client.stats.messages_sent += 1
                 client.stats.bytes_up += len(data)
                 while not client.handshake_done:
                     client.handle_message(await ws.get_message())
                 return None
+            except GotRedirect as got:
+                try:
+                    return _Hop(self.route.redirect(got.redirect.url))
+                except RedirectError as exc:
+                    return _end_of(exc), exc
             except trio_websocket.ConnectionClosed as exc:
                 return _end_of_closed(exc)
             except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
@@ -263,7 +358,9 @@ class Runner:
             except _TokenError as exc:
                 cause = exc.__cause__ or exc
                 return ConnectionEnd(EndCause.TOKEN_FAILED, None, str(cause)), cause
-        timeout = ConnectTimeout(f"joining at {self.url} timed out (no JOINED and SNAPSHOT)")
+        timeout = ConnectTimeout(
+            f"joining at {self.route.current} timed out (no JOINED and SNAPSHOT)"
+        )
         return ConnectionEnd(EndCause.TIMEOUT, None, str(timeout)), timeout
 
     async def _seated(
@@ -276,6 +373,7 @@ class Runner:
         event = rec.seated(
             trio.current_time(), client.player, version=conn.version, resumable=client.resumable
         )
+        self.route.seated()  # a later RESUME goes straight to this node
         if task_status is not None:
             task_status.started()
         client._sender = conn.ws.send_message
@@ -337,6 +435,20 @@ class Runner:
                 self._serve_scope = None
         return ConnectionEnd(EndCause.LEFT), None
 
+    async def _close_redirected(self, conn: Connection) -> None:
+        """The server sent REDIRECT and closes with 4015: wait for its close frame and answer
+        it (bounded; anything else it sends is dropped), then go."""
+        ws = conn.ws
+        with trio.move_on_after(min(REDIRECT_CLOSE_WAIT, self.disconnect_timeout), shield=True):
+            try:
+                while True:
+                    await ws.get_message()
+            except trio_websocket.ConnectionClosed:
+                pass
+        with trio.move_on_after(CLOSE_WITHOUT_READER, shield=True):
+            await ws.aclose()
+        await trio.aclose_forcefully(conn.stream)
+
     async def _close(
         self, conn: Connection, seated: bool, step: Step | None, error: BaseException | None
     ) -> None:
@@ -372,18 +484,21 @@ def join_builder(
     client: GameClient, room: str, game: str, name: str, token: TokenSource, private: bool
 ) -> JoinFn:
     """The JOIN for each attempt: the first one as asked; a fresh one after a lost seat in
-    the room we were in (a private one by its id). ``token`` is read (or called) each time."""
+    the room we were in (a private one by its id). ``token`` is read (or called) each time.
+    The version is set per connection (``attrs.evolve``)."""
 
-    async def build(version: int, first: bool) -> bytes:
+    async def build(first: bool) -> Join:
         try:
             got = token() if callable(token) else token
             value = await got if inspect.isawaitable(got) else got
             if not isinstance(value, str):
                 raise TypeError(f"the token function returned {type(value).__name__}, not str")
             if first:
-                return Join(room, game, name, value, version=version, private=private).to_bytes()
-            # a fresh JOIN after a lost seat: the room we were in (a private one by its id)
-            return Join(client.joined.room, game, name, value, version=version).to_bytes()
+                join = Join(room, game, name, value, private=private)
+            else:  # a fresh JOIN after a lost seat: the room we were in (a private one by its id)
+                join = Join(client.joined.room, game, name, value)
+            join.to_bytes()  # a token too long for JOIN fails here
+            return join
         except Exception as exc:
             if first:
                 raise

@@ -23,6 +23,7 @@ import attrs
 
 from clients.errors import ConnectionClosed, ServerError
 from clients.reconnect import ConnectionEvent, ConnectionState
+from clients.routing import GotRedirect
 from shared import wire
 from shared.errors import RemoteProtocolError
 from shared.messages import (
@@ -31,6 +32,7 @@ from shared.messages import (
     Error,
     Input,
     Joined,
+    Redirect,
     Resume,
     Resync,
     RoomEvent,
@@ -84,6 +86,10 @@ class ClientStats:
     inputs_dropped: int = 0
     #: RESYNC requests sent (after a tolerated desync, gamesync.v2)
     resyncs: int = 0
+    #: REDIRECTs followed (a cluster node sent the join to the room's owner), over all joins
+    redirects: int = 0
+    #: first joins tried again after 4016 DIRECTORY_UNAVAILABLE
+    directory_retries: int = 0
     #: reconnect attempts made, seats resumed, fresh JOINs after a lost seat
     reconnect_attempts: int = 0
     resumes: int = 0
@@ -184,6 +190,8 @@ class ClientSession:
         self.server_errors: list[Error] = []
         #: the CLOSE message, if the server sent one (the last one)
         self.close_message: Close | None = None
+        #: the REDIRECT messages received (the newest 16), oldest first
+        self.redirects_received: deque[Redirect] = deque(maxlen=16)
         self._failure: BaseException | None = None
         self._failure_raised = False
         self._closing = False
@@ -366,13 +374,11 @@ class ClientSession:
         elif isinstance(msg, Error):
             self.server_errors.append(msg)
             self._fail(ServerError(msg.code, msg.message))
-        elif isinstance(msg, Close):
+        elif isinstance(msg, Redirect):
+            self._on_redirect(msg)
+        else:  # Close
             self.close_message = msg
             self._fail(ConnectionClosed(msg.code, msg.reason))
-        else:  # REDIRECT: the room lives on another node
-            self._fail(
-                ConnectionClosed(CloseCode.REDIRECT, f"room {msg.room!r} lives at {msg.url}")
-            )
         return msg
 
     def _on_joined(self, msg: Joined) -> None:
@@ -405,6 +411,14 @@ class ClientSession:
             self._handshake_joined = True
             self._handshake_serial = self._update_serial
         self._notify()
+
+    def _on_redirect(self, msg: Redirect) -> NoReturn:
+        """REDIRECT (v2) answers a JOIN or RESUME: only before JOINED. Raises
+        :class:`~clients.routing.GotRedirect` (not a failure: the I/O layer follows it)."""
+        if self._handshake is None or self._handshake_joined:
+            self._fail(RemoteProtocolError("REDIRECT after JOINED", CloseCode.PROTOCOL_ERROR))
+        self.redirects_received.append(msg)
+        raise GotRedirect(msg)
 
     def _skip_delta(self, tick: int) -> bool:
         """Count a DELTA; True if it is not to be applied: before the first snapshot, after a
@@ -478,6 +492,11 @@ class ClientSession:
             self._record_failure(exc)
         self._notify()
         raise exc
+
+    def _forget_failure(self) -> None:
+        """The I/O layer tries the first join again (a 4016 refusal): it was not the end."""
+        self._failure = None
+        self._failure_raised = False
 
     def _record_failure(self, exc: BaseException) -> None:
         if self._failure is None and not self._closing:

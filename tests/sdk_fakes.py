@@ -6,7 +6,9 @@ encoder, and an in-memory gamesync.v2 server with seat holds and RESUME.
 ``trio.testing.memory_stream_pair``. Nothing touches a socket, so tests run on the autojump
 MockClock (stall timeouts and backoff delays cost no real time). It can cut a connection
 (no close frame), mute it (a stall), refuse connections (down) or leave them unanswered
-(blackhole), close with any code, and expire held seats.
+(blackhole), close with any code, and expire held seats. With ``redirect`` set it plays a
+cluster node that does not host the room (REDIRECT, then close 4015; ERROR 4015 on v1), or
+refuses with 4016; :class:`MemoryCluster` routes each connection to a node by its URL's host.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from shared.messages import (
     Join,
     Joined,
     Leave,
+    Redirect,
     Resume,
     Resync,
     parse_client_message,
@@ -270,8 +273,10 @@ class MemoryServer:
     resyncs: int = 0
     #: a function (room, player number, frame) -> frame applied to each per-tick DELTA
     tamper: Callable[[str, int, bytes], bytes] | None = None
-
-    url = "ws://game.test/"
+    #: a cluster node: the first message (JOIN or RESUME) -> the URL to redirect it to, or
+    #: int(CloseCode.DIRECTORY_UNAVAILABLE) to refuse it so, or None to serve it here
+    redirect: Callable[[Join | Resume], str | int | None] | None = None
+    url: str = "ws://game.test/"
 
     # ------------------------------------------------------------ the transport
     async def open_stream(self, target: Any, context: Any) -> trio.abc.Stream:
@@ -366,6 +371,14 @@ class MemoryServer:
         except trio_websocket.ConnectionClosed:
             return
         self.received.append((index, first))
+        if self.redirect is not None and isinstance(first, Join | Resume):
+            to = self.redirect(first)
+            if isinstance(to, int):
+                await self._refuse(conn, to, "directory unavailable: try again shortly")
+                return
+            if to is not None:
+                await self._redirect(conn, to, first.room)
+                return
         if isinstance(first, Join):
             room = self.room(first.room)
             try:
@@ -409,6 +422,17 @@ class MemoryServer:
             elif isinstance(msg, Leave):
                 conn.left = True
                 return
+
+    async def _redirect(self, conn: ServerConn, url: str, room: str) -> None:
+        """As a node that does not host ``room``: REDIRECT (v2) or ERROR 4015 (v1), close 4015."""
+        if conn.version >= 2:
+            conn.outbox.send_nowait(Redirect(url, room).to_bytes())
+        else:
+            conn.outbox.send_nowait(
+                Error(CloseCode.REDIRECT, f"room {room!r} lives at {url}").to_bytes()
+            )
+        await trio.sleep(0.01)
+        await conn.ws.aclose(CloseCode.REDIRECT, "redirect")
 
     async def _refuse(self, conn: ServerConn, code: int, message: str) -> None:
         conn.outbox.send_nowait(Error(code, message).to_bytes())
@@ -519,3 +543,25 @@ class MemoryServer:
                 for seat in live:
                     if seat.conn is not None and target in (None, seat.player.number):
                         seat.conn.outbox.send_nowait(frame)
+
+
+@attrs.define(eq=False)
+class MemoryCluster:
+    """In-memory cluster nodes, each a :class:`MemoryServer` reached by the host of its URL
+    (``ws://HOST/``): stands in for ``clients.connect._open_stream``. Unknown hosts refuse."""
+
+    nodes: dict[str, MemoryServer] = attrs.Factory(dict)
+    #: the host of every connection attempt, in order
+    dialled: list[str] = attrs.Factory(list)
+
+    def add(self, nursery: trio.Nursery, host: str, **options: Any) -> MemoryServer:
+        node = self.nodes[host] = MemoryServer(nursery, url=f"ws://{host}/", **options)
+        return node
+
+    async def open_stream(self, target: Any, context: Any) -> trio.abc.Stream:
+        self.dialled.append(target.host)
+        node = self.nodes.get(target.host)
+        if node is None:
+            await trio.lowlevel.checkpoint()
+            raise OSError(111, "Connection refused")
+        return await node.open_stream(target, context)

@@ -25,6 +25,13 @@ With ``--drop-every S`` each bot's connection is cut at random, S seconds apart 
 resumes its seat (gamesync.v2 RESUME with backoff, its unacknowledged inputs sent again); see
 ``clients.bots.drops``.
 
+In a cluster (``gameserver serve --workers N``, or nodes sharing a ``--directory``) any node
+accepts any join: a node that does not host the bot's room answers with REDIRECT, and the bot
+connects to the URL it names (the node's ``--public-url``) and joins there, at most 3 times
+per join (more fails as ``redirect_loop``); a resume goes to the bot's node first and back to
+``--url`` if that node is gone. A join refused with 4016 (the node cannot reach the room
+directory) is tried again with backoff within ``--connect-timeout``.
+
 The JSON report (``--report``)::
 
     players                       {target, connected, failed}
@@ -40,6 +47,10 @@ The JSON report (``--report``)::
                                   resumed as another player): the bot joined afresh
     resume_ms                     {p50, p99, max, samples}: from the cut to the first state
                                   applied after RESUMED
+    redirects, redirected_bots    REDIRECTs followed (joins and resumes sent to the room's
+                                  node by another node of a cluster); bots redirected at
+                                  least once
+    directory_retries             joins tried again after 4016 DIRECTORY_UNAVAILABLE
     errors                        failed bots by kind ({"refused": 2, "ServerError:4005": 1};
                                   labels in clients.bots.errors.KIND_LABELS)
     errors_first                  {kind: [detail, unix time]}: the first error of each kind
@@ -134,6 +145,8 @@ the table at the end (over the measured window; the JSON report has the same fig
                     (full snapshots beyond the first: the server skipped deltas to a bot)
   errors            failed bots by kind, with the first error of each kind and its time
   disconnects       sessions the server ended, by WebSocket close code (1006: no close)
+  redirected        in a cluster: REDIRECTs the bots followed to the node hosting their
+                    room (at most 3 per join), and joins retried after 4016
   server            with --metrics-url: measured tick rate per room (and the configured
                     one), tick duration p50/p99, late and skipped ticks, CPU, RSS
   load generator    the bots' own cost: CPU of the processes (% of one core, and ms per
@@ -240,7 +253,12 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--version", action="version", version=f"gamebots {version()}")
-    p.add_argument("--url", required=True, help="server URL, wss://host:port (ws:// allowed)")
+    p.add_argument(
+        "--url",
+        required=True,
+        help="server URL, wss://host:port (ws:// allowed); in a cluster any node (the bots "
+        "follow its redirects, at most 3 per join)",
+    )
     p.add_argument("--rooms", type=_positive_int, default=1, help="rooms to fill (default 1)")
     p.add_argument("--players", type=_positive_int, default=1, help="bots per room (default 1)")
     p.add_argument("--duration", type=_positive, default=10.0, help="seconds measured (default 10)")
@@ -319,7 +337,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--connect-timeout",
         type=_positive,
         default=30.0,
-        help="seconds for a bot to connect and join (default 30)",
+        help="seconds for a bot to connect and join, redirects and 4016 retries included "
+        "(default 30)",
     )
     p.add_argument(
         "--drop-every",
@@ -855,6 +874,15 @@ def format_table(report: dict[str, Any]) -> str:
     lines_ = error_lines(report["errors"], report.get("errors_first"))
     rows += [("errors" if i == 0 else "", line) for i, line in enumerate(lines_ or ["none"])]
     rows.append(("disconnects", _counts(report["disconnects"])))
+    if report.get("redirects") or report.get("directory_retries"):
+        rows.append(
+            (
+                "redirected",
+                f"{report.get('redirects', 0)} redirects followed by "
+                f"{report.get('redirected_bots', 0)} bots, "
+                f"{report.get('directory_retries', 0)} joins retried after 4016",
+            )
+        )
     if cfg.get("drop_every") or report.get("drops"):
         rms = report.get("resume_ms") or {}
         rows.append(

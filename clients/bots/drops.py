@@ -17,6 +17,10 @@ back the way the SDKs do (gamesync.v2):
   seat: the bot joins afresh (a new player: seq from 1, a new replica) and plays on;
 * attempts used up: the bot fails (kind ``resume_failed``).
 
+In a cluster the RESUME goes to the node the bot was seated on first (``bot.url``); if that
+node cannot be reached, the same attempt goes back to the entry URL (``--url``), whose
+REDIRECT (at most 3 per attempt) leads to where the room lives now.
+
 A bot counts ``drops``, ``resumes``, ``resume_failures``, ``seats_lost`` and its resume times
 (ms from the cut to the first state message applied after RESUMED). Inputs sent before a cut
 and still unacknowledged lose their latency samples; their re-sent copies are measured from
@@ -33,7 +37,15 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from clients.bots.lean import _RING_MASK, RING, Bot, BotFailed, LeanConnection
+from clients.bots.lean import (
+    _RING_MASK,
+    RING,
+    Bot,
+    BotFailed,
+    LeanConnection,
+    connect_node,
+    follow_redirect,
+)
 from shared import wire
 from shared.errors import RemoteProtocolError
 from shared.messages import (
@@ -41,7 +53,9 @@ from shared.messages import (
     DELTA_CHECKSUM,
     Delta,
     Joined,
+    Redirect,
     Resume,
+    ServerMessage,
     Snapshot,
     parse_server_message,
     read_acks,
@@ -197,20 +211,50 @@ def apply_resumed_state(bot: ResumingBot, data: bytes, version: int) -> None:
     bot.acked = ack
 
 
+async def _resume_connection(
+    bot: ResumingBot, entry: str, ctx: ssl.SSLContext | None, token: str, have_tick: int
+) -> tuple[LeanConnection, ServerMessage]:
+    """Connect and RESUME: at the bot's node first (back to ``entry`` if it cannot be
+    reached), following REDIRECTs. Returns the connection and the answer to the RESUME."""
+    current = bot.url or entry
+    hops = 0
+    while True:
+        try:
+            conn = await connect_node(current, ctx, list(SUPPORTED_SUBPROTOCOLS), hops > 0)
+        except (BotFailed, OSError):
+            if hops or current == entry:
+                raise
+            bot.url = current = entry  # the node is gone: the entry knows where the room is
+            continue
+        try:
+            if conn.version < 2:
+                raise SeatLost("the server speaks gamesync.v1: no resume")
+            conn.send(Resume(bot.room, token, have_tick, conn.version).to_bytes())
+            try:
+                msg = parse_server_message(await conn.next_message(), version=conn.version)
+            except RemoteProtocolError as exc:
+                raise BotFailed("protocol", str(exc)) from None
+            if isinstance(msg, Redirect):
+                conn.close()
+                current = follow_redirect(msg, current, entry, hops)
+                hops += 1
+                bot.redirects += 1
+                continue
+        except BaseException:
+            conn.close()
+            raise
+        bot.url = current
+        return conn, msg
+
+
 async def _resume_once(
     bot: ResumingBot, url: str, ctx: ssl.SSLContext | None, token: str, have_tick: int
 ) -> LeanConnection:
     """One attempt: connect, RESUME, JOINED(RESUMED), the first state. Returns the new
-    connection (the bot is seated again); SeatLost or BotFailed otherwise."""
-    conn = await LeanConnection.connect(url, ctx, list(SUPPORTED_SUBPROTOCOLS))
+    connection (the bot is seated again); SeatLost or BotFailed otherwise. ``url`` is the
+    entry URL (the bot's own node is dialled first)."""
+    conn, msg = await _resume_connection(bot, url, ctx, token, have_tick)
     try:
-        if conn.version < 2:
-            raise SeatLost("the server speaks gamesync.v1: no resume")
-        conn.send(Resume(bot.room, token, have_tick, conn.version).to_bytes())
-        try:
-            msg = parse_server_message(await conn.next_message(), version=conn.version)
-        except RemoteProtocolError as exc:
-            raise BotFailed("protocol", str(exc)) from None
         if not isinstance(msg, Joined):
             code = getattr(msg, "code", None)
             text = getattr(msg, "message", None) or getattr(msg, "reason", "")

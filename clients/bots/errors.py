@@ -38,6 +38,9 @@ KIND_LABELS: Mapping[str, str] = {
     "stopped": "not started: the run stopped first",
     "resume_failed": "resume failed",
     "rejoin_failed": "rejoin failed",
+    "redirect_loop": "more than 3 redirects for one join",
+    "redirect_url": "redirected to a URL the bots refuse",
+    "redirect_unreachable": "cannot reach the node a redirect named",
 }
 
 #: connections a run tries before :class:`EarlyStop` may give up
@@ -146,6 +149,22 @@ def hints(report: Mapping[str, Any]) -> list[str]:
         out.append(
             "bots did not join within --connect-timeout: the server is overloaded or "
             "refusing at admission; lower --ramp or raise --connect-timeout"
+        )
+    if _count(errors, "redirect_unreachable"):
+        out.append(
+            "a cluster node redirected bots to a node they cannot reach (see the first error "
+            "for its URL): every node's --public-url must be an address the bots can connect "
+            "to, with a certificate for that name"
+        )
+    if _count(errors, "redirect_loop"):
+        out.append(
+            "the cluster kept redirecting joins (more than 3 times for one join): its nodes "
+            "disagree where rooms live; check that every node uses the same --directory"
+        )
+    if _count(errors, code=int(CloseCode.DIRECTORY_UNAVAILABLE)):
+        out.append(
+            "nodes could not reach the room directory (4016) within --connect-timeout: is "
+            "the --directory (Redis) up and reachable from every node?"
         )
     if _count(errors, "send_backlog"):
         out.append(

@@ -12,6 +12,10 @@ checksum; chase bots keep a replica too (they steer by it), checked only if they
 others read only what they measure from a state message, by direct indexing: its tick (which
 must follow the previous one) and their own input ack. Latency is the time from sending input
 ``seq`` until the first state message whose ack for this bot is at least ``seq``.
+
+In a cluster a bot's JOIN (or RESUME) may be answered with REDIRECT: the bot connects to the
+URL it names and sends the same message again, at most 3 times per join (as the SDKs do; then
+it fails as ``redirect_loop``), and counts them (``redirects`` in the report).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from urllib.parse import urlsplit
 
 import trio
 
+from clients.routing import MAX_REDIRECTS, check_redirect_url
 from shared import wire
 from shared.errors import RemoteProtocolError
 from shared.messages import (
@@ -43,6 +48,7 @@ from shared.messages import (
     Error,
     Join,
     Joined,
+    Redirect,
     Snapshot,
     parse_server_message,
 )
@@ -125,6 +131,47 @@ class BotFailed(Exception):
         self.kind = kind
         self.detail = detail
         self.close_code = close_code
+
+
+#: failures of reaching a node (TCP, TLS, the WebSocket handshake): after a redirect they are
+#: counted as ``redirect_unreachable`` (the node's public URL does not work from here)
+CONNECT_KINDS = frozenset(
+    {"refused", "connect", "tls_closed", "tls_verify", "tls", "tls_not_tls", "handshake"}
+)
+
+
+def follow_redirect(msg: Redirect, current: str, entry: str, hops: int) -> str:
+    """The URL to dial for a REDIRECT received at ``current`` after ``hops`` redirects of
+    this join (the SDKs' rules, clients.routing); BotFailed if it must not be followed."""
+    problem = check_redirect_url(msg.url, entry)
+    if problem is not None:
+        raise BotFailed(
+            "redirect_url", f"{current} redirected to {msg.url!r}: {problem.value}", 4015
+        )
+    if hops >= MAX_REDIRECTS:
+        raise BotFailed(
+            "redirect_loop",
+            f"more than {MAX_REDIRECTS} redirects for one join (the last: {current} to {msg.url})",
+            4015,
+        )
+    return msg.url
+
+
+async def connect_node(
+    url: str, ssl_context: ssl.SSLContext | None, subprotocols: list[str], redirected: bool
+) -> LeanConnection:
+    """``LeanConnection.connect``; a node named by a redirect that cannot be reached fails
+    as ``redirect_unreachable``."""
+    try:
+        return await LeanConnection.connect(url, ssl_context, subprotocols)
+    except BotFailed as exc:
+        if not redirected or exc.kind not in CONNECT_KINDS:
+            raise
+        raise BotFailed("redirect_unreachable", f"{url}: {exc}") from None
+    except OSError as exc:
+        if not redirected:
+            raise
+        raise BotFailed("redirect_unreachable", f"{url}: {exc}") from None
 
 
 def _connect_failed(err: int) -> BotFailed:
@@ -585,6 +632,7 @@ class Bot:
         "player",
         "player_id",
         "protocol",
+        "redirects",
         "replica",
         "rng",
         "room",
@@ -598,6 +646,7 @@ class Bot:
         "token",
         "updates",
         "updates0",
+        "url",
         "verify",
         "window_opened",
     )
@@ -666,6 +715,10 @@ class Bot:
         self.window_opened = False
         #: the engine takes the bot back after a resume: its behaviour goes on where it was
         self.keep_behaviour = False
+        #: the URL of the node the bot is seated on ("" before; a resume goes there first)
+        self.url = ""
+        #: REDIRECTs followed (cluster nodes sending a join or resume to the room's owner)
+        self.redirects = 0
 
     def drop_delay(self, mean: float) -> float:
         """Seconds until this bot's connection is next cut (``gamebots --drop-every``)."""
@@ -676,7 +729,8 @@ class Bot:
         return self.verify or self.behaviour.needs_replica
 
     async def start(self, url: str, ssl_context: ssl.SSLContext | None, game: str) -> None:
-        """Connect and join; returns once JOINED arrived (the snapshot may follow)."""
+        """Connect to ``url`` and join, following REDIRECTs (at most 3); returns once JOINED
+        arrived (the snapshot may follow). :attr:`url` is then the node's URL."""
         if self.protocol == "json":
             self.conn = await LeanConnection.connect(url, ssl_context, [])
             self.conn.send(json.dumps({"type": "join", "room": self.room}).encode(), OP_TEXT)
@@ -688,14 +742,24 @@ class Bot:
                 if msg.get("type") == "error":
                     code = int(msg.get("code", 0))
                     raise BotFailed(f"ServerError:{code}", str(msg.get("message", "")), code)
-        conn = self.conn = await LeanConnection.connect(
-            url, ssl_context, list(SUPPORTED_SUBPROTOCOLS)
-        )
-        conn.send(Join(self.room, game, self.name, self.token, conn.version).to_bytes())
-        try:
-            msg = parse_server_message(await conn.next_message(), version=conn.version)
-        except RemoteProtocolError as exc:
-            raise BotFailed("protocol", str(exc)) from None
+        entry = current = url
+        hops = 0
+        while True:
+            conn = self.conn = await connect_node(
+                current, ssl_context, list(SUPPORTED_SUBPROTOCOLS), hops > 0
+            )
+            conn.send(Join(self.room, game, self.name, self.token, conn.version).to_bytes())
+            try:
+                msg = parse_server_message(await conn.next_message(), version=conn.version)
+            except RemoteProtocolError as exc:
+                raise BotFailed("protocol", str(exc)) from None
+            if not isinstance(msg, Redirect):
+                break
+            conn.close()
+            current = follow_redirect(msg, current, entry, hops)
+            hops += 1
+            self.redirects += 1
+        self.url = current
         if isinstance(msg, Error):
             raise BotFailed(f"ServerError:{msg.code}", msg.message, msg.code)
         if isinstance(msg, Close):

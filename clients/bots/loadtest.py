@@ -24,6 +24,12 @@ from clients.bots.drops import ResumingBot, drop_figures, recover
 from clients.bots.errors import EARLY_STOP_ATTEMPTS, EarlyStop, FirstErrors
 from clients.bots.lean import Bot, BotFailed, Engine, LatencyHistogram
 from clients.bots.progress import rate_key
+from shared.protocol import CloseCode
+
+#: a JOIN refused with 4016 (the node cannot reach the room directory) is tried again after
+#: random(0, min(CAP, BASE * 2**n)) seconds, within --connect-timeout
+DIRECTORY_RETRY_BASE = 0.1
+DIRECTORY_RETRY_CAP = 0.75
 
 
 def _mix(value: Any) -> Mix:
@@ -147,6 +153,7 @@ async def run_load(
     errors: Counter[str] = Counter()
     disconnects: Counter[str] = Counter()
     failed: set[int] = set()
+    directory_retries = [0]  # joins tried again after 4016
     first = FirstErrors()
     early = EarlyStop(min(cfg.early_stop, cfg.rooms * cfg.players)) if cfg.early_stop else None
     raw: dict[str, Any] = {}
@@ -165,6 +172,7 @@ async def run_load(
     def on_window_close(window: float) -> None:  # in the engine thread
         with lock:
             raw.update(_raw(cfg, bots, engine, window, errors, disconnects, failed))
+            raw["directory_retries"] = directory_retries[0]
             raw["errors_first"] = dict(first.first)
 
     trio_token = trio.lowlevel.current_trio_token()
@@ -211,6 +219,23 @@ async def run_load(
             raw["early_stop"] = reason
             stop.set()
 
+    async def join(bot: Bot) -> None:
+        """``bot.start``; a refusal with 4016 (directory unavailable) is tried again."""
+        n = 0
+        while True:
+            try:
+                await bot.start(cfg.url, ctx, cfg.game)
+                return
+            except BotFailed as exc:
+                if exc.close_code != CloseCode.DIRECTORY_UNAVAILABLE:
+                    raise
+            _close(bot)
+            n += 1
+            with lock:
+                directory_retries[0] += 1
+            cap = min(DIRECTORY_RETRY_CAP, DIRECTORY_RETRY_BASE * 2**n)
+            await trio.sleep(random.uniform(0.0, cap))
+
     async def start(bot: Bot) -> None:
         async with limiter:
             if stop.is_set():
@@ -218,7 +243,7 @@ async def run_load(
                 return
             try:
                 with trio.fail_after(cfg.connect_timeout):
-                    await bot.start(cfg.url, ctx, cfg.game)
+                    await join(bot)
             except BotFailed as exc:
                 bot.close_code = exc.close_code
                 failure = exc
@@ -331,6 +356,9 @@ async def run_load(
         raise RuntimeError("the bot engine crashed") from engine.crashed
     raw["ramp_s"] = round(ramp_s, 2)
     raw["errors_first"] = dict(first.first)
+    raw["redirects"] = sum(bot.redirects for bot in bots)
+    raw["redirected_bots"] = sum(1 for bot in bots if bot.redirects)
+    raw["directory_retries"] = directory_retries[0]
     return raw
 
 
@@ -391,6 +419,8 @@ def _raw(
         "events_received": events_received,
         "cpu_s": round(cpu, 4),
         "input_slots_late": engine.late_slots,
+        "redirects": sum(bot.redirects for bot in bots),
+        "redirected_bots": sum(1 for bot in bots if bot.redirects),
         **drop_figures(bots),
     }
 
@@ -416,6 +446,7 @@ def merge_reports(raws: list[dict[str, Any]]) -> dict[str, Any]:
     window = cpu = ramp = 0.0
     tick_rates = []
     drops = resumes = resume_failures = seats_lost = 0
+    redirects = redirected_bots = directory_retries = 0
     resume_ms: list[float] = []
     first = FirstErrors()
     early_stop = None
@@ -423,6 +454,9 @@ def merge_reports(raws: list[dict[str, Any]]) -> dict[str, Any]:
         first.merge(raw.get("errors_first", {}))
         early_stop = early_stop or raw.get("early_stop")
         drops += raw.get("drops", 0)
+        redirects += raw.get("redirects", 0)
+        redirected_bots += raw.get("redirected_bots", 0)
+        directory_retries += raw.get("directory_retries", 0)
         resumes += raw.get("resumes", 0)
         resume_failures += raw.get("resume_failures", 0)
         seats_lost += raw.get("seats_lost", 0)
@@ -482,6 +516,9 @@ def merge_reports(raws: list[dict[str, Any]]) -> dict[str, Any]:
             "max": round(max(resume_ms), 2) if resume_ms else None,
             "samples": len(resume_ms),
         },
+        "redirects": redirects,
+        "redirected_bots": redirected_bots,
+        "directory_retries": directory_retries,
         "errors": dict(sorted(errors.items())),
         "errors_first": dict(sorted(first.first.items())),
         "early_stop": early_stop,

@@ -8,16 +8,26 @@
 // RESUMED JOINED and a catch-up DELTA or a SNAPSHOT. A RESUME refused (4013 seat lost, 4001
 // token refused) falls back to a fresh JOIN of the same room. `closed` is the end: our own
 // leave(), a kick, a refusal, another connection taking the seat, or attempts run out.
+//
+// In a cluster (docs/protocol.md "Clusters: redirects") a node that does not host the room
+// answers the JOIN or RESUME with REDIRECT {url, room} and closes with 4015: the session opens
+// a WebSocket to that URL (same subprotocols) and sends the same JOIN (same token) or RESUME,
+// at most 3 times per join (redirect.js). The node that seats it is the owner: a RESUME goes
+// there first, and back to the entry URL (the one given to connect()) if it cannot be reached.
+// A first JOIN refused with 4016 (the node cannot reach the room directory) is tried again
+// with backoff while connectTimeoutMs lasts.
 
 import { Emitter } from './emitter.js';
-import { SessionClosedError } from './errors.js';
+import { RemoteProtocolError, SessionClosedError } from './errors.js';
 import { encodeJoin, encodeLeave, encodeResume } from './messages.js';
 import { CloseCode, SUPPORTED_SUBPROTOCOLS, describeClose, versionOfSubprotocol } from './protocol.js';
 import { LostReason, ReconnectReason, attemptOutcome, backoffDelay, reconnectPolicy, reconnectReasonOf } from './reconnect.js';
+import { redirectProblem } from './redirect.js';
 import { REAL_TIMERS, closeSocket, wsUrl } from './socket.js';
 
 /** @typedef {import('./protocol.js').CloseInfo} CloseInfo */
 /** @typedef {import('./messages.js').Joined} Joined */
+/** @typedef {import('./messages.js').RedirectMessage} RedirectMessage */
 /** @typedef {import('./reconnect.js').ReconnectPolicy} ReconnectPolicy */
 /** @typedef {import('./reconnect.js').ReconnectReasonName} ReconnectReasonName */
 /** @typedef {import('./reconnect.js').LostReasonName} LostReasonName */
@@ -47,7 +57,14 @@ export class Connection extends Emitter {
    */
   constructor(url, options) {
     super();
-    this.url = wsUrl(url);
+    /** the URL given to connect(): where a join starts when no owner is known */
+    this.entryUrl = wsUrl(url);
+    /** the URL of the current connection (or the one being opened): the room's node once seated */
+    this.url = this.entryUrl;
+    /** @type {string | null} the URL of the node that seated us, if not the entry URL: a RESUME goes there first */
+    this.ownerUrl = null;
+    /** REDIRECTs followed by the current (or last) join, 0 to 3 (`stats.redirects` counts all) */
+    this.redirects = 0;
     this.options = options;
     const WS = options.WebSocket ?? /** @type {WebSocketConstructor | undefined} */ (globalThis.WebSocket);
     if (!WS) throw new TypeError('no WebSocket: pass the WebSocket option (in Node 20, e.g. the `ws` package)');
@@ -74,6 +91,8 @@ export class Connection extends Emitter {
       eventsIn: 0, eventsSent: 0, eventsRefused: 0,
       /** outages begun, reconnect attempts made, seats resumed, seats lost, stalls detected */
       reconnects: 0, attempts: 0, resumes: 0, seatsLost: 0, stalls: 0,
+      /** REDIRECTs followed (all joins), first JOINs tried again after 4016 */
+      redirects: 0, directoryRetries: 0,
     };
     /** how long the last outage lasted, from noticing it to the seat back (ms; NaN before one) */
     this.lastDowntimeMs = NaN;
@@ -85,6 +104,14 @@ export class Connection extends Emitter {
     this._kind = 'join';
     /** JOINED arrived on the current connection */
     this._connJoined = false;
+    /** the current WebSocket opened (a close before that: the node could not be reached) */
+    this._opened = false;
+    /** @type {(version: number) => Uint8Array} the current join's JOIN or RESUME, the same on every redirect */
+    this._hello = () => new Uint8Array(0);
+    /** when the current join's connect timeout fires (the `conn` timer) */
+    this._connDeadline = Infinity;
+    /** first JOINs tried again after 4016, this session */
+    this._directoryTries = 0;
     /** @type {{code: number, text: string} | null} the ERROR/CLOSE the server sent on it */
     this._serverClose = null;
     this._lastMessageAt = 0;
@@ -178,23 +205,30 @@ export class Connection extends Emitter {
 
   // ------------------------------------------------------------ connecting
   /**
-   * Open a connection: the first JOIN, a fresh JOIN of the same room, or a RESUME.
+   * Begin a join: the first JOIN, a fresh JOIN of the same room, or a RESUME. It goes to the
+   * owner's URL if one is known, else to the entry URL, and follows REDIRECTs from there.
    * @param {ConnectionKind} kind
+   * @param {boolean} [again] the first JOIN again after 4016: the connect timeout keeps running
    */
-  async _connect(kind) {
+  async _connect(kind, again = false) {
     const opts = this.options;
     const epoch = ++this._epoch;
     this._kind = kind;
     this._connJoined = false;
     this._serverClose = null;
     this.version = 0;
+    this.redirects = 0;
     const first = kind === 'join';
     if (!this._outage) this.state = 'connecting';
-    if (first || !this._outage) {
+    if (again) {
+      // the first join's timer runs on
+    } else if (first || !this._outage) {
       const timeout = opts.connectTimeoutMs ?? 10000;
+      this._connDeadline = this._now() + timeout;
       this._after('conn', timeout, () => this._connectionFailed(describeClose(CloseCode.ABNORMAL, `timed out after ${timeout} ms connecting and joining`), ReconnectReason.TIMEOUT));
     } else {
       const timeout = this.policy.attemptTimeoutMs;
+      this._connDeadline = this._now() + timeout;
       this._after('conn', timeout, () => this._connectionFailed(describeClose(CloseCode.ABNORMAL, `no answer in ${timeout} ms`), ReconnectReason.TIMEOUT));
     }
     let token = '';
@@ -224,10 +258,25 @@ export class Connection extends Emitter {
       this._finish(describeClose(CloseCode.BAD_JOIN, err instanceof Error ? err.message : String(err)));
       return;
     }
+    this._hello = hello;
+    this._open(this.ownerUrl ?? this.entryUrl);
+  }
+
+  /**
+   * Open a WebSocket to `url` for the current join, and send its JOIN or RESUME there.
+   * @param {string} url
+   */
+  _open(url) {
+    const kind = this._kind;
+    this.url = url;
+    this._connJoined = false;
+    this._serverClose = null;
+    this._opened = false;
+    this.version = 0;
     /** @type {WebSocketLike} */
     let ws;
     try {
-      ws = new this._WS(this.url, [...SUPPORTED_SUBPROTOCOLS]);
+      ws = new this._WS(url, [...SUPPORTED_SUBPROTOCOLS]);
     } catch (err) {
       this._connectionFailed(describeClose(CloseCode.ABNORMAL, err instanceof Error ? err.message : String(err)), ReconnectReason.CONNECTION_LOST);
       return;
@@ -236,6 +285,7 @@ export class Connection extends Emitter {
     this._ws = ws;
     ws.onopen = () => {
       if (this._ws !== ws) return;
+      this._opened = true;
       const version = versionOfSubprotocol(ws.protocol);
       if (version === null) {
         this._fail(CloseCode.PROTOCOL_ERROR, `the server accepted none of the subprotocols ${SUPPORTED_SUBPROTOCOLS.join(', ')}`);
@@ -250,7 +300,7 @@ export class Connection extends Emitter {
       }
       if (/** @type {SessionState} */ (this.state) !== 'reconnecting') this.state = 'joining';
       this._lastMessageAt = this._now();
-      this._send(hello(version));
+      this._send(this._hello(version));
     };
     ws.onmessage = (ev) => {
       if (this._ws === ws) this._onData(ev.data);
@@ -259,6 +309,33 @@ export class Connection extends Emitter {
       if (this._ws === ws) this._onClose(ev.code, ev.reason);
     };
     ws.onerror = () => {};
+  }
+
+  /**
+   * The server answered the JOIN or RESUME with REDIRECT (it closes with 4015 next): open a
+   * WebSocket to the URL it names and send the same message there, or fail the join if it
+   * may not be followed (more than 3 for this join, a bad URL, another scheme).
+   * @param {RedirectMessage} msg
+   */
+  _redirect(msg) {
+    if (this._connJoined) throw new RemoteProtocolError('REDIRECT after JOINED', CloseCode.PROTOCOL_ERROR);
+    const refused = redirectProblem(msg.url, this.entryUrl, this.redirects, this.url);
+    if (refused) {
+      this.ownerUrl = null; // the cluster is moving things: the next join starts at the entry
+      this._connectionFailed(describeClose(CloseCode.REDIRECT, refused.detail), ReconnectReason.REDIRECT);
+      return;
+    }
+    this.redirects++;
+    this.stats.redirects++;
+    this._detach(CloseCode.NORMAL, 'redirected');
+    this.emit('redirect', { url: msg.url, room: msg.room, hop: this.redirects });
+    if (this.state === 'closed' || this._leaving) return; // a listener left
+    this._open(msg.url);
+  }
+
+  /** JOINED arrived: the node that sent it hosts the room (a later RESUME goes there first). */
+  _noteSeated() {
+    this.ownerUrl = this.url === this.entryUrl ? null : this.url;
   }
 
   /**
@@ -328,11 +405,27 @@ export class Connection extends Emitter {
    */
   _connectionFailed(info, reason) {
     if (this.state === 'closed') return;
+    // the owner's node did not answer: the next attempt goes to the entry URL
+    if (!this._opened && this.ownerUrl !== null && this.url === this.ownerUrl) this.ownerUrl = null;
     this._detach(GIVE_UP_CODE, info.detail, true);
     this._cancel('conn');
     if (this._outage) this._attemptFailed(info, reason);
     else if (this.joined && this._kind !== 'join') this._lostConnection(info, reason);
     else this._finish(info);
+  }
+
+  /**
+   * The first JOIN was refused with 4016 (the node cannot reach the room directory): try it
+   * again after a backoff delay, if the connect timeout leaves time for it (and reconnects
+   * are on). Returns whether it will.
+   */
+  _directoryRetry() {
+    const delay = backoffDelay(++this._directoryTries, this.policy, this._random);
+    if (!this.policy.enabled || this._now() + delay >= this._connDeadline) return false;
+    this.stats.directoryRetries++;
+    this.state = 'connecting';
+    this._after('backoff', delay, () => this._connect('join', true));
+    return true;
   }
 
   /**
@@ -394,11 +487,22 @@ export class Connection extends Emitter {
    */
   _onClose(code, reason) {
     const server = this._serverClose;
-    const info = server ? describeClose(server.code, server.text, true) : describeClose(code, reason);
+    let info = server ? describeClose(server.code, server.text, true) : describeClose(code, reason);
+    if (!server && !this._opened && this.redirects > 0) {
+      info = describeClose(code, `${reason ? `${reason}: ` : ''}could not connect to ${this.url}, where a redirect sent this join (from ${this.entryUrl})`);
+    }
     this._ws = null;
     this._cancel('stall');
-    if (this._leaving) this._finish(info);
-    else if (this._outage) {
+    const first = this._kind === 'join' && !this.joined;
+    if (!this._leaving && !this._opened && this.ownerUrl !== null && this.url === this.ownerUrl) {
+      // the owner's node cannot be reached: back to the entry URL at once (the room may have moved)
+      this.ownerUrl = null;
+      this.redirects = 0;
+      this._open(this.entryUrl);
+    } else if (this._leaving) this._finish(info);
+    else if (first && info.code === CloseCode.DIRECTORY_UNAVAILABLE && this._directoryRetry()) {
+      // tried again after a backoff delay
+    } else if (this._outage) {
       this._cancel('conn');
       this._attemptFailed(info);
     } else if (!this.joined || (this._kind === 'join' && !this._connJoined)) this._finish(info); // the first JOIN failed

@@ -4,6 +4,7 @@
 //   state        replica.js                        snapshots, deltas (catch-up ones too), checksums, views
 //   session      session.js, connection.js         connect(), inputs, acks, events, resync, rejoin
 //   reconnect    reconnect.js                      backoff, resume, bounded input buffer
+//   clusters     redirect.js                       following REDIRECT (at most 3 per join)
 //   netcode      prediction.js, interpolation.js   client-side prediction, interpolation
 
 export * from './protocol.js';
@@ -59,6 +60,7 @@ export { Emitter } from './emitter.js';
 export { Session, connect } from './session.js';
 export { Connection } from './connection.js';
 export { InputBuffer, LostReason, ReconnectReason, backoffDelay, reconnectPolicy } from './reconnect.js';
+export { MAX_REDIRECTS, RedirectProblem, redirectProblem } from './redirect.js';
 /** @typedef {import('./prediction.js').PredictFn} PredictFn */
 /** @typedef {import('./prediction.js').PredictorOptions} PredictorOptions */
 /** @typedef {import('./interpolation.js').InterpolatorOptions} InterpolatorOptions */
@@ -73,6 +75,9 @@ export { InputBuffer, LostReason, ReconnectReason, backoffDelay, reconnectPolicy
 /** @typedef {import('./session_types.js').ReconnectingInfo} ReconnectingInfo */
 /** @typedef {import('./session_types.js').ResumedInfo} ResumedInfo */
 /** @typedef {import('./session_types.js').LostInfo} LostInfo */
+/** @typedef {import('./session_types.js').RedirectInfo} RedirectInfo */
+/** @typedef {import('./messages.js').RedirectMessage} RedirectMessage */
+/** @typedef {import('./redirect.js').RedirectProblemName} RedirectProblemName */
 /** @typedef {import('./session_types.js').Timers} Timers */
 /** @typedef {import('./session_types.js').SessionState} SessionState */
 /** @typedef {import('./reconnect.js').ReconnectPolicy} ReconnectPolicy */

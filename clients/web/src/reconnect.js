@@ -30,6 +30,8 @@ export const ReconnectReason = Object.freeze({
   TIMEOUT: 'timeout',
   /** the seat could not be resumed: this attempt is a fresh JOIN of the same room */
   SEAT_LOST: 'seat-lost',
+  /** a REDIRECT could not be followed (more than 3 for one join, or a URL refused): start again at the entry URL */
+  REDIRECT: 'redirect',
 });
 
 /** Why the seat (and with `final`, the session) was lost: the `reason` of a `lost` event. */

@@ -242,6 +242,9 @@ export class Session extends Connection {
       case 'CLOSE':
         this._serverClose = { code: msg.code, text: msg.reason };
         return;
+      case 'REDIRECT':
+        this._redirect(msg);
+        return;
     }
   }
 
@@ -260,6 +263,7 @@ export class Session extends Connection {
         throw new RemoteProtocolError(`the resumed room ${msg.view ? 'sends' : 'no longer sends'} a view`, CloseCode.PROTOCOL_ERROR);
       }
       this._connJoined = true;
+      this._noteSeated();
       // the replica's schema objects stay (its entities are typed by them)
       this.joined = { ...msg, schema: previous.schema, inputSchema: previous.inputSchema };
       this._resumeToken = msg.resumeToken ?? '';
@@ -276,6 +280,7 @@ export class Session extends Connection {
     const rejoin = previous !== null;
     if (rejoin) this._resetGame();
     this._connJoined = true;
+    this._noteSeated();
     this.joined = msg;
     this._resumeToken = msg.resumeToken ?? '';
     this.replica = new Replica(msg.schema, { view: msg.view === true });

@@ -107,8 +107,14 @@
  * @typedef {{reason: LostReasonName, code: number, detail: string, final: boolean}} LostInfo
  */
 /**
+ * A cluster node sent this join (the first JOIN, a RESUME or a fresh JOIN) to `url`, where
+ * `room` lives: the session connects there next. `hop` counts this join's redirects (1 to 3).
+ * @typedef {{url: string, room: string, hop: number}} RedirectInfo
+ */
+/**
  * @typedef {{joined: JoinInfo, state: StateInfo, event: RoomEventInfo, desync: DesyncInfo,
- *   reconnecting: ReconnectingInfo, resumed: ResumedInfo, lost: LostInfo, close: CloseInfo}} SessionEvents
+ *   reconnecting: ReconnectingInfo, resumed: ResumedInfo, lost: LostInfo, redirect: RedirectInfo,
+ *   close: CloseInfo}} SessionEvents
  */
 /** @typedef {'connecting' | 'joining' | 'playing' | 'reconnecting' | 'closed'} SessionState */
 
