@@ -22,7 +22,14 @@ CODE = re.compile(r"```([a-z]*)\n(.*?)```", re.S)
 ENV_EXTRA = {"GAMESERVER_SECRET", "GAMESERVER_CONFIG"}
 #: other programs' command lines in the guide, and the flags they may use there
 FOREIGN = {
-    "redis-server": {"--bind", "--port", "--requirepass", "--save", "--appendonly", "--protected-mode"},
+    "redis-server": {
+        "--bind",
+        "--port",
+        "--requirepass",
+        "--save",
+        "--appendonly",
+        "--protected-mode",
+    },
 }
 
 
