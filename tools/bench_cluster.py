@@ -535,7 +535,7 @@ def capacity_step(
     cmd = bm.bots_command("gameserver", st, srv.url, rooms, report_path, None)[3:]  # no taskset
     rec["server_cmd"] = shlex.join(srv.cmd)
     rec["bots_cmd"] = shlex.join(cmd)
-    sampler = TreeSampler(srv.proc.pid, metrics_url)
+    sampler = TreeSampler(srv.proc.pid, metrics_url, scrape_every=1.0)
     last = None
     try:
         if workers > 1:
@@ -554,7 +554,8 @@ def capacity_step(
             sampler.stop()
             last = bm.scrape(metrics_url)
     finally:
-        sampler.stop()
+        if sampler._thread.ident is not None:  # started
+            sampler.stop()
         procs.stop(srv.proc, signal.SIGINT, 20.0)
     report = None
     with contextlib.suppress(OSError, ValueError):
@@ -562,6 +563,7 @@ def capacity_step(
     rec["report"] = report
     bm.fill_step(rec, report, sampler, t_exit, st.duration, first, last)
     rec["machine_busy_pct"] = cl.machine_busy(rec.get("core0_busy_pct"), rec.get("core1_busy_pct"))
+    rec["foreign_pct"] = cl.foreign_machine_pct(rec)
     window = rec.get("series", {}).get("window")
     inside = sampler.scrapes
     if window and len(inside) >= 2:

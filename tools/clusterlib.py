@@ -254,6 +254,21 @@ def machine_busy(core0: float | None, core1: float | None) -> float | None:
     return round((core0 + core1) / 2, 1)
 
 
+def foreign_machine_pct(step: Mapping[str, Any]) -> float | None:
+    """Busy time of both cores (percent of one core) that neither the server's processes,
+    the bots nor softirq explain: other work on a shared machine. None if not measured."""
+    cores = [step.get("core0_busy_pct"), step.get("core1_busy_pct")]
+    if None in cores:
+        return None
+    return bl.foreign_share(
+        sum(c for c in cores if c is not None),
+        step.get("server_cpu_pct") or 0.0,
+        step.get("bots_cpu_pct") or 0.0,
+        step.get("core0_softirq_pct") or 0.0,
+        2.0,  # this script's sampling
+    )
+
+
 def capacity_verdict(one: int | None, two: int | None) -> str:
     """One line comparing the capacities of --workers 1 and --workers 2."""
     if one is None or two is None:
@@ -292,16 +307,17 @@ def render_capacity(arms: Mapping[str, Mapping[str, Any]]) -> str:
     """The capacity steps of each arm (``--workers 1``, ``--workers 2``)."""
     head = (
         "| server | players (conn./target) | server CPU % (of 200) | bots CPU % | machine busy % "
-        "| updates/s p5 | latency ms p99 | tick p99 ms | verdict |"
+        "| other work % | updates/s p5 | latency ms p99 | tick p99 ms | verdict |"
     )
-    out = [head, "|---|---|---:|---:|---:|---:|---:|---:|---|"]
+    out = [head, "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for name, arm in arms.items():
         for s in sorted(arm.get("steps") or [], key=lambda s: s["target"]):
             reasons = s.get("saturated") or []
             out.append(
                 f"| {name} | {s.get('connected', '-')}/{s['target']} "
                 f"| {_f(s.get('server_cpu_pct'))} | {_f(s.get('bots_cpu_pct'))} "
-                f"| {_f(s.get('machine_busy_pct'))} | {_f(s.get('updates_p5'))} "
+                f"| {_f(s.get('machine_busy_pct'))} | {_f(s.get('foreign_pct'))} "
+                f"| {_f(s.get('updates_p5'))} "
                 f"| {_f(s.get('latency_p99_ms'))} | {_f(s.get('tick_p99_ms'))} "
                 f"| {'saturated: ' + ', '.join(reasons) if reasons else 'ok'} |"
             )
