@@ -4,14 +4,24 @@ its command line."""
 
 from __future__ import annotations
 
+import contextlib
+import ssl
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+import trio
+import trustme
+from trio_websocket import WebSocketRequest, serve_websocket
+
+from shared.messages import Error, Join, Redirect, parse_client_message
+from shared.protocol import Kind
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
 import bench_cluster as bc
 import benchlib as bl
+import cluster_join as cj
 import clusterlib as cl
 
 SUPERVISOR_OUT = """\
@@ -31,6 +41,11 @@ def test_worker_lines_are_parsed_and_a_restart_replaces_its_line() -> None:
     ]
     cl.check_workers(lines, 2)
     assert cl.parse_worker_lines("listening on wss://127.0.0.1:8443\n") == []
+    # workers that share the supervisor's stdout print their own line: pick the shared port's
+    text = "listening on wss://127.0.0.1:8444\n" + SUPERVISOR_OUT
+    assert cl.listening_url(text) == "wss://127.0.0.1:8444"
+    assert cl.listening_url(text, 8443) == "wss://127.0.0.1:8443"
+    assert cl.listening_url("metrics on http://x:1/metrics\n", 8443) is None
 
 
 def test_a_server_without_workers_or_redirects_is_one_clear_line() -> None:
@@ -168,3 +183,68 @@ def test_command_line() -> None:
     with pytest.raises(SystemExit):
         bc.parse_args(["--routes", "moon"])
     assert bl.ROOM_SIZE == 8  # the capacity steps are whole arena rooms
+
+
+# ------------------------------------------------------------------ the join client, over WSS
+async def _fake_node(nursery: trio.Nursery, ssl_ctx: ssl.SSLContext, answer: Any) -> str:
+    """A WSS endpoint that answers the first message with ``answer(join_bytes)``."""
+
+    async def handler(request: WebSocketRequest) -> None:
+        ws = await request.accept(subprotocol=request.proposed_subprotocols[0])
+        join = await ws.get_message()
+        reply, code = answer(join)
+        await ws.send_message(reply)
+        with contextlib.suppress(Exception):
+            if code:
+                await ws.aclose(code)
+            else:
+                await ws.get_message()  # the LEAVE
+
+    server = await nursery.start(serve_websocket, handler, "127.0.0.1", 0, ssl_ctx)
+    return f"wss://127.0.0.1:{server.port}/"
+
+
+async def test_the_join_client_follows_a_redirect_and_stops_after_three() -> None:
+    ca = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_ctx)
+    client_ctx = ssl.create_default_context()
+    ca.configure_trust(client_ctx)
+    joins: list[Join] = []
+
+    def joined(data: bytes | str) -> tuple[bytes, int]:
+        assert isinstance(data, bytes)
+        msg = parse_client_message(data, version=2)
+        assert isinstance(msg, Join)
+        joins.append(msg)
+        return bytes((Kind.JOINED,)), 0
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            owner = await _fake_node(nursery, server_ctx, joined)
+            entry = await _fake_node(
+                nursery, server_ctx, lambda _: (Redirect(owner, "r").to_bytes(), 4015)
+            )
+            sample = await cj.one_join(entry, "r", "tok", client_ctx)
+            assert (sample.hops, sample.url) == (1, owner)
+            assert sample.reach_ms <= sample.ms
+            assert [(j.room, j.token) for j in joins] == [("r", "tok")]  # the same JOIN again
+
+            loop_url: list[str] = []
+            looping = await _fake_node(
+                nursery, server_ctx, lambda _: (Redirect(loop_url[0], "r").to_bytes(), 4015)
+            )
+            loop_url.append(looping)
+            with pytest.raises(BaseException) as info:
+                await cj.one_join(looping, "r", "tok", client_ctx)
+            assert info.group_contains(cj.JoinRefused, match="more than 3 redirects")
+
+            refusing = await _fake_node(
+                nursery,
+                server_ctx,
+                lambda _: (Error(4016, "directory unavailable").to_bytes(), 4016),
+            )
+            with pytest.raises(BaseException) as info:
+                await cj.one_join(refusing, "r", "tok", client_ctx)
+            assert info.group_contains(cj.JoinRefused, match="ERROR 4016")
+            nursery.cancel_scope.cancel()

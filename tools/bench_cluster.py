@@ -101,7 +101,8 @@ def routing(
     if "workers" in groups:
         bm.log("routing: --workers 2")
         base = free_port(block=3)
-        srv = start_server(procs, ["--port", str(base), "--workers", "2", *flags], work, "workers")
+        argv = ["--port", str(base), "--workers", "2", *flags]
+        srv = start_server(procs, argv, work, "workers", port=base, workers=2)
         try:
             cl.check_workers(srv.workers, 2)
             urls = [w.url for w in srv.workers]

@@ -73,7 +73,9 @@ def capacity_step(
     argv = ["--port", str(base), "--metrics-port", str(metrics_port), *st.server_extra]
     if workers > 1:
         argv += ["--workers", str(workers)]
-    srv = start_server(procs, argv, st.work_dir, tag)
+    srv = start_server(
+        procs, argv, st.work_dir, tag, port=base, workers=workers if workers > 1 else 0
+    )
     metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
     report_path = st.work_dir / f"{tag}.report.json"
     cmd = bm.bots_command("gameserver", st, srv.url, rooms, report_path, None)[3:]  # no taskset

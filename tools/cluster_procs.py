@@ -113,19 +113,40 @@ class Server:
 
 
 def start_server(
-    procs: bm.Procs, argv: list[str], work: Path, tag: str, timeout: float = 60.0
+    procs: bm.Procs,
+    argv: list[str],
+    work: Path,
+    tag: str,
+    *,
+    port: int | None = None,
+    workers: int = 0,
+    timeout: float = 60.0,
 ) -> Server:
+    """Start ``gameserver serve ARGV`` and wait for its ``listening on URL`` line (the one on
+    ``port``, if given: workers sharing stdout print their own) and, with ``workers``, for
+    that many ``worker I (pid P) listening on URL`` lines (at most 3 s more: a server without
+    workers never prints them)."""
     cmd = [str(bm.VENV_PY), "-m", "gameserver.cli", "serve", *argv]
     out, err = work / f"{tag}.out", work / f"{tag}.err"
     with out.open("w") as o, err.open("w") as e:
         proc = procs.start(cmd, o, e)
     bm.log(f"{tag}: {shlex.join(cmd)} (pid {proc.pid})")
-    try:
-        url = bm.wait_for_lines(out, proc, ["listening on "], timeout)["listening on "]
-    except RuntimeError as exc:
-        tail = err.read_text().strip().splitlines()[-1:] or [""]
-        fail(f"{tag}: {exc}: {tail[0]}")
-    return Server(proc, cmd, out, err, url, cl.parse_worker_lines(out.read_text()))
+    deadline = time.monotonic() + timeout
+    seen: float | None = None
+    while True:
+        text = out.read_text()
+        url = cl.listening_url(text, port)
+        lines = cl.parse_worker_lines(text)
+        if url is not None:
+            seen = seen or time.monotonic()
+            if len(lines) >= workers or time.monotonic() - seen > 3.0:
+                return Server(proc, cmd, out, err, url, lines)
+        if proc.poll() is not None:
+            tail = err.read_text().strip().splitlines()[-1:] or [""]
+            fail(f"{tag}: the server exited with {proc.returncode} before it listened: {tail[0]}")
+        if time.monotonic() > deadline:
+            fail(f"{tag}: the server did not print 'listening on' within {timeout:.0f} s")
+        time.sleep(0.05)
 
 
 @contextlib.contextmanager

@@ -78,6 +78,17 @@ def parse_worker_lines(text: str) -> list[WorkerLine]:
     return [found[i] for i in sorted(found)]
 
 
+def listening_url(text: str, port: int | None = None) -> str | None:
+    """The URL of the first ``listening on URL`` line (on ``port``, if given) of a server's
+    stdout; None before there is one."""
+    for line in text.splitlines():
+        if line.startswith("listening on "):
+            url = line[len("listening on ") :].strip()
+            if port is None or endpoint(url)[1] == port:
+                return url
+    return None
+
+
 def endpoint(url: str) -> tuple[str, int]:
     """(host, port) of a ws:// or wss:// URL, for comparing URLs spelled differently."""
     parts = urlsplit(url)
