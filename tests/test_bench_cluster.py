@@ -57,6 +57,10 @@ def test_a_server_without_workers_or_redirects_is_one_clear_line() -> None:
         cl.check_redirected(cl.Route.NODES_REDIRECT, 0, "wss://127.0.0.3:9/", "r")
     cl.check_redirected(cl.Route.NODES_REDIRECT, 1, "wss://127.0.0.3:9/", "r")
     cl.check_redirected(cl.Route.NODES_OWNER, 0, "wss://127.0.0.2:9/", "r")  # no redirect due
+    with pytest.raises(cl.Unsupported, match="gamebots does not follow REDIRECT"):
+        cl.check_bots_follow({"ServerError:4015": 12, "connect": 1})
+    cl.check_bots_follow({"ServerError:4006": 3})
+    cl.check_bots_follow(None)
 
 
 def test_urls_compare_by_host_and_port_whatever_the_spelling() -> None:
@@ -117,7 +121,7 @@ def test_metrics_are_summed_over_workers() -> None:
     assert cl.summed(SCRAPE_A, "gameserver_nothing") is None
     assert cl.merged_buckets(SCRAPE_A, "gameserver_tick_seconds")[0] == (0.001, 300.0)
     fig = cl.window_figures(SCRAPE_A, later, 5.0)
-    assert fig["rooms"] == 5.0 and fig["tick_rate_measured"] == 20.0
+    assert fig["rooms_measured"] == 5.0 and fig["tick_rate_measured"] == 20.0
     # 500 ticks in the window, 400 under 1 ms, all under 2 ms: p99 in the 2 ms bucket
     assert fig["tick_p99_ms"] == 2.0
     # a single server's unlabelled samples work the same

@@ -107,6 +107,7 @@ def capacity_step(
     with contextlib.suppress(OSError, ValueError):
         report = json.loads(report_path.read_text())
     rec["report"] = report
+    cl.check_bots_follow((report or {}).get("errors"))
     bm.fill_step(rec, report, sampler, t_exit, st.duration, first, last)
     rec["machine_busy_pct"] = cl.machine_busy(rec.get("core0_busy_pct"), rec.get("core1_busy_pct"))
     rec["foreign_pct"] = cl.foreign_machine_pct(rec)

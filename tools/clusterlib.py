@@ -125,6 +125,16 @@ def check_redirected(route: Route, hops: int, dialled: str, room: str) -> None:
         )
 
 
+def check_bots_follow(errors: Mapping[str, Any] | None) -> None:
+    """gamebots followed the redirects (else its bots failed with close 4015)."""
+    redirected = {k: v for k, v in (errors or {}).items() if "4015" in k or "redirect" in k.lower()}
+    if redirected:
+        raise Unsupported(
+            f"gamebots does not follow REDIRECT yet ({', '.join(sorted(redirected))}): "
+            "is the SDK branch merged?"
+        )
+
+
 # ------------------------------------------------------------------ join samples
 @dataclass(frozen=True)
 class JoinSample:
@@ -229,7 +239,7 @@ def window_figures(
         0.99,
     )
     return {
-        "rooms": rooms,
+        "rooms_measured": rooms,
         "tick_rate_measured": round(ticks / seconds / rooms, 2) if rooms and seconds > 0 else None,
         "ticks_late": delta("gameserver_ticks_late_total"),
         "ticks_skipped": delta("gameserver_ticks_skipped_total"),
