@@ -4,11 +4,14 @@ code it names exists, so the guide cannot drift from the server it describes."""
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import tomllib
 from pathlib import Path
 
-from gameserver.cli import build_parser
+import pytest
+
+from gameserver.cli import build_parser, main
 from gameserver.settings_table import SERVE_SETTINGS
 from shared.protocol import CloseCode
 
@@ -96,6 +99,20 @@ def test_every_toml_key_and_environment_variable_is_a_setting() -> None:
     settings_env = {"GAMESERVER_" + n.upper().replace("-", "_") for n in names}
     unknown = env - settings_env - ENV_EXTRA
     assert not unknown, f"environment variables that name no setting: {unknown}"
+
+
+def test_the_guides_config_file_is_accepted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every value in its TOML passes the settings' checks (`gameserver config` exits 0)."""
+    for name in [k for k in os.environ if k.startswith("GAMESERVER_")]:
+        monkeypatch.delenv(name)
+    (body,) = [body for lang, body in CODE.findall(GUIDE.read_text()) if lang == "toml"]
+    path = tmp_path / "server.toml"
+    path.write_text(body)
+    assert main(["config", "--config", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert 'workers = "auto"  # file' in out and "drain-timeout = 30.0  # file" in out
 
 
 def test_every_close_code_the_guide_names_exists() -> None:
