@@ -84,7 +84,10 @@ async def http_get(
                 await stream.send_all(request.encode("ascii"))
                 raw = bytearray()
                 while len(raw) <= MAX_RESPONSE:
-                    data = await stream.receive_some(65536)
+                    try:
+                        data = await stream.receive_some(65536)
+                    except trio.BrokenResourceError:
+                        break  # HTTPS closed without close_notify: the response is complete
                     if not data:
                         break
                     raw += data

@@ -13,14 +13,18 @@ import ssl
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
+from functools import partial
 from pathlib import Path
 
 import attrs
 import psutil  # type: ignore[import-untyped]
 import pytest
 import trio
+from prometheus_client.registry import CollectorRegistry
 from trio_websocket import ConnectionClosed
 
+from gameserver.metrics import serve_metrics
+from gameserver.supervisor_metrics import http_get
 from shared.messages import Close, Delta
 from tests.integration.wsclient import TestClient, connect
 
@@ -291,3 +295,46 @@ def test_a_port_in_use_is_one_line(busy_port: int, tmp_path: Path) -> None:
     assert done.returncode == 1 and done.stdout == ""
     assert done.stderr.count("\n") == 1, done.stderr
     assert f"127.0.0.1:{busy_port}" in done.stderr and "already in use" in done.stderr
+
+
+@pytest.mark.parametrize("tls", [False, True])
+async def test_the_supervisor_fetches_a_workers_endpoint_over_http_and_https(
+    tls: bool, nursery: trio.Nursery, server_ssl: ssl.SSLContext
+) -> None:
+    calls = 0
+
+    async def scrape() -> bytes:
+        nonlocal calls
+        calls += 1
+        return b"# the aggregate\n"
+
+    port = await nursery.start(
+        partial(
+            serve_metrics,
+            "127.0.0.1",
+            0,
+            CollectorRegistry(auto_describe=False),
+            ready=lambda: False,
+            ssl_context=server_ssl if tls else None,
+            scrape=scrape,
+        )
+    )
+    client = None
+    if tls:
+        client = ssl.create_default_context()
+        client.check_hostname, client.verify_mode = False, ssl.CERT_NONE
+    assert await http_get("127.0.0.1", port, "/metrics", client, timeout=5) == (
+        200,
+        b"# the aggregate\n",
+    )
+    assert calls == 1
+    got = await http_get("127.0.0.1", port, "/readyz", client, timeout=5)
+    assert got is not None and got[0] == 503
+    closed = _free_port()
+    assert await http_get("127.0.0.1", closed, "/metrics", client, timeout=5) is None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
