@@ -13,9 +13,11 @@ certificate and the signing secret (once, so the workers never race to make them
 2. unless ``--directory`` was given, serves an :class:`EmbeddedDirectory` on a Unix socket in
    a private temporary directory (0700), which the workers use (``--directory unix:PATH``);
 3. starts each worker: ``python -m gameserver serve <the user's flags> --port=OWN
-   --shared-port=BASE --worker-index=I --node-id=<node>/wI --public-url=URL --directory=DIR
-   [--metrics-port=M+1+I]`` in its own session (a terminal's Ctrl-C reaches the supervisor
-   only, which forwards it), stdout read by the supervisor, stderr (the logs) shared;
+   --shared-port=BASE --worker-index=I --node-id=<node>/wI --public-url=URL
+   [--directory=unix:PATH] [--metrics-port=M+1+I]`` in its own session (a terminal's
+   Ctrl-C reaches the supervisor only, which forwards it), stdout read by the supervisor,
+   stderr (the logs) shared. ``<node>`` is ``--node-id`` or the host name; the URL is
+   ``--public-url`` with the worker's port, or its listening address;
 4. once every worker printed its ready line: serves the aggregate ``/metrics`` (every
    worker's samples with a ``worker="i"`` label, plus ``gameserver_worker_up`` and
    ``gameserver_worker_restarts_total``), ``/healthz`` (some worker serves) and ``/readyz``
@@ -236,8 +238,8 @@ def supervise(opts: SupervisorOptions) -> int:
     sock_dir: Path | None = None
     try:
         ports = _reserve_ports(opts, held)
-        directory = opts.directory
-        if directory is None:
+        directory = None  # the user's --directory reaches the workers as the user gave it
+        if opts.directory is None:
             sock_dir = _private_dir()
             directory = f"unix:{sock_dir / 'directory.sock'}"
         specs = plan_workers(

@@ -25,8 +25,11 @@ from gameserver.setting import Kind, Setting
 
 #: the most workers ``--workers`` accepts
 MAX_WORKERS = 256
-#: settings the supervisor sets per worker (the user's values for them are not passed on)
-OVERRIDDEN = frozenset({"workers", "port", "metrics-port", "node-id", "public-url", "directory"})
+#: settings the supervisor sets per worker (the user's values for them are not passed on).
+#: A ``--directory`` the user gave reaches the workers as the user gave it (a flag is passed
+#: on; the environment and the config file are theirs too), so a Redis password given in
+#: $GAMESERVER_DIRECTORY never shows in a worker's command line.
+OVERRIDDEN = frozenset({"workers", "port", "metrics-port", "node-id", "public-url"})
 #: the line a worker prints last once it serves (``gameserver serve``'s ready line)
 READY_PREFIX = "listening on "
 
@@ -135,12 +138,16 @@ def worker_argv(
     shared_port: int,
     node_id: str,
     public_url: str,
-    directory: str,
+    directory: str | None,
     metrics_port: int | None,
 ) -> tuple[str, ...]:
+    """A worker's command line. ``directory``: the supervisor's embedded one (``unix:PATH``),
+    or None when the user gave one (it is in ``args``, the environment or the config file)."""
     argv = [executable, "-m", "gameserver", "serve", *args]
     argv += [f"--port={port}", f"--shared-port={shared_port}", f"--worker-index={index}"]
-    argv += [f"--node-id={node_id}", f"--public-url={public_url}", f"--directory={directory}"]
+    argv += [f"--node-id={node_id}", f"--public-url={public_url}"]
+    if directory is not None:
+        argv.append(f"--directory={directory}")
     if metrics_port is not None:
         argv.append(f"--metrics-port={metrics_port}")
     return tuple(argv)
@@ -155,7 +162,7 @@ def plan_workers(
     shared_port: int,
     ports: Sequence[int],
     metrics_ports: Sequence[int] | None,
-    directory: str,
+    directory: str | None,
     node_id: str,
     public_url: str | None,
 ) -> tuple[WorkerSpec, ...]:

@@ -85,6 +85,7 @@ def test_user_args_round_trip_through_the_parser() -> None:
     again = build_parser().parse_args(["serve", *rebuilt])
     given = _given(again, SERVE_SETTINGS)
     assert given == {
+        "directory": "redis://r:6379/0",  # the user's own: passed on as given
         "host": "0.0.0.0",
         "insecure": True,
         "web": False,

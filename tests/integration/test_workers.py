@@ -85,6 +85,10 @@ async def _read(cluster: Cluster) -> None:
 
 
 def _kill_all(cluster: Cluster) -> None:
+    try:  # the workers it started that never printed a line too
+        cluster.pids |= {c.pid for c in psutil.Process(cluster.proc.pid).children()}
+    except psutil.Error:
+        pass
     for pid in [cluster.proc.pid, *cluster.pids]:
         try:
             os.kill(pid, signal.SIGKILL)
@@ -119,6 +123,8 @@ async def start(tmp_path: Path, nursery: trio.Nursery) -> AsyncIterator[object]:
     finally:
         for cluster in started:
             _kill_all(cluster)
+            with trio.move_on_after(5):
+                await cluster.proc.wait()
 
 
 async def _token(state: Path, player: str) -> str:
@@ -257,8 +263,15 @@ async def test_workers_leave_when_the_supervisor_is_killed(start: object) -> Non
     pids = [pid for pid, _ in cluster.workers().values()]
     os.kill(cluster.proc.pid, signal.SIGKILL)
     with trio.fail_after(15):
-        while any(psutil.pid_exists(p) and psutil.Process(p).status() != "zombie" for p in pids):
+        while any(_alive(p) for p in pids):
             await trio.sleep(0.1)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return False
 
 
 def _run_cli(*args: str) -> subprocess.CompletedProcess[str]:
