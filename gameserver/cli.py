@@ -60,7 +60,7 @@ from gameserver.tls import (
     ensure_dev_certificate,
     server_ssl_context,
 )
-from gameserver.workers import PlanError, check_public_url, parse_workers, user_args
+from gameserver.workers import PlanError, check_settings, parse_workers, user_args
 
 log = logging.getLogger("gameserver")
 _ALL_NAMES = [s.name for s in SERVE_SETTINGS]
@@ -374,6 +374,8 @@ def serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     worker: int | None = getattr(args, "worker_index", None)  # a worker of --workers N
     try:
         workers = 1 if worker is not None else parse_workers(s["workers"], os.cpu_count())
+        if workers > 1:
+            check_settings(workers, s["port"], s["metrics-port"], s["public-url"])
     except PlanError as exc:
         raise SettingError(str(exc)) from None
     configure_logging(_log_level(s), _log_format(s))
@@ -431,8 +433,6 @@ def _supervise(
     from gameserver.supervisor import PortError, SupervisorOptions, WorkerStartupError, supervise
 
     try:
-        if s["public-url"]:
-            check_public_url(s["public-url"])
         opts = SupervisorOptions(
             count=count,
             args=tuple(user_args(_given(args, SERVE_SETTINGS), SERVE_SETTINGS, s.config_file)),

@@ -22,7 +22,8 @@ certificate and the signing secret (once, so the workers never race to make them
    worker's samples with a ``worker="i"`` label, plus ``gameserver_worker_up`` and
    ``gameserver_worker_restarts_total``), ``/healthz`` (some worker serves) and ``/readyz``
    (every worker is ready) on ``M``; prints ``worker I (pid P) listening on URL`` for each
-   and, last, ``listening on wss://HOST:BASE`` (the ready line);
+   (its public URL, as the directory gives it out) and, last, ``listening on
+   wss://HOST:BASE`` (the listening address; the ready line);
 5. restarts a worker that exits (0.5 s doubling to 10 s; back to 0.5 s after 30 s up), with
    the same node id and ports, so it adopts the leases naming it. A worker that exits before
    it ever listened, during start-up, stops everything (its error is on stderr);
@@ -337,7 +338,7 @@ async def _announce(run: _Run, nursery: trio.Nursery) -> None:
         scheme = "https" if opts.metrics_tls else "http"
         _say(f"metrics on {scheme}://{opts.metrics_host}:{port}/metrics (all workers)")
     for slot in sup.slots:
-        _say(f"worker {slot.spec.index} (pid {slot.pid}) listening on {slot.url}")
+        _say(f"worker {slot.spec.index} (pid {slot.pid}) listening on {slot.spec.public_url}")
     url = format_url(opts.scheme, opts.host, ports.base)
     if opts.web:
         page = url.replace("wss://", "https://", 1).replace("ws://", "http://", 1)
@@ -426,7 +427,8 @@ async def _run_worker(run: _Run, spec: WorkerSpec) -> None:
 def _on_output(run: _Run, event: WorkerReady | WorkerOutput) -> None:
     if isinstance(event, WorkerReady):
         if run.sup.announced:
-            _say(f"worker {event.index} (pid {event.pid}) listening on {event.url}")
+            url = run.sup.slots[event.index].spec.public_url
+            _say(f"worker {event.index} (pid {event.pid}) listening on {url}")
         run.wake()
     else:
         _say(f"worker {event.index}: {event.text}")

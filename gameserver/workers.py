@@ -97,6 +97,16 @@ def check_public_url(public_url: str) -> None:
         raise PlanError(f"--public-url {public_url}: must be a ws:// or wss:// URL with a host")
 
 
+def check_settings(count: int, port: int, metrics_port: int | None, public_url: str | None) -> None:
+    """What can be checked of ``--workers N``'s layout before anything starts (PlanError)."""
+    if public_url:
+        check_public_url(public_url)
+    own = wanted_ports(port, count)
+    if metrics_port is not None:
+        metrics = wanted_ports(metrics_port, count, "--metrics-port")
+        check_disjoint([port, *own], [metrics_port, *metrics])
+
+
 def user_args(
     given: Mapping[str, Any], settings: Sequence[Setting], config_file: Path | None
 ) -> list[str]:

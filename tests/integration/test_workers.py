@@ -283,11 +283,24 @@ def _run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.mark.parametrize("value", ["0", "-2", "many", "1.5", "9999"])
-def test_a_bad_workers_value_is_one_line(value: str, tmp_path: Path) -> None:
-    done = _run_cli("serve", "--workers", value, "--port", "0", "--state-dir", str(tmp_path))
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (["--workers", "0"], "--workers"),
+        (["--workers", "-2"], "--workers"),
+        (["--workers", "many"], "--workers"),
+        (["--workers", "1.5"], "--workers"),
+        (["--workers", "9999"], "--workers"),
+        (["--workers", "2", "--public-url", "https://x"], "--public-url"),
+        (["--workers", "2", "--port", "65535"], "--port 65535"),
+        (["--workers", "2", "--port", "9000", "--metrics-port", "9002"], "overlap"),
+    ],
+)
+def test_a_bad_workers_setting_is_one_line(flags: list[str], named: str, tmp_path: Path) -> None:
+    done = _run_cli("serve", "--port", "0", "--state-dir", str(tmp_path), *flags)
     assert done.returncode == 2 and done.stdout == ""
-    assert done.stderr.count("\n") == 1 and "--workers" in done.stderr, done.stderr
+    assert done.stderr.count("\n") == 1 and named in done.stderr, done.stderr
+    assert not (tmp_path / "secret.key").exists()  # refused before anything was made
 
 
 @pytest.fixture
