@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
 import ssl
@@ -39,6 +40,9 @@ class Cluster:
     lines: list[str]
     state: Path
     pids: set[int] = attrs.Factory(set)  # every worker pid seen: killed at the end
+    #: the supervisor's private folder for the directory's socket (removed at the end: a
+    #: supervisor killed with SIGKILL cannot)
+    sock_dir: Path | None = None
     changed: trio.Event = attrs.Factory(trio.Event)
 
     def workers(self) -> dict[int, tuple[int, str]]:
@@ -116,6 +120,10 @@ async def start(tmp_path: Path, nursery: trio.Nursery) -> AsyncIterator[object]:
         nursery.start_soon(_read, cluster)
         await cluster.wait_for("^listening on ", timeout=60)
         assert set(cluster.workers()) == {0, 1}
+        argv = psutil.Process(cluster.workers()[0][0]).cmdline()
+        sock = next(a for a in argv if a.startswith("--directory=unix:"))
+        cluster.sock_dir = Path(sock.removeprefix("--directory=unix:")).parent
+        assert cluster.sock_dir.stat().st_mode & 0o777 == 0o700
         return cluster
 
     try:
@@ -125,6 +133,8 @@ async def start(tmp_path: Path, nursery: trio.Nursery) -> AsyncIterator[object]:
             _kill_all(cluster)
             with trio.move_on_after(5):
                 await cluster.proc.wait()
+            if cluster.sock_dir is not None:
+                shutil.rmtree(cluster.sock_dir, ignore_errors=True)
 
 
 async def _token(state: Path, player: str) -> str:
@@ -204,6 +214,7 @@ async def test_workers_share_the_port_report_metrics_and_drain_on_sigterm(
     with trio.fail_after(15):
         assert await cluster.proc.wait() == 0
     assert not any(psutil.pid_exists(p) for p in (pid0, pid1))
+    assert cluster.sock_dir is not None and not cluster.sock_dir.exists()  # cleaned up
     assert cluster.proc.stderr is not None
     err = (await cluster.proc.stderr.receive_some(65536)).decode()
     assert "Traceback" not in err
