@@ -12,6 +12,7 @@ import argparse
 import errno
 import importlib.metadata
 import logging
+import os
 import signal
 import socket
 import ssl
@@ -28,6 +29,7 @@ from gameserver._tws_surface import TakeoverUnsupported
 from gameserver.admin import AdminAPI, MetricsTLSError, metrics_endpoint_tls
 from gameserver.auth import SecretError, TokenVerifier, load_secret, mint_token, read_secret_file
 from gameserver.dashboard import Dashboard
+from gameserver.directory.types import DirectoryLimits
 from gameserver.game import GameRegistry
 from gameserver.guest import GuestIssuer
 from gameserver.http_static import WebRootError
@@ -51,12 +53,14 @@ from gameserver.settings import (
     unknown_environment,
 )
 from gameserver.signals import run_until_stopped
+from gameserver.supervisor import open_shared_listeners, watch_parent
 from gameserver.tls import (
     CertificateError,
     default_state_dir,
     ensure_dev_certificate,
     server_ssl_context,
 )
+from gameserver.workers import PlanError, check_settings, parse_workers, user_args
 
 log = logging.getLogger("gameserver")
 _ALL_NAMES = [s.name for s in SERVE_SETTINGS]
@@ -184,6 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
         "environment variable GAMESERVER_<NAME>.",
     )
     _add_settings(serve_p, SERVE_SETTINGS)
+    # hidden: how the supervisor of --workers N starts each worker (gameserver.supervisor)
+    serve_p.add_argument("--worker-index", type=_count, help=argparse.SUPPRESS)
+    serve_p.add_argument("--shared-port", type=_port, help=argparse.SUPPRESS)
     config_p = sub.add_parser(
         "config",
         help="print the effective settings and where each came from",
@@ -222,6 +229,18 @@ def build_parser() -> argparse.ArgumentParser:
     token_p.add_argument("--admin", action="store_true", help="allow the admin API")
     _add_settings(token_p, TOKEN_SETTINGS)
     return parser
+
+
+def _count(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a number >= 0")
+    return int(text)
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a port from 1 to 65535")
+    return int(text)
 
 
 def _given(args: argparse.Namespace, settings: Sequence[Setting]) -> dict[str, Any]:
@@ -352,13 +371,21 @@ class _Phase:
 
 def serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     s = _resolve(args, SERVE_SETTINGS, environ)
+    worker: int | None = getattr(args, "worker_index", None)  # a worker of --workers N
+    try:
+        workers = 1 if worker is not None else parse_workers(s["workers"], os.cpu_count())
+        if workers > 1:
+            check_settings(workers, s["port"], s["metrics-port"], s["public-url"])
+    except PlanError as exc:
+        raise SettingError(str(exc)) from None
     configure_logging(_log_level(s), _log_format(s))
-    for name in unknown_environment(environ):
-        print(f"gameserver: warning: {name} names no setting; ignored", file=sys.stderr)
     warnings: list[str] = []
     registry, _ = build_registry(s["game"], warn=warnings)
-    for line in warnings:
-        print(f"gameserver: warning: {line}", file=sys.stderr)
+    if worker is None:  # the supervisor said it already
+        for name in unknown_environment(environ):
+            print(f"gameserver: warning: {name} names no setting; ignored", file=sys.stderr)
+        for line in warnings:
+            print(f"gameserver: warning: {line}", file=sys.stderr)
     config = s.server_config()
     state_dir: Path = s["state-dir"] or default_state_dir()
     ssl_context = _ssl_context(s, state_dir)
@@ -368,11 +395,14 @@ def serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         except MetricsTLSError as exc:
             raise StartupError(str(exc)) from None
     keys = _secrets(s, state_dir)
+    if workers > 1:  # the state dir, certificate and secret are made: the workers read them
+        return _supervise(args, s, workers, config, ssl_context)
     verifier = TokenVerifier(keys)
     guest = GuestIssuer(keys[0]) if s["guest-tokens"] else None
     phase = _Phase("--port", config.host, config.port)
+    shared: int | None = getattr(args, "shared_port", None)
     try:
-        trio.run(_serve, config, registry, ssl_context, verifier, guest, s, phase)
+        trio.run(_serve, config, registry, ssl_context, verifier, guest, s, phase, shared)
     except (TakeoverUnsupported, WebRootError) as exc:  # trio(-websocket) do not fit; --web-root
         raise StartupError(str(exc)) from None
     except BaseExceptionGroup as group:
@@ -390,6 +420,46 @@ def serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
             raise
         raise StartupError(_listen_error(exc, phase)) from None
     return 0
+
+
+def _supervise(
+    args: argparse.Namespace,
+    s: Settings,
+    count: int,
+    config: ServerConfig,
+    ssl_context: ssl.SSLContext | None,
+) -> int:
+    """``--workers N`` (N > 1): this process supervises N workers (gameserver.supervisor)."""
+    from gameserver.supervisor import PortError, SupervisorOptions, WorkerStartupError, supervise
+
+    try:
+        opts = SupervisorOptions(
+            count=count,
+            args=tuple(user_args(_given(args, SERVE_SETTINGS), SERVE_SETTINGS, s.config_file)),
+            host=config.host,
+            port=config.port,
+            secure=ssl_context is not None,
+            metrics_port=s["metrics-port"],
+            metrics_host=s["metrics-host"],
+            metrics_tls=s["metrics-tls"],
+            public_url=s["public-url"],
+            node_id=s["node-id"],
+            directory=s["directory"],
+            drain_timeout=config.drain_timeout,
+            close_timeout=config.close_timeout,
+            limits=DirectoryLimits(
+                create_rate=config.room_create_rate, create_burst=config.room_create_burst
+            ),
+            web=config.web,
+            ssl_context=ssl_context,
+        )
+        return supervise(opts)
+    except PlanError as exc:
+        raise SettingError(str(exc)) from None
+    except PortError as exc:
+        raise StartupError(_listen_error(exc.error, _Phase(exc.flag, exc.host, exc.port))) from None
+    except WorkerStartupError as exc:
+        raise StartupError(str(exc)) from None
 
 
 def _first_leaf(group: BaseExceptionGroup[Any]) -> BaseException:
@@ -480,15 +550,22 @@ async def _serve(
     guest: GuestIssuer | None,
     s: Settings,
     phase: _Phase,
+    shared_port: int | None = None,
 ) -> None:
     metrics_port: int | None = s["metrics-port"]
     metrics_host: str = s["metrics-host"]
     metrics_tls: bool = s["metrics-tls"]  # checked in serve()
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        # a worker of --workers N also listens on the shared port (SO_REUSEPORT)
+        extra = [] if shared_port is None else await open_shared_listeners(config.host, shared_port)
         async with (
-            open_gameserver(config, registry, ssl_context, auth=verifier, guest=guest) as server,
+            open_gameserver(
+                config, registry, ssl_context, auth=verifier, guest=guest, extra_listeners=extra
+            ) as server,
             trio.open_nursery() as nursery,
         ):
+            if shared_port is not None:
+                nursery.start_soon(watch_parent, os.getppid())  # drain if the supervisor dies
             if metrics_port is not None:
                 phase.flag, phase.host, phase.port = "--metrics-port", metrics_host, metrics_port
                 start = partial(

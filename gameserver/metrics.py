@@ -511,6 +511,7 @@ async def serve_metrics(
     admin: AdminHandler | None = None,
     dashboard: DashboardLike | None = None,
     ssl_context: ssl.SSLContext | None = None,
+    scrape: Callable[[], Awaitable[bytes]] | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``GET /metrics``, ``/healthz`` and ``/readyz`` over HTTP/1.1 on ``host:port``
@@ -531,6 +532,8 @@ async def serve_metrics(
     ``admin`` answers ``/admin/...``; ``dashboard`` answers ``/dashboard`` and
     ``/dashboard/...`` (its ``run`` task starts here). With ``ssl_context`` every connection
     is HTTPS (the server's certificate); a failed TLS handshake just closes the connection.
+    ``scrape``, if given, makes ``GET /metrics`` answer what it returns instead of
+    ``collector_registry`` (the supervisor of ``--workers`` serves its workers' metrics so).
     """
     listeners = await trio.open_tcp_listeners(port, host=host or None)
     if port == 0 and len(listeners) > 1:
@@ -543,7 +546,9 @@ async def serve_metrics(
         serving = [trio.SSLListener(ln, ssl_context, https_compatible=True) for ln in listeners]
     limit = trio.Semaphore(MAX_CONNECTIONS)
     checks = {"/healthz": healthy, "/readyz": ready if ready is not None else healthy}
-    handler = partial(_handle_connection, collector_registry, checks, admin, limit, dashboard)
+    handler = partial(
+        _handle_connection, collector_registry, checks, admin, limit, dashboard, scrape
+    )
     async with trio.open_nursery() as nursery:
         if dashboard is not None:
             await nursery.start(dashboard.run)
@@ -562,6 +567,7 @@ async def _handle_connection(
     admin: AdminHandler | None,
     limit: trio.Semaphore,
     dashboard: DashboardLike | None,
+    scrape: Callable[[], Awaitable[bytes]] | None,
     stream: trio.abc.Stream,
 ) -> None:
     try:
@@ -571,7 +577,7 @@ async def _handle_connection(
         await trio.aclose_forcefully(stream)
         return
     try:
-        answer = await _read_and_route(stream, registry, checks, admin, dashboard)
+        answer = await _read_and_route(stream, registry, checks, admin, dashboard, scrape)
         if not isinstance(answer, tuple):
             await answer(stream)  # the event stream: it writes its own response
         elif answer[0]:
@@ -591,6 +597,7 @@ async def _read_and_route(
     checks: Checks,
     admin: AdminHandler | None = None,
     dashboard: DashboardLike | None = None,
+    scrape: Callable[[], Awaitable[bytes]] | None = None,
 ) -> Response | Streamer:
     """The response for the request on ``stream``, or status 0 for "just close"."""
     buf = bytearray()
@@ -613,6 +620,8 @@ async def _read_and_route(
         return (*admin(method, path, query, headers), ())
     if dashboard is not None and (path == "/dashboard" or path.startswith("/dashboard/")):
         return dashboard(method, path, query, headers, body)
+    if scrape is not None and method == "GET" and path == "/metrics":
+        return 200, CONTENT_TYPE_LATEST, await scrape(), ()
     return (*_route(registry, checks, method, path), ())
 
 

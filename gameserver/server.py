@@ -17,7 +17,7 @@ import logging
 import math
 import secrets
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import NoReturn
 
@@ -619,6 +619,7 @@ async def open_gameserver(
     load: LoadMonitor | None = None,
     guest: GuestIssuer | None = None,
     resume_key: ResumeKey | None = None,
+    extra_listeners: Sequence[trio.SocketListener] = (),
 ) -> AsyncIterator[GameServer]:
     """Run a server for the duration of the block; yields it once it is listening.
 
@@ -626,7 +627,9 @@ async def open_gameserver(
     (for tests and trusted embedding only; the ``gameserver`` command always sets one).
     ``load`` replaces the CPU-budget monitor made from the config (tests inject one).
     ``guest`` mints guest tokens for the web demo (``POST /guest``; None: off).
-    ``resume_key`` mints and checks resume tokens (None: 32 fresh random bytes). With
+    ``resume_key`` mints and checks resume tokens (None: 32 fresh random bytes).
+    ``extra_listeners`` are served too, from the start (a worker of ``--workers``: the shared
+    ``SO_REUSEPORT`` port); :attr:`GameServer.port` stays that of ``config.port``. With
     ``config.web`` the files under ``config.web_root`` are read here, before listening
     (``gameserver.http_static.WebRootError`` if they cannot be served).
 
@@ -647,7 +650,7 @@ async def open_gameserver(
         listeners = await trio.open_tcp_listeners(config.port, host=config.host)
         raw = listeners[0]
         server.port = raw.socket.getsockname()[1]
-        await nursery.start(server.listen, listeners)
+        await nursery.start(server.listen, [*listeners, *extra_listeners])
         nursery.start_soon(server.load.run)  # the CPU budget and gameserver_cpu_ratio
         nursery.start_soon(stats.peer_log.run)  # "suppressed N similar lines" summaries
         try:

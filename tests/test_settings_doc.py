@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import pytest
@@ -20,10 +21,14 @@ def test_readme_tables_match_the_code() -> None:
 def test_every_setting_is_a_serve_flag_and_every_serve_flag_a_setting() -> None:
     parser = build_parser()
     serve = parser._subparsers._group_actions[0].choices["serve"]  # type: ignore[union-attr]
-    flags = {o for a in serve._actions for o in a.option_strings if o.startswith("--")}
+    shown = [a for a in serve._actions if a.help is not argparse.SUPPRESS]
+    flags = {o for a in shown for o in a.option_strings if o.startswith("--")}
     flags -= {"--help", "--config"}
     flags = {f for f in flags if not f.startswith("--no-")}
     assert flags == {s.flag for s in SERVE_SETTINGS}
+    # the only flags that are no setting: how the supervisor of --workers starts a worker
+    hidden = {o for a in serve._actions if a.help is argparse.SUPPRESS for o in a.option_strings}
+    assert hidden == {"--worker-index", "--shared-port"}
 
 
 def test_the_readme_error_examples_are_what_the_cli_prints(

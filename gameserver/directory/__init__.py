@@ -1,7 +1,9 @@
 """The room directory: which node owns each room, which nodes are alive, who sits where.
 
 One interface (:class:`Directory`), two implementations: :class:`EmbeddedDirectory` (one
-machine, in process) and :class:`RedisDirectory` (a cluster). :func:`open_directory` is the
+machine, in process) and :class:`RedisDirectory` (a cluster); :class:`RemoteDirectory` is
+a client of an embedded one served over a Unix socket (:func:`serve_directory`: the workers
+of ``--workers N`` share the supervisor's). :func:`open_directory` is the
 trio layer a node runs: background renewal and a local cache for tick-side checks. See
 docs/directory.md.
 """
@@ -13,6 +15,7 @@ from gameserver.directory.embedded import EmbeddedDirectory
 from gameserver.directory.live import LiveDirectory, open_directory
 from gameserver.directory.redis import RedisDirectory
 from gameserver.directory.redis_client import RedisAddress, RedisClient
+from gameserver.directory.remote import RemoteDirectory, serve_directory
 from gameserver.directory.types import (
     DirectoryError,
     DirectoryLimits,
@@ -31,8 +34,10 @@ from gameserver.directory.types import (
 
 if TYPE_CHECKING:  # both implementations are Directories (mypy checks it here)
 
-    def _conforms(e: EmbeddedDirectory, r: RedisDirectory) -> tuple[Directory, Directory]:
-        return e, r
+    def _conforms(
+        e: EmbeddedDirectory, r: RedisDirectory, m: RemoteDirectory
+    ) -> tuple[Directory, Directory, Directory]:
+        return e, r, m
 
 
 __all__ = [
@@ -50,10 +55,12 @@ __all__ = [
     "RedisClient",
     "RedisDirectory",
     "Refused",
+    "RemoteDirectory",
     "Renewal",
     "RoomLease",
     "RoomTaken",
     "Seat",
     "SeatTaken",
     "open_directory",
+    "serve_directory",
 ]

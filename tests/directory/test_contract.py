@@ -1,9 +1,14 @@
-"""The directory's rules, checked against both implementations (embedded on a fake clock,
-Redis on a real server with short TTLs)."""
+"""The directory's rules, checked against every implementation: embedded on a fake clock,
+Redis on a real server with short TTLs, and remote (the embedded one on a fake clock, served
+over a Unix socket, as the workers of ``--workers N`` use it)."""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Callable
+from functools import partial
+from pathlib import Path
 
 import attrs
 import pytest
@@ -20,6 +25,7 @@ from gameserver.directory import (
     RoomTaken,
     SeatTaken,
 )
+from gameserver.directory.remote import RemoteDirectory, serve_directory
 from tests.directory.conftest import FAST, make_embedded, make_redis
 
 A = NodeRecord("node-a", "wss://127.0.0.2:8443", 0)
@@ -38,15 +44,28 @@ class Cluster:
         await self.advance(seconds)  # type: ignore[misc]
 
 
-@pytest.fixture(params=["embedded", "redis"])
+@pytest.fixture(params=["embedded", "redis", "remote"])
 async def cluster(request: pytest.FixtureRequest, prefix: str) -> AsyncIterator[Cluster]:
-    if request.param == "embedded":
+    if request.param in ("embedded", "remote"):
         directory, clock = make_embedded()
 
         async def advance(seconds: float) -> None:
             clock.now += seconds
 
-        yield Cluster(directory, directory, advance)
+        if request.param == "embedded":
+            yield Cluster(directory, directory, advance)
+            return
+        # a short path: a Unix socket's must fit in 108 bytes
+        where = Path(tempfile.mkdtemp(prefix="gs-dir-"))
+        path = str(where / "d.sock")
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(partial(serve_directory, directory, path, clock=clock))
+                async with RemoteDirectory(path, FAST) as ra, RemoteDirectory(path, FAST) as rb:
+                    yield Cluster(ra, rb, advance)
+                nursery.cancel_scope.cancel()
+        finally:
+            shutil.rmtree(where, ignore_errors=True)
         return
     server = request.getfixturevalue("live_redis")
     address = RedisAddress.from_url(server.url)
