@@ -246,6 +246,11 @@ _COUNTERS: tuple[tuple[str, str, Callable[[ServerStats], int]], ...] = (
         lambda s: s.slow_disconnects,
     ),
     (
+        "gameserver_join_redirects",
+        "JOINs and RESUMEs redirected to the cluster node that owns their room (4015).",
+        lambda s: s.redirects,
+    ),
+    (
         "gameserver_resumes",
         "RESUMEs admitted: a dropped player took its held seat back (gamesync.v2).",
         lambda s: s.resumes,

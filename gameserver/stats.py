@@ -35,6 +35,8 @@ class ServerStats:
     #: player EVENT messages dropped because their room's event queue was full
     events_dropped: int = 0
     slow_disconnects: int = 0
+    #: JOINs and RESUMEs sent to the node that owns their room (a cluster: REDIRECT, 4015)
+    redirects: int = 0
     #: joins refused because the server's CPU budget was in use
     overload_refusals: int = 0
     #: answers to plain HTTP requests on the WSS port (the web demo), by status ("200", "404")
