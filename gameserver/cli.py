@@ -10,13 +10,19 @@ from __future__ import annotations
 
 import argparse
 import errno
+import hashlib
+import hmac
 import importlib.metadata
+import importlib.util
 import logging
+import re
 import signal
 import socket
 import ssl
 import sys
+import urllib.parse
 from collections.abc import Mapping, Sequence
+from contextlib import AsyncExitStack
 from functools import partial
 from pathlib import Path
 from typing import Any, NoReturn
@@ -27,13 +33,22 @@ import trio
 from gameserver._tws_surface import TakeoverUnsupported
 from gameserver.admin import AdminAPI, MetricsTLSError, metrics_endpoint_tls
 from gameserver.auth import SecretError, TokenVerifier, load_secret, mint_token, read_secret_file
+from gameserver.cluster import ClusterOptions
 from gameserver.dashboard import Dashboard
+from gameserver.directory.connect import (
+    DirectoryURL,
+    DirectoryURLError,
+    open_directory_url,
+    parse_directory_url,
+)
+from gameserver.directory.types import DirectoryLimits
 from gameserver.game import GameRegistry
 from gameserver.guest import GuestIssuer
 from gameserver.http_static import WebRootError
 from gameserver.loader import GameLoadError, GameSource, build_registry
 from gameserver.logging_setup import LOG_FORMATS, configure_logging
 from gameserver.metrics import make_registry, serve_metrics
+from gameserver.resume import ResumeKey
 from gameserver.server import ServerConfig, open_gameserver
 from gameserver.settings import (
     GAMES_SETTINGS,
@@ -371,8 +386,9 @@ def serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     verifier = TokenVerifier(keys)
     guest = GuestIssuer(keys[0]) if s["guest-tokens"] else None
     phase = _Phase("--port", config.host, config.port)
+    node = _node_setup(s, config, keys[0])
     try:
-        trio.run(_serve, config, registry, ssl_context, verifier, guest, s, phase)
+        trio.run(_serve, config, registry, ssl_context, verifier, guest, s, phase, node)
     except (TakeoverUnsupported, WebRootError) as exc:  # trio(-websocket) do not fit; --web-root
         raise StartupError(str(exc)) from None
     except BaseExceptionGroup as group:
@@ -472,6 +488,62 @@ def _secrets(s: Settings, state_dir: Path) -> list[bytes]:
     return found
 
 
+@attrs.frozen
+class _NodeSetup:
+    """How this process takes part in a cluster (``--directory``, ``--node-id``,
+    ``--public-url``), and the resume key every node derives from the token secret."""
+
+    resume_key: ResumeKey
+    directory: DirectoryURL | None = None
+    node_id: str | None = None
+    public_url: str | None = None
+
+
+def _node_setup(s: Settings, config: ServerConfig, secret: bytes) -> _NodeSetup:
+    """Check the cluster settings (one line each if wrong). The resume key is derived from
+    the token secret, so a resume token minted by one node verifies on every node."""
+    key = ResumeKey(hmac.new(secret, b"gameserver resume key", hashlib.sha256).digest())
+    url, node_id, public = s["directory"], s["node-id"], s["public-url"]
+    if url is None:
+        for name, value in (("--node-id", node_id), ("--public-url", public)):
+            if value is not None:
+                print(
+                    f"gameserver: warning: {name} has no effect without --directory",
+                    file=sys.stderr,
+                )
+        return _NodeSetup(key)
+    try:
+        directory = parse_directory_url(url)
+    except DirectoryURLError as exc:
+        raise SettingError(f"--directory {exc}") from None
+    if (
+        directory.scheme == "unix"
+        and importlib.util.find_spec("gameserver.directory.remote") is None
+    ):
+        raise StartupError(
+            f"--directory {directory}: this installation has no Unix-socket directory client; "
+            "use redis://HOST:PORT/DB"
+        )
+    if node_id is not None and not _NODE_ID.fullmatch(node_id):
+        raise SettingError(f"--node-id {node_id!r}: 1-128 printable characters without spaces")
+    if public is not None:
+        parts = urllib.parse.urlsplit(public)
+        if parts.scheme not in ("ws", "wss") or not parts.hostname or len(public.encode()) > 256:
+            raise SettingError(
+                f"--public-url {public!r}: give the ws:// or wss:// URL clients dial to reach "
+                "this node (at most 256 bytes), e.g. wss://node-b.example:8443/"
+            )
+    elif config.host in ("0.0.0.0", "::", ""):
+        raise SettingError(
+            f"--public-url: needed with --directory when --host is {config.host or 'empty'} "
+            "(clients are redirected to this node by its URL)"
+        )
+    return _NodeSetup(key, directory, node_id, public)
+
+
+_NODE_ID = re.compile(r"[!-~]{1,128}")
+
+
 async def _serve(
     config: ServerConfig,
     registry: GameRegistry,
@@ -480,15 +552,33 @@ async def _serve(
     guest: GuestIssuer | None,
     s: Settings,
     phase: _Phase,
+    node: _NodeSetup,
 ) -> None:
     metrics_port: int | None = s["metrics-port"]
     metrics_host: str = s["metrics-host"]
     metrics_tls: bool = s["metrics-tls"]  # checked in serve()
+    limits = DirectoryLimits(
+        create_rate=config.room_create_rate, create_burst=config.room_create_burst
+    )
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with (
-            open_gameserver(config, registry, ssl_context, auth=verifier, guest=guest) as server,
-            trio.open_nursery() as nursery,
-        ):
+        async with AsyncExitStack() as stack:
+            cluster = None
+            if node.directory is not None:
+                directory = await stack.enter_async_context(
+                    open_directory_url(node.directory, limits)
+                )
+                cluster = ClusterOptions(directory, node.node_id, node.public_url)
+            start_server = open_gameserver(
+                config,
+                registry,
+                ssl_context,
+                auth=verifier,
+                guest=guest,
+                resume_key=node.resume_key,
+                cluster=cluster,
+            )
+            server = await stack.enter_async_context(start_server)
+            nursery = await stack.enter_async_context(trio.open_nursery())
             if metrics_port is not None:
                 phase.flag, phase.host, phase.port = "--metrics-port", metrics_host, metrics_port
                 start = partial(
@@ -510,6 +600,11 @@ async def _serve(
             if server.web.site is not None:
                 page = server.url.replace("wss://", "https://", 1).replace("ws://", "http://", 1)
                 print(f"web demo on {page}/", flush=True)
+            if server.cluster is not None:
+                c = server.cluster
+                print(
+                    f"cluster node {c.node_id} at {c.url}, directory {node.directory}", flush=True
+                )
             print(f"listening on {server.url}", flush=True)  # the last line: ready
             if guest is not None:
                 print(
