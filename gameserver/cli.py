@@ -557,8 +557,12 @@ async def _serve(
     metrics_port: int | None = s["metrics-port"]
     metrics_host: str = s["metrics-host"]
     metrics_tls: bool = s["metrics-tls"]  # checked in serve()
+    ttl: float = s["lease-ttl"]
     limits = DirectoryLimits(
-        create_rate=config.room_create_rate, create_burst=config.room_create_burst
+        lease_ttl=ttl,
+        node_ttl=ttl,
+        create_rate=config.room_create_rate,
+        create_burst=config.room_create_burst,
     )
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with AsyncExitStack() as stack:
