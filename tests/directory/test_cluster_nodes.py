@@ -127,7 +127,7 @@ async def test_players_dialling_either_node_land_in_the_same_room(
         owner = owner_of("lobby", a, b)
         other = b if owner is a else a
         # every client ended at the owner; those that dialled the other node were redirected
-        for client, dialled in clients:
+        for _client, dialled in clients:
             assert dialled[-1] == url_of(owner)
             assert len(dialled) == (1 if dialled[0] == url_of(owner) else 2)
         assert other.stats.redirects == 3 and owner.stats.redirects == 0
@@ -220,6 +220,7 @@ async def test_one_seat_per_player_across_nodes_the_newest_join_wins(
         # the first node learns at its next renewal and closes the old seat with 4009
         told, code = await old.until_closed()
         assert code == CloseCode.REPLACED
+        assert [m.code for m in told] == [CloseCode.REPLACED]  # CLOSE 4009, then the frame
         assert "carol" not in first_owner.by_player
         seat = await second_owner.live.directory.seat_of("carol")
         assert seat is not None and seat.room == "seat-2"
