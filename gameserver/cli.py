@@ -375,6 +375,7 @@ def serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     for line in warnings:
         print(f"gameserver: warning: {line}", file=sys.stderr)
     config = s.server_config()
+    node = _node_setup(s, config)  # refused before anything starts
     state_dir: Path = s["state-dir"] or default_state_dir()
     ssl_context = _ssl_context(s, state_dir)
     if s["metrics-port"] is not None:
@@ -386,7 +387,7 @@ def serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     verifier = TokenVerifier(keys)
     guest = GuestIssuer(keys[0]) if s["guest-tokens"] else None
     phase = _Phase("--port", config.host, config.port)
-    node = _node_setup(s, config, keys[0])
+    node = attrs.evolve(node, resume_key=_resume_key(keys[0]))
     try:
         trio.run(_serve, config, registry, ssl_context, verifier, guest, s, phase, node)
     except (TakeoverUnsupported, WebRootError) as exc:  # trio(-websocket) do not fit; --web-root
@@ -493,16 +494,20 @@ class _NodeSetup:
     """How this process takes part in a cluster (``--directory``, ``--node-id``,
     ``--public-url``), and the resume key every node derives from the token secret."""
 
-    resume_key: ResumeKey
     directory: DirectoryURL | None = None
     node_id: str | None = None
     public_url: str | None = None
+    resume_key: ResumeKey | None = None
 
 
-def _node_setup(s: Settings, config: ServerConfig, secret: bytes) -> _NodeSetup:
-    """Check the cluster settings (one line each if wrong). The resume key is derived from
-    the token secret, so a resume token minted by one node verifies on every node."""
-    key = ResumeKey(hmac.new(secret, b"gameserver resume key", hashlib.sha256).digest())
+def _resume_key(secret: bytes) -> ResumeKey:
+    """Derived from the token secret, so a resume token minted by one node of a cluster
+    verifies on every node (and across restarts)."""
+    return ResumeKey(hmac.new(secret, b"gameserver resume key", hashlib.sha256).digest())
+
+
+def _node_setup(s: Settings, config: ServerConfig) -> _NodeSetup:
+    """Check the cluster settings (one line each if wrong)."""
     url, node_id, public = s["directory"], s["node-id"], s["public-url"]
     if url is None:
         for name, value in (("--node-id", node_id), ("--public-url", public)):
@@ -511,7 +516,7 @@ def _node_setup(s: Settings, config: ServerConfig, secret: bytes) -> _NodeSetup:
                     f"gameserver: warning: {name} has no effect without --directory",
                     file=sys.stderr,
                 )
-        return _NodeSetup(key)
+        return _NodeSetup()
     try:
         directory = parse_directory_url(url)
     except DirectoryURLError as exc:
@@ -527,8 +532,12 @@ def _node_setup(s: Settings, config: ServerConfig, secret: bytes) -> _NodeSetup:
     if node_id is not None and not _NODE_ID.fullmatch(node_id):
         raise SettingError(f"--node-id {node_id!r}: 1-128 printable characters without spaces")
     if public is not None:
-        parts = urllib.parse.urlsplit(public)
-        if parts.scheme not in ("ws", "wss") or not parts.hostname or len(public.encode()) > 256:
+        try:
+            parts = urllib.parse.urlsplit(public)
+            good = parts.scheme in ("ws", "wss") and bool(parts.hostname) and parts.port != 0
+        except ValueError:
+            good = False
+        if not good or len(public.encode()) > 256:
             raise SettingError(
                 f"--public-url {public!r}: give the ws:// or wss:// URL clients dial to reach "
                 "this node (at most 256 bytes), e.g. wss://node-b.example:8443/"
@@ -538,7 +547,7 @@ def _node_setup(s: Settings, config: ServerConfig, secret: bytes) -> _NodeSetup:
             f"--public-url: needed with --directory when --host is {config.host or 'empty'} "
             "(clients are redirected to this node by its URL)"
         )
-    return _NodeSetup(key, directory, node_id, public)
+    return _NodeSetup(directory, node_id, public)
 
 
 _NODE_ID = re.compile(r"[!-~]{1,128}")
