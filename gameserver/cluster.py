@@ -256,13 +256,10 @@ class Router:
             if req.private_id:
                 return self._end(RefuseJoin(Refusal.NO_SUCH_ROOM, _NO_SUCH_PRIVATE))
             return self._call(PickNode())
+        if req.kind is Kind.JOIN and lease.game and req.game and lease.game != req.game:
+            wrong = f"room {req.room!r} runs the game {lease.game!r}"
+            return self._end(RefuseJoin(Refusal.WRONG_GAME, wrong))
         if lease.node_id != self.node_id:
-            if req.kind is Kind.JOIN and lease.game and req.game and lease.game != req.game:
-                return self._end(
-                    RefuseJoin(
-                        Refusal.WRONG_GAME, f"room {req.room!r} runs the game {lease.game!r}"
-                    )
-                )
             return self._end(RedirectTo(lease.url, req.room))
         # the lease names this node, but the room does not run here: a RESUME's seat cannot be
         # here, a private room is never made again under its id; a public room is adopted

@@ -11,6 +11,7 @@ tasks never await the directory (the lease cache, ``LiveDirectory.owns``, is a d
 from __future__ import annotations
 
 import logging
+import math
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -130,6 +131,8 @@ class ClusterNode:
         self._nursery: trio.Nursery | None = None
         #: rooms whose lease is being released: a join for one waits for it
         self._releasing: dict[str, trio.Event] = {}
+        #: when each lease was taken here (created or adopted), for :meth:`sweep`
+        self._taken: dict[str, float] = {}
 
     @property
     def live(self) -> LiveDirectory:
@@ -204,6 +207,7 @@ class ClusterNode:
             step = router.answer(answer)
         if isinstance(step, Local) and step.lease is not None:
             self.live.adopt(step.lease)  # (already cached if this node just created it)
+            self._taken[step.lease.room] = trio.current_time()
         if isinstance(step, RefuseJoin):
             log.debug("join for %r refused: %s", request.room, step.refusal.value)
         return step
@@ -282,11 +286,10 @@ class ClusterNode:
         name = host.room.name
         if host.moved or self._nursery is None:
             return
+        self._taken.pop(name, None)
         lease = self.live.forget(name)
-        if lease is None:
-            return
-        done = self._releasing[name] = trio.Event()
-        self._nursery.start_soon(self._release, lease, done)
+        if lease is not None:
+            self._nursery.start_soon(self._release, lease, self._event(name))
 
     async def _release(self, lease: RoomLease, done: trio.Event) -> None:
         try:
@@ -295,6 +298,32 @@ class ClusterNode:
             done.set()
             if self._releasing.get(lease.room) is done:
                 del self._releasing[lease.room]
+
+    def sweep(self, now: float) -> None:
+        """Release the leases held for a room that does not run here (its join was refused
+        after the lease was taken, or the player never came) once they are a TTL old."""
+        rooms = self.server.rooms.rooms
+        grace = self.live.directory.limits.lease_ttl
+        for room in [r for r in self._taken if r not in self.live.leases]:
+            del self._taken[room]
+        for room in list(self.live.leases):
+            if room in rooms or now - self._taken.get(room, -math.inf) < grace:
+                continue
+            self._taken.pop(room, None)
+            lease = self.live.forget(room)
+            if lease is not None and self._nursery is not None:
+                log.info("room %s was placed here but never made; releasing it", room)
+                self._nursery.start_soon(self._release, lease, self._event(room))
+
+    def _event(self, room: str) -> trio.Event:
+        done = self._releasing[room] = trio.Event()
+        return done
+
+    async def _sweeping(self) -> None:
+        every = self.live.directory.limits.renew_interval
+        while True:
+            await trio.sleep(every)
+            self.sweep(trio.current_time())
 
     async def release_all(self) -> None:
         """At shutdown: release every lease still held (best effort, bounded)."""
@@ -335,6 +364,7 @@ async def open_cluster_node(
         node._live = live
         node._nursery = nursery
         server.rooms.on_dispose = node.on_dispose
+        nursery.start_soon(node._sweeping)
         if not live.reachable:
             log.warning("the room directory is unreachable at start; retrying in the background")
         try:

@@ -347,3 +347,34 @@ async def test_a_disposed_room_leaves_the_directory(
             while await owner.live.directory.lookup("brief") is not None:
                 await trio.sleep(0.02)
         assert await owner.live.directory.seat_of("alice") is None
+
+
+async def test_a_lease_whose_room_never_came_is_released_by_the_sweep(
+    nodes: tuple[GameServer, GameServer],
+) -> None:
+    a, _ = nodes
+    assert a.cluster is not None and a.live is not None
+    await a.live.create_room("orphan", creator="x")  # as if its join were then refused
+    a.cluster._taken["orphan"] = trio.current_time()
+    a.cluster.sweep(trio.current_time())
+    assert a.live.owns("orphan") is not None  # young: its join may still be on its way
+    a.cluster.sweep(trio.current_time() + 10 * LIMITS.lease_ttl)
+    assert a.live.owns("orphan") is None
+    with trio.fail_after(2):
+        while await a.live.directory.lookup("orphan") is not None:
+            await trio.sleep(0.02)
+
+
+async def test_a_draining_node_is_not_picked_for_new_rooms(
+    nodes: tuple[GameServer, GameServer], client_ssl: ssl.SSLContext
+) -> None:
+    a, b = nodes
+    assert a.live is not None and b.live is not None
+    a.begin_drain(30)
+    await a.live.wait_renewed()
+    await b.live.wait_renewed()
+    with trio.fail_after(10):
+        for i in range(4):  # via b: every new room is placed on b, never on the draining a
+            client, dialled = await join_following(url_of(b), client_ssl, join(f"d{i}", f"dr{i}"))
+            assert dialled == [url_of(b)]
+            await client.aclose()
