@@ -233,6 +233,9 @@ class ClusterNode:
         live = self.live
         if live.owns(room) is None:
             return
+        if not live.reachable:  # known down (a call or a renewal failed): don't wait on it
+            log.info("seat of %s in %s not claimed: the directory is unreachable", player_id, room)
+            return
         replace: Seat | None = None
         for _ in range(3):
             try:

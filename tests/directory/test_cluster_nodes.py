@@ -13,6 +13,7 @@ import secrets
 import ssl
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
 
 import pytest
 import trio
@@ -378,3 +379,40 @@ async def test_a_draining_node_is_not_picked_for_new_rooms(
             client, dialled = await join_following(url_of(b), client_ssl, join(f"d{i}", f"dr{i}"))
             assert dialled == [url_of(b)]
             await client.aclose()
+
+
+async def test_joins_refused_before_the_room_cost_no_directory_call(
+    nodes: tuple[GameServer, GameServer],
+    client_ssl: ssl.SSLContext,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    a, _ = nodes
+    assert a.live is not None
+    calls: list[str] = []
+    directory = a.live.directory
+    for name in ("lookup", "pick_node", "create_room", "claim_seat"):
+        real = getattr(directory, name)
+
+        async def counted(
+            *args: object, _real: Any = real, _name: str = name, **kw: object
+        ) -> object:
+            calls.append(_name)
+            return await _real(*args, **kw)
+
+        monkeypatch.setattr(directory, name, counted)
+    cases = [
+        (Join("far", "", "mallory", "not-a-token", version=2), CloseCode.UNAUTHORIZED),
+        (Join("far", "nosuchgame", "eve", token("eve"), version=2), CloseCode.UNKNOWN_GAME),
+        (Join("bad name!", "", "eve", token("eve"), version=2), CloseCode.BAD_JOIN),
+        (Resume("far", "bad-token", 0), CloseCode.UNAUTHORIZED),
+    ]
+    with trio.fail_after(10):
+        for message, code in cases:
+            with pytest.raises(Closed) as closed:
+                await first_answer(await RawClient.open(url_of(a), client_ssl), message)
+            assert closed.value.code == code
+    assert calls == []
+    # and a good one does ask
+    client, _ = await join_following(url_of(a), client_ssl, join("eve", "far"))
+    assert "lookup" in calls
+    await client.aclose()
