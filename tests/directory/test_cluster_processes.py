@@ -22,10 +22,11 @@ import trio
 import trustme
 
 from gameserver.auth import mint_token
-from gameserver.cli import main
+from gameserver.cli import _resume_key, main
 from gameserver.directory import DirectoryLimits, RedisAddress, RedisClient, RedisDirectory
-from shared.messages import Join
-from tests.directory.cluster_client import join_following
+from shared.messages import Join, Redirect, Resume
+from shared.protocol import CloseCode
+from tests.directory.cluster_client import Closed, RawClient, first_answer, join_following
 from tests.directory.conftest import RedisServer
 
 HOSTS = ("127.0.0.2", "127.0.0.3")
@@ -132,6 +133,15 @@ async def test_kill_9_of_a_node_its_rooms_leave_and_are_made_again_on_the_surviv
                 owners[room] = lease.node_id
             assert set(owners.values()) == {a.node_id, b.node_id}, owners
             victim, survivor = (a, b) if owners[rooms[0]] == a.node_id else (b, a)
+            # a resume token minted by one process verifies on the other (the key comes from
+            # the shared token secret): the RESUME sent to the other node is redirected
+            first = clients[0]
+            assert first.joined is not None and first.joined.resume_token
+            resume = Resume(rooms[0], first.joined.resume_token, 0)
+            with pytest.raises(Closed) as closed:
+                await first_answer(await RawClient.open(survivor.url, ctx), resume)
+            assert closed.value.code == CloseCode.REDIRECT
+            assert [m.url for m in closed.value.told if isinstance(m, Redirect)] == [victim.url]
             doomed = [r for r in rooms if owners[r] == victim.node_id]
             victim.kill()
             killed = trio.current_time()
@@ -164,6 +174,13 @@ async def test_kill_9_of_a_node_its_rooms_leave_and_are_made_again_on_the_surviv
             await client.aclose()
         await redis.aclose()
     assert "Traceback" not in survivor.log.read_text()
+
+
+def test_the_resume_key_is_derived_from_the_token_secret() -> None:
+    one, other = secrets.token_hex(32).encode(), secrets.token_hex(32).encode()
+    assert _resume_key(one) == _resume_key(one)  # every node with the secret has it
+    assert _resume_key(one) != _resume_key(other)
+    assert _resume_key(one).key not in (one, one[:32])
 
 
 # ---------------------------------------------------------------- one-line refusals
