@@ -202,7 +202,11 @@ class ClusterNode:
         while not isinstance(step, Local | RedirectTo | RefuseJoin):
             try:
                 answer = await self._call(step)
-            except (DirectoryUnavailable, DirectoryRefused) as exc:
+                self.live.reachable = True
+            except DirectoryUnavailable as exc:
+                answer = exc
+                self.live.reachable = False  # seat claims skip it until it answers again
+            except DirectoryRefused as exc:
                 answer = exc
             step = router.answer(answer)
         if isinstance(step, Local) and step.lease is not None:

@@ -416,3 +416,28 @@ async def test_joins_refused_before_the_room_cost_no_directory_call(
     client, _ = await join_following(url_of(a), client_ssl, join("eve", "far"))
     assert "lookup" in calls
     await client.aclose()
+
+
+async def test_a_hung_redis_fails_directory_joins_within_the_timeout_and_spares_local_ones(
+    nodes: tuple[GameServer, GameServer], client_ssl: ssl.SSLContext, live_redis: RedisServer
+) -> None:
+    a, b = nodes
+    with trio.fail_after(20):
+        alice, _ = await join_following(url_of(a), client_ssl, join("alice", "hung"))
+        owner = owner_of("hung", a, b)
+        host = owner.rooms.rooms["hung"]
+        live_redis.pause()  # SIGSTOP: connections stay open, nothing answers
+        try:
+            t0 = trio.current_time()
+            with pytest.raises(Closed) as closed:  # needs the directory: 4016 within 0.5 s
+                await join_following(url_of(owner), client_ssl, join("eve", "not-here"))
+            assert closed.value.code == CloseCode.DIRECTORY_UNAVAILABLE
+            assert trio.current_time() - t0 < 0.5 + 0.5
+            t0 = trio.current_time()  # the room here: joined, without waiting on Redis
+            bob, _ = await join_following(url_of(owner), client_ssl, join("bob", "hung"))
+            assert trio.current_time() - t0 < 0.5
+            assert len(host.sessions) == 2 and host.skipped == 0
+        finally:
+            live_redis.resume()
+        for client in (alice, bob):
+            await client.aclose()
