@@ -326,9 +326,16 @@ class ClusterNode:
         done = self._releasing[room] = trio.Event()
         return done
 
+    def publish(self) -> None:
+        """The directory gauges (``gameserver_directory_reachable``, ``_leases``)."""
+        stats = self.server.stats
+        stats.directory_reachable = int(self.live.reachable)
+        stats.directory_leases = len(self.live.leases)
+
     async def _sweeping(self) -> None:
         every = self.live.directory.limits.renew_interval
         while True:
+            self.publish()
             await trio.sleep(every)
             self.sweep(trio.current_time())
 
@@ -377,6 +384,7 @@ async def open_cluster_node(
         try:
             yield node
         finally:
+            server.stats.directory_reachable, server.stats.directory_leases = 1, 0
             server.rooms.on_dispose = None
             node._nursery = None
             await node.release_all()

@@ -285,6 +285,8 @@ async def test_redis_stopped_and_restarted_rooms_keep_ticking(
                 assert error_of(closed.value).code == CloseCode.DIRECTORY_UNAVAILABLE
             assert other.stats.refused["directory_unavailable"] >= 1
             await trio.sleep(LIMITS.lease_ttl * 1.5)  # longer than the lease TTL
+            assert owner.stats.directory_reachable == 0  # the gauge says so
+            assert owner.stats.directory_leases >= 1  # the cache is kept
             await trio.to_thread.run_sync(live_redis.start)  # back, empty (no persistence)
             assert owner.live is not None
             await owner.live.wait_renewed()
@@ -293,6 +295,9 @@ async def test_redis_stopped_and_restarted_rooms_keep_ticking(
             # everything recovers: the room is back in the directory, joins route again
             lease = await owner.live.directory.lookup("steady")
             assert lease is not None and lease.node_id == owner.live.node_id
+            assert owner.cluster is not None
+            owner.cluster.publish()
+            assert owner.stats.directory_reachable == 1
             carol, dialled = await join_following(
                 url_of(other), client_ssl, join("carol", "steady")
             )
