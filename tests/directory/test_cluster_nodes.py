@@ -19,6 +19,7 @@ import pytest
 import trio
 import trustme
 
+from clients.client import open_game_client
 from gameserver.auth import TokenVerifier, mint_token
 from gameserver.cluster import ClusterOptions
 from gameserver.directory import DirectoryLimits, RedisAddress, RedisClient, RedisDirectory
@@ -446,3 +447,24 @@ async def test_a_hung_redis_fails_directory_joins_within_the_timeout_and_spares_
             live_redis.resume()
         for client in (alice, bob):
             await client.aclose()
+
+
+async def test_the_python_sdk_follows_the_real_cluster(
+    nodes: tuple[GameServer, GameServer], client_ssl: ssl.SSLContext
+) -> None:
+    """The SDK (clients.client) against the two real nodes: dialling either, the players
+    meet in one room, and the one that dialled the other node was redirected once."""
+    a, b = nodes
+    with trio.fail_after(20):
+        async with (
+            open_game_client(url_of(a), "sdk", token=token("ann"), ssl_context=client_ssl) as ann,
+            open_game_client(url_of(b), "sdk", token=token("ben"), ssl_context=client_ssl) as ben,
+        ):
+            owner = owner_of("sdk", a, b)
+            assert {ann.redirects, ben.redirects} == {0, 1}
+            assert ann.url.rstrip("/") == ben.url.rstrip("/") == url_of(owner).rstrip("/")
+            await ben.wait_for_tick(ben.tick + 2)
+            await ann.wait_for_tick(ben.tick)
+            for client in (ann, ben):
+                owners = {e.owner for e in client.replica.of_type("player")}
+                assert owners == {ann.player, ben.player}
