@@ -10,14 +10,20 @@ from __future__ import annotations
 
 import argparse
 import errno
+import hashlib
+import hmac
 import importlib.metadata
+import importlib.util
 import logging
 import os
+import re
 import signal
 import socket
 import ssl
 import sys
+import urllib.parse
 from collections.abc import Mapping, Sequence
+from contextlib import AsyncExitStack
 from functools import partial
 from pathlib import Path
 from typing import Any, NoReturn
@@ -28,7 +34,14 @@ import trio
 from gameserver._tws_surface import TakeoverUnsupported
 from gameserver.admin import AdminAPI, MetricsTLSError, metrics_endpoint_tls
 from gameserver.auth import SecretError, TokenVerifier, load_secret, mint_token, read_secret_file
+from gameserver.cluster import ClusterOptions
 from gameserver.dashboard import Dashboard
+from gameserver.directory.connect import (
+    DirectoryURL,
+    DirectoryURLError,
+    open_directory_url,
+    parse_directory_url,
+)
 from gameserver.directory.types import DirectoryLimits
 from gameserver.game import GameRegistry
 from gameserver.guest import GuestIssuer
@@ -36,6 +49,7 @@ from gameserver.http_static import WebRootError
 from gameserver.loader import GameLoadError, GameSource, build_registry
 from gameserver.logging_setup import LOG_FORMATS, configure_logging
 from gameserver.metrics import make_registry, serve_metrics
+from gameserver.resume import ResumeKey
 from gameserver.server import ServerConfig, open_gameserver
 from gameserver.settings import (
     GAMES_SETTINGS,
@@ -376,6 +390,11 @@ def serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         workers = 1 if worker is not None else parse_workers(s["workers"], os.cpu_count())
         if workers > 1:
             check_settings(workers, s["port"], s["metrics-port"], s["public-url"])
+            if s["host"] in ("0.0.0.0", "::", "") and s["public-url"] is None:
+                raise PlanError(
+                    f"--public-url: needed with --workers when --host is {s['host'] or 'empty'} "
+                    "(players are redirected to each worker by its URL)"
+                )
     except PlanError as exc:
         raise SettingError(str(exc)) from None
     configure_logging(_log_level(s), _log_format(s))
@@ -387,6 +406,7 @@ def serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         for line in warnings:
             print(f"gameserver: warning: {line}", file=sys.stderr)
     config = s.server_config()
+    node = _node_setup(s, config, supervisor=workers > 1)  # refused before anything starts
     state_dir: Path = s["state-dir"] or default_state_dir()
     ssl_context = _ssl_context(s, state_dir)
     if s["metrics-port"] is not None:
@@ -401,8 +421,9 @@ def serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     guest = GuestIssuer(keys[0]) if s["guest-tokens"] else None
     phase = _Phase("--port", config.host, config.port)
     shared: int | None = getattr(args, "shared_port", None)
+    node = attrs.evolve(node, resume_key=_resume_key(keys[0]))
     try:
-        trio.run(_serve, config, registry, ssl_context, verifier, guest, s, phase, shared)
+        trio.run(_serve, config, registry, ssl_context, verifier, guest, s, phase, node, shared)
     except (TakeoverUnsupported, WebRootError) as exc:  # trio(-websocket) do not fit; --web-root
         raise StartupError(str(exc)) from None
     except BaseExceptionGroup as group:
@@ -447,9 +468,7 @@ def _supervise(
             directory=s["directory"],
             drain_timeout=config.drain_timeout,
             close_timeout=config.close_timeout,
-            limits=DirectoryLimits(
-                create_rate=config.room_create_rate, create_burst=config.room_create_burst
-            ),
+            limits=_directory_limits(s, config),
             web=config.web,
             ssl_context=ssl_context,
         )
@@ -542,6 +561,84 @@ def _secrets(s: Settings, state_dir: Path) -> list[bytes]:
     return found
 
 
+@attrs.frozen
+class _NodeSetup:
+    """How this process takes part in a cluster (``--directory``, ``--node-id``,
+    ``--public-url``), and the resume key every node derives from the token secret."""
+
+    directory: DirectoryURL | None = None
+    node_id: str | None = None
+    public_url: str | None = None
+    resume_key: ResumeKey | None = None
+
+
+def _resume_key(secret: bytes) -> ResumeKey:
+    """Derived from the token secret, so a resume token minted by one node of a cluster
+    verifies on every node (and across restarts)."""
+    return ResumeKey(hmac.new(secret, b"gameserver resume key", hashlib.sha256).digest())
+
+
+def _directory_limits(s: Settings, config: ServerConfig) -> DirectoryLimits:
+    """The directory's limits: the same in every node, worker and supervisor."""
+    ttl: float = s["lease-ttl"]
+    return DirectoryLimits(
+        lease_ttl=ttl,
+        node_ttl=ttl,
+        create_rate=config.room_create_rate,
+        create_burst=config.room_create_burst,
+    )
+
+
+def _node_setup(s: Settings, config: ServerConfig, *, supervisor: bool = False) -> _NodeSetup:
+    """Check the cluster settings (one line each if wrong). ``supervisor``: this process runs
+    --workers (they are its workers' settings: no warnings here)."""
+    url, node_id, public = s["directory"], s["node-id"], s["public-url"]
+    if url is None and supervisor:
+        return _NodeSetup()
+    if url is None:
+        for name, value in (("--node-id", node_id), ("--public-url", public)):
+            if value is not None:
+                print(
+                    f"gameserver: warning: {name} has no effect without --directory",
+                    file=sys.stderr,
+                )
+        return _NodeSetup()
+    try:
+        directory = parse_directory_url(url)
+    except DirectoryURLError as exc:
+        raise SettingError(f"--directory {exc}") from None
+    if (
+        directory.scheme == "unix"
+        and importlib.util.find_spec("gameserver.directory.remote") is None
+    ):
+        raise StartupError(
+            f"--directory {directory}: this installation has no Unix-socket directory client; "
+            "use redis://HOST:PORT/DB"
+        )
+    if node_id is not None and not _NODE_ID.fullmatch(node_id):
+        raise SettingError(f"--node-id {node_id!r}: 1-128 printable characters without spaces")
+    if public is not None:
+        try:
+            parts = urllib.parse.urlsplit(public)
+            good = parts.scheme in ("ws", "wss") and bool(parts.hostname) and parts.port != 0
+        except ValueError:
+            good = False
+        if not good or len(public.encode()) > 256:
+            raise SettingError(
+                f"--public-url {public!r}: give the ws:// or wss:// URL clients dial to reach "
+                "this node (at most 256 bytes), e.g. wss://node-b.example:8443/"
+            )
+    elif config.host in ("0.0.0.0", "::", ""):
+        raise SettingError(
+            f"--public-url: needed with --directory when --host is {config.host or 'empty'} "
+            "(clients are redirected to this node by its URL)"
+        )
+    return _NodeSetup(directory, node_id, public)
+
+
+_NODE_ID = re.compile(r"[!-~]{1,128}")
+
+
 async def _serve(
     config: ServerConfig,
     registry: GameRegistry,
@@ -550,20 +647,37 @@ async def _serve(
     guest: GuestIssuer | None,
     s: Settings,
     phase: _Phase,
+    node: _NodeSetup,
     shared_port: int | None = None,
 ) -> None:
     metrics_port: int | None = s["metrics-port"]
     metrics_host: str = s["metrics-host"]
     metrics_tls: bool = s["metrics-tls"]  # checked in serve()
+    limits = _directory_limits(s, config)
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        # a worker of --workers N also listens on the shared port (SO_REUSEPORT)
-        extra = [] if shared_port is None else await open_shared_listeners(config.host, shared_port)
-        async with (
-            open_gameserver(
-                config, registry, ssl_context, auth=verifier, guest=guest, extra_listeners=extra
-            ) as server,
-            trio.open_nursery() as nursery,
-        ):
+        async with AsyncExitStack() as stack:
+            cluster = None
+            if node.directory is not None:
+                directory = await stack.enter_async_context(
+                    open_directory_url(node.directory, limits)
+                )
+                cluster = ClusterOptions(directory, node.node_id, node.public_url)
+            # a worker of --workers N also listens on the shared port (SO_REUSEPORT)
+            extra = (
+                [] if shared_port is None else await open_shared_listeners(config.host, shared_port)
+            )
+            start_server = open_gameserver(
+                config,
+                registry,
+                ssl_context,
+                auth=verifier,
+                guest=guest,
+                resume_key=node.resume_key,
+                cluster=cluster,
+                extra_listeners=extra,
+            )
+            server = await stack.enter_async_context(start_server)
+            nursery = await stack.enter_async_context(trio.open_nursery())
             if shared_port is not None:
                 nursery.start_soon(watch_parent, os.getppid())  # drain if the supervisor dies
             if metrics_port is not None:
@@ -587,6 +701,11 @@ async def _serve(
             if server.web.site is not None:
                 page = server.url.replace("wss://", "https://", 1).replace("ws://", "http://", 1)
                 print(f"web demo on {page}/", flush=True)
+            if server.cluster is not None:
+                c = server.cluster
+                print(
+                    f"cluster node {c.node_id} at {c.url}, directory {node.directory}", flush=True
+                )
             print(f"listening on {server.url}", flush=True)  # the last line: ready
             if guest is not None:
                 print(

@@ -623,6 +623,27 @@ RESUME_ADMISSION: tuple[Row[_Resume], ...] = (
 # fmt: on
 
 
+def passes_before(event: JoinReceived | ResumeReceived, directory: Directory, step: Step) -> bool:
+    """Whether ``event`` passes every admission row before ``step`` (a JOIN's
+    :data:`ADMISSION`, a RESUME's :data:`RESUME_ADMISSION`). Those rows only read: a cluster
+    node runs them before it asks the directory where the room lives (``Step.ROOM`` for a
+    JOIN, ``Step.SEAT`` for a RESUME), so that a JOIN that would be refused anyway, or an
+    unauthenticated one, never costs a directory call."""
+    if isinstance(event, JoinReceived):
+        join = _Join(event.join, event.verdict, directory)
+        return _passes(ADMISSION, join, step)
+    return _passes(RESUME_ADMISSION, _Resume(event.resume, event.verdict, directory), step)
+
+
+def _passes(rows: tuple[Row[_T], ...], item: _T, step: Step) -> bool:
+    for row in rows:
+        if row.step is step:
+            return True
+        if row.check(item) is not None:
+            return False
+    return True
+
+
 #: The lifecycle's event-triggered transitions: ``TRANSITIONS[state][event type]`` is the next
 #: state. From JOIN_RECEIVED the :data:`ADMISSION` rows take over (to ADMITTED or CLOSED),
 #: from RESUME_RECEIVED the :data:`RESUME_ADMISSION` rows (to RESUMED or CLOSED). From SEATED

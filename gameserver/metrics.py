@@ -246,6 +246,11 @@ _COUNTERS: tuple[tuple[str, str, Callable[[ServerStats], int]], ...] = (
         lambda s: s.slow_disconnects,
     ),
     (
+        "gameserver_join_redirects",
+        "JOINs and RESUMEs redirected to the cluster node that owns their room (4015).",
+        lambda s: s.redirects,
+    ),
+    (
         "gameserver_resumes",
         "RESUMEs admitted: a dropped player took its held seat back (gamesync.v2).",
         lambda s: s.resumes,
@@ -347,6 +352,7 @@ class ServerCollector:
         for name, doc, label, _ in _LABELLED_COUNTERS:
             yield CounterMetricFamily(name, doc, labels=[label])
         yield from self._gauges(0, 0, 0, 0, 0, 0)
+        yield from _directory_gauges(self.stats)
         if self.load is not None:
             yield GaugeMetricFamily("gameserver_cpu_ratio", self._cpu_help(self.load))
         yield CounterMetricFamily("process_cpu_seconds", _CPU_SECONDS_HELP)
@@ -369,6 +375,7 @@ class ServerCollector:
         yield from self._gauges(
             stats.connections_open, len(hosts), players, stats.seats_held, tick_rate, rss
         )
+        yield from _directory_gauges(stats)
         load = self.load
         if load is not None:
             yield GaugeMetricFamily(
@@ -411,6 +418,19 @@ class ServerCollector:
         )
 
 
+def _directory_gauges(stats: ServerStats) -> Iterator[Metric]:
+    yield GaugeMetricFamily(
+        "gameserver_directory_reachable",
+        "1 while the cluster's room directory answers (always 1 without a cluster), else 0.",
+        value=stats.directory_reachable,
+    )
+    yield GaugeMetricFamily(
+        "gameserver_directory_leases",
+        "Room leases this cluster node holds in the directory now.",
+        value=stats.directory_leases,
+    )
+
+
 _SEATS_HELD_HELP = "Seats held now for a resume (their connection was lost; in gameserver_players)."
 _CPU_SECONDS_HELP = "Total user and system CPU time spent in seconds."
 _TICK_SECONDS_HELP = "Time spent running one room tick (game update and fan-out), seconds."
@@ -432,6 +452,9 @@ def exported_names() -> frozenset[str]:
     names = {f"{name}_total" for name, _, _ in _COUNTERS}
     names |= {f"{name}_total" for name, _, _, _ in _LABELLED_COUNTERS}
     names |= {f"{m.name}" for m in ServerCollector._gauges(0, 0, 0, 0, 0, 0)}
+    from gameserver.stats import ServerStats  # (a type-only import at the top)
+
+    names |= {m.name for m in _directory_gauges(ServerStats())}
     names |= {"gameserver_cpu_ratio", "process_cpu_seconds_total"}
     names |= {f"gameserver_tick_seconds_{suffix}" for suffix in ("bucket", "sum", "count")}
     return frozenset(names)

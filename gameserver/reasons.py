@@ -47,6 +47,8 @@ class Refusal(enum.Enum):
     RESUME_BAD_TOKEN = "resume_bad_token"  # malformed, or not minted by us for this room
     RESUME_REPLAYED = "resume_replayed"  # genuine, but a newer token of the seat exists
     SEAT_LOST = "seat_lost"  # genuine, but the seat is no longer held (expired, left, closed)
+    # a cluster node's: the room is not here and the directory (Redis) did not answer
+    DIRECTORY_UNAVAILABLE = "directory_unavailable"
 
     @property
     def code(self) -> CloseCode | None:
@@ -81,6 +83,7 @@ CLOSE_CODES: Mapping[Refusal, CloseCode] = {
     Refusal.RESUME_BAD_TOKEN: CloseCode.UNAUTHORIZED,
     Refusal.RESUME_REPLAYED: CloseCode.UNAUTHORIZED,
     Refusal.SEAT_LOST: CloseCode.SEAT_LOST,
+    Refusal.DIRECTORY_UNAVAILABLE: CloseCode.DIRECTORY_UNAVAILABLE,
 }
 #: the refusals a RESUME can get (``gameserver_resumes_refused{reason}`` counts these)
 RESUME_REFUSALS = frozenset(

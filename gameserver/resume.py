@@ -10,8 +10,9 @@ A token is ASCII base64url without padding of::
 ``epoch`` is the room instance's random epoch (``Room.epoch``: a room that closed and was
 made again under the same name has another one), ``number`` the player number, and
 ``generation`` the seat's counter (``Room.rotate``), bumped each time a token is minted for
-the seat, so only the newest token of a seat is good. The key is 32 random bytes per server
-(:meth:`ResumeKey.generate`), never sent anywhere. The varints are canonical (shortest) LEB128,
+the seat, so only the newest token of a seat is good. The key is 32 bytes, never sent
+anywhere: ``gameserver serve`` derives it from the token secret (so the nodes of a cluster
+share it), an embedder may draw a random one per server (:meth:`ResumeKey.generate`). The varints are canonical (shortest) LEB128,
 as ``shared.wire.varint`` writes them, and the base64 text is canonical too, so exactly one
 string is the token of a given seat and generation.
 

@@ -140,6 +140,9 @@ class RoomHost:
         self.private = private
         self.closing = False
         self.draining = False
+        #: a cluster node lost this room's lease (it moved to another node): it is closing,
+        #: and a join for its name is routed by the directory, not refused here
+        self.moved = False
         #: the sessions attached to a seat, by player number: the tick reads and writes these
         self.sessions: dict[int, Session] = {}
         #: the seats held for a resume, by player number: the session that ended (its player)
@@ -503,6 +506,8 @@ class RoomDirectory:
         self._creations: dict[str, TokenBucket] = {}  # room creations per player id
         #: public rooms an admin closed, once disposed of: name -> (hold until, game name)
         self._held: dict[str, tuple[float, str]] = {}
+        #: called with each room disposed of (a cluster node releases its lease)
+        self.on_dispose: Callable[[RoomHost], None] | None = None
 
     def held(self, name: str) -> RoomInfo | None:
         """A public room an admin closed keeps refusing joins (4011) while it is disposed of
@@ -575,7 +580,9 @@ class RoomDirectory:
         self.stats.rooms_disposed += 1
         self.activity.record(ActivityKind.ROOM_DISPOSED, name)
         log_event(log, "room disposed", room=name, ticks=host.ticks, closed=host.closing)
-        if host.closing and not host.private:  # closed by an admin: see held()
+        if self.on_dispose is not None:
+            self.on_dispose(host)
+        if host.closing and not host.private and not host.moved:  # closed by an admin: held()
             now = trio.current_time()
             self._held = {k: v for k, v in self._held.items() if v[0] > now}
             self._held[name] = (now + self.config.room_grace, host.room.game_cls.name)

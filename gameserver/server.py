@@ -15,10 +15,9 @@ import functools
 import itertools
 import logging
 import math
-import secrets
 import ssl
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import NoReturn
 
 import trio
@@ -28,9 +27,12 @@ from gameserver._tws import FastConnection, TransportClosed
 from gameserver._tws_surface import check_takeover
 from gameserver.activity import ActivityKind
 from gameserver.auth import AuthError, Identity, TokenVerifier
+from gameserver.cluster import ClusterOptions
+from gameserver.cluster_node import ClusterNode, open_cluster_node
 from gameserver.config import ServerConfig as ServerConfig  # re-exported: its old home
+from gameserver.directory.live import LiveDirectory
 from gameserver.front_door import FrontDoor
-from gameserver.game import Game, GameRegistry, Player
+from gameserver.game import GameRegistry, Player
 from gameserver.guest import GuestIssuer
 from gameserver.http_static import StaticSite
 from gameserver.lifecycle import (
@@ -50,7 +52,6 @@ from gameserver.lifecycle import (
     Refuse,
     ReplaceAttached,
     ResumeReceived,
-    RoomInfo,
     Seat,
     SeatTaken,
     Send,
@@ -68,11 +69,12 @@ from gameserver.reasons import (
     pre_join_flood_error,
     text_frame_error,
 )
-from gameserver.resume import ResumeClaims, ResumeKey, ResumeRefusal, ResumeTokenError
+from gameserver.resume import ResumeClaims, ResumeKey, ResumeTokenError
 from gameserver.roomhost import RoomDirectory as RoomDirectory  # re-exported: its old home
 from gameserver.roomhost import RoomHost as RoomHost
 from gameserver.roomhost import Session as Session
 from gameserver.roomhost import peer_error
+from gameserver.server_state import ServerState
 from gameserver.stats import ServerStats
 from gameserver.web import WebApp
 from shared.errors import RemoteProtocolError
@@ -122,7 +124,14 @@ class GameServer:
         self._listening = trio.CancelScope()  # the accept loops: cancelled first
         self._awaiting_join: set[trio.CancelScope] = set()  # connections reading their JOIN
         self._stopped: trio.Event | None = None
-        self._directory = _Directory(self)
+        self._directory = ServerState(self)
+        #: this node's side of the cluster (None: a server on its own)
+        self.cluster: ClusterNode | None = None
+
+    @property
+    def live(self) -> LiveDirectory | None:
+        """The cluster directory as this node sees it (None without a cluster)."""
+        return self.cluster.live if self.cluster is not None else None
 
     @property
     def url(self) -> str:
@@ -279,7 +288,11 @@ class GameServer:
         version = version_of_subprotocol(conn.subprotocol) or 1
         life = Lifecycle(self._directory, version)
         first = await self._read_join(conn, version)
-        actions = life.receive(first)
+        actions = None
+        if self.cluster is not None:  # a room not hosted here: redirected, or placed here
+            life, actions = await self.cluster.route(first, life)
+        if actions is None:
+            actions = life.receive(first)
         session: Session | None = None
         for action in actions:
             if isinstance(action, Refuse):
@@ -497,6 +510,8 @@ class GameServer:
                 host.room.unseat(number)
         if not held and self.by_player.get(session.player.id) is session:
             del self.by_player[session.player.id]
+            if self.cluster is not None:
+                self.cluster.seat_freed(session.player.id)
         self.stats.players -= 1
         self.rooms.activity.ended(host.room.name, session.player.id, end.code, end.cause.value)
         log_event(
@@ -536,61 +551,6 @@ class GameServer:
             pass
 
 
-class _Directory:
-    """The server's state as the lifecycle core reads it (a ``lifecycle.Directory``)."""
-
-    def __init__(self, server: GameServer) -> None:
-        self._server = server
-        self.max_rooms = server.config.max_rooms
-
-    @property
-    def draining(self) -> bool:
-        return self._server.draining
-
-    @property
-    def overloaded(self) -> bool:
-        return self._server.load.overloaded
-
-    def room_count(self) -> int:
-        return len(self._server.rooms.rooms)
-
-    def game(self, name: str) -> type[Game] | None:
-        return self._server.registry.get(name)
-
-    def room(self, name: str) -> RoomInfo | None:
-        host = self._server.rooms.rooms.get(name)
-        if host is None or host.closed:
-            return self._server.rooms.held(name)  # an admin closed it a moment ago
-        r = host.room
-        return RoomInfo(
-            name, r.game_cls.name, host.private, host.closing, r.player_count, r.max_players
-        )
-
-    def seat_of(self, player_id: str) -> str | None:
-        session = self._server.by_player.get(player_id)
-        return None if session is None or session.host is None else session.host.room.name
-
-    def new_private_room_id(self) -> str:
-        return "~" + secrets.token_urlsafe(16)
-
-    def may_create_room(self, creator: str) -> bool:
-        return self._server.rooms.may_create(creator)
-
-    def seat_hold(self, room: str) -> float:
-        host = self._server.rooms.rooms.get(room)
-        return 0.0 if host is None else host.seat_hold
-
-    def resume_check(self, room: str, claims: ResumeClaims) -> ResumeRefusal | None:
-        host = self._server.rooms.rooms.get(room)
-        if host is None or host.closed or host.closing:
-            return ResumeRefusal.SEAT_LOST
-        return host.room.resume_check(claims)
-
-    def seat_attached(self, room: str, number: int) -> bool:
-        host = self._server.rooms.rooms.get(room)
-        return host is not None and number in host.sessions
-
-
 def _room_of(event: ConnectionEvent) -> str | None:
     """The room a JOIN or RESUME asked for (for the log), if the first message was one."""
     if isinstance(event, JoinReceived):
@@ -620,6 +580,7 @@ async def open_gameserver(
     guest: GuestIssuer | None = None,
     resume_key: ResumeKey | None = None,
     extra_listeners: Sequence[trio.SocketListener] = (),
+    cluster: ClusterOptions | None = None,
 ) -> AsyncIterator[GameServer]:
     """Run a server for the duration of the block; yields it once it is listening.
 
@@ -627,9 +588,11 @@ async def open_gameserver(
     (for tests and trusted embedding only; the ``gameserver`` command always sets one).
     ``load`` replaces the CPU-budget monitor made from the config (tests inject one).
     ``guest`` mints guest tokens for the web demo (``POST /guest``; None: off).
-    ``resume_key`` mints and checks resume tokens (None: 32 fresh random bytes).
-    ``extra_listeners`` are served too, from the start (a worker of ``--workers``: the shared
-    ``SO_REUSEPORT`` port); :attr:`GameServer.port` stays that of ``config.port``. With
+    ``resume_key`` mints and checks resume tokens (None: 32 fresh random bytes; a cluster's
+    nodes must share one). ``extra_listeners`` are served too, from the start (a worker of
+    ``--workers``: the shared ``SO_REUSEPORT`` port); :attr:`GameServer.port` stays that of
+    ``config.port``. ``cluster`` makes the server a node of a cluster
+    (``gameserver.cluster``): it joins the directory before it listens. With
     ``config.web`` the files under ``config.web_root`` are read here, before listening
     (``gameserver.http_static.WebRootError`` if they cannot be served).
 
@@ -650,15 +613,18 @@ async def open_gameserver(
         listeners = await trio.open_tcp_listeners(config.port, host=config.host)
         raw = listeners[0]
         server.port = raw.socket.getsockname()[1]
-        await nursery.start(server.listen, [*listeners, *extra_listeners])
-        nursery.start_soon(server.load.run)  # the CPU budget and gameserver_cpu_ratio
-        nursery.start_soon(stats.peer_log.run)  # "suppressed N similar lines" summaries
-        try:
-            yield server
-        finally:
-            with trio.CancelScope(shield=True):
-                await server.shutdown()
-            nursery.cancel_scope.cancel()
+        async with AsyncExitStack() as stack:
+            if cluster is not None:
+                server.cluster = await stack.enter_async_context(open_cluster_node(server, cluster))
+            await nursery.start(server.listen, [*listeners, *extra_listeners])
+            nursery.start_soon(server.load.run)  # the CPU budget and gameserver_cpu_ratio
+            nursery.start_soon(stats.peer_log.run)  # "suppressed N similar lines" summaries
+            try:
+                yield server
+            finally:
+                with trio.CancelScope(shield=True):
+                    await server.shutdown()
+        nursery.cancel_scope.cancel()
 
 
 async def serve_gameserver(
@@ -671,6 +637,7 @@ async def serve_gameserver(
     load: LoadMonitor | None = None,
     guest: GuestIssuer | None = None,
     resume_key: ResumeKey | None = None,
+    cluster: ClusterOptions | None = None,
     task_status: trio.TaskStatus[GameServer] = trio.TASK_STATUS_IGNORED,
 ) -> NoReturn:
     """``server = await nursery.start(serve_gameserver, config, registry, ssl_context)``."""
@@ -683,6 +650,7 @@ async def serve_gameserver(
         load=load,
         guest=guest,
         resume_key=resume_key,
+        cluster=cluster,
     ) as server:
         task_status.started(server)
         await trio.sleep_forever()

@@ -495,6 +495,16 @@ SERVE_SETTINGS: tuple[Setting, ...] = (
         optional=True,
         note="default: HOSTNAME:PORT",
     ),
+    Setting(
+        "lease-ttl",
+        _F,
+        5.0,
+        "seconds a room stays in the directory after its node's last renewal (renewed every "
+        "third of it): how soon a dead node's rooms can be created again elsewhere",
+        "cluster",
+        lo=0.3,
+        hi=600,
+    ),
     # metrics and logging
     Setting(
         "metrics-port",

@@ -35,6 +35,12 @@ class ServerStats:
     #: player EVENT messages dropped because their room's event queue was full
     events_dropped: int = 0
     slow_disconnects: int = 0
+    #: JOINs and RESUMEs sent to the node that owns their room (a cluster: REDIRECT, 4015)
+    redirects: int = 0
+    #: a cluster node's directory: 1 while its store answers (or without a cluster), else 0
+    directory_reachable: int = 1
+    #: a cluster node's room leases held now
+    directory_leases: int = 0
     #: joins refused because the server's CPU budget was in use
     overload_refusals: int = 0
     #: answers to plain HTTP requests on the WSS port (the web demo), by status ("200", "404")

@@ -521,6 +521,8 @@ def test_join_timeout_and_drain_refuse_a_connection_that_never_joined() -> None:
 def test_every_refusal_with_a_close_code_is_covered() -> None:
     covered = {r for r, _, _, _ in ADMISSION_CASES} | {Refusal.JOIN_TIMEOUT, Refusal.DRAINING}
     covered |= {r for r, _, _ in RESUME_CASES}
+    # a cluster node's own refusal (gameserver.cluster): not the lifecycle's
+    covered.add(Refusal.DIRECTORY_UNAVAILABLE)
     assert covered == set(CLOSE_CODES)
     assert {r for r, _, _ in RESUME_CASES} == RESUME_REFUSALS
     # and every refusal in the table has a close code and a step that may give it

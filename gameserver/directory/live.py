@@ -42,12 +42,14 @@ class LiveDirectory:
         url: str,
         load: Callable[[], float],
         on_lost: Callable[[LeaseLost], None],
+        on_seat_lost: Callable[[Seat], None] = lambda seat: None,
     ) -> None:
         self.directory = directory
         self.node_id = node_id
         self.url = url
         self._load = load
         self._on_lost = on_lost
+        self._on_seat_lost = on_seat_lost
         #: the leases this node holds, by room: the tick-side check reads this dict only
         self.leases: dict[str, RoomLease] = {}
         #: the seats this node holds, by player id
@@ -72,6 +74,30 @@ class LiveDirectory:
     def seat(self, player_id: str) -> Seat | None:
         return self.seats.get(player_id)
 
+    def adopt(self, lease: RoomLease) -> None:
+        """Hold ``lease`` from now on (renewed with the others): a lease naming this node that
+        another node placed here, or one left from before a restart under the same node id."""
+        if lease.node_id != self.node_id:
+            raise ValueError(f"lease on {lease.room!r} names node {lease.node_id!r}, not this one")
+        self.leases.setdefault(lease.room, lease)
+
+    def forget(self, room: str) -> RoomLease | None:
+        """Stop holding ``room`` (and its seats) at once, without a call; returns the lease,
+        for :meth:`release_lease`."""
+        lease = self.leases.pop(room, None)
+        for player, seat in list(self.seats.items()):
+            if seat.room == room:
+                del self.seats[player]
+        return lease
+
+    async def release_lease(self, lease: RoomLease) -> None:
+        """Remove a forgotten lease from the store (best effort: if the store is unreachable,
+        it lapses by itself within its TTL)."""
+        try:
+            await self.directory.release_room(lease)
+        except DirectoryUnavailable:
+            self.reachable = False
+
     # ------------------------------------------------------------ calls (may raise)
     async def create_room(
         self, room: str, creator: str, *, game: str = "", private: bool = False
@@ -94,16 +120,9 @@ class LiveDirectory:
     async def release_room(self, room: str) -> None:
         """This node disposed of ``room``: forget it here, and in the store (best effort: if
         the store is unreachable, the lease lapses by itself within its TTL)."""
-        lease = self.leases.pop(room, None)
-        for player, seat in list(self.seats.items()):
-            if seat.room == room:
-                del self.seats[player]
-        if lease is None:
-            return
-        try:
-            await self.directory.release_room(lease)
-        except DirectoryUnavailable:
-            self.reachable = False
+        lease = self.forget(room)
+        if lease is not None:
+            await self.release_lease(lease)
 
     async def claim_seat(self, player_id: str, room: str, replace: Seat | None = None) -> Seat:
         """Seat ``player_id`` in ``room`` (which this node must own)."""
@@ -167,10 +186,13 @@ class LiveDirectory:
         for seat in seats_kept:
             if self.seats.get(seat.player_id) is not None:
                 self.seats[seat.player_id] = seat
+        rooms_kept = {lease.room for lease in kept}
         for seat in seats_lost:
             held = self.seats.get(seat.player_id)
             if held is not None and held.room == seat.room and held.epoch == seat.epoch:
                 del self.seats[seat.player_id]
+                if seat.room in rooms_kept:  # the player took a seat elsewhere (newest wins)
+                    self._on_seat_lost(seat)
         for gone in lost:
             held_lease = self.leases.get(gone.lease.room)
             if held_lease is not None and held_lease.epoch == gone.lease.epoch:
@@ -206,12 +228,15 @@ async def open_directory(
     *,
     load: Callable[[], float] = lambda: 0.0,
     on_lost: Callable[[LeaseLost], None] = lambda lost: None,
+    on_seat_lost: Callable[[Seat], None] = lambda seat: None,
     interval: float | None = None,
 ) -> AsyncIterator[LiveDirectory]:
     """This node in ``directory``, heartbeating and renewing in the background until the
     block exits (then its node record is removed, best effort). The first heartbeat is done
-    (or has failed: the store may come later) when the block starts."""
-    live = LiveDirectory(directory, node_id, url, load, on_lost)
+    (or has failed: the store may come later) when the block starts. ``on_lost`` runs when a
+    lease is fenced (the room moved), ``on_seat_lost`` when a seat in a room still held here
+    was taken by the player elsewhere (one seat per player: the newest wins)."""
+    live = LiveDirectory(directory, node_id, url, load, on_lost, on_seat_lost)
     every = interval if interval is not None else directory.limits.renew_interval
     async with trio.open_nursery() as nursery:
         await nursery.start(live.run, every)
