@@ -3,7 +3,7 @@
 :class:`ClusterNode` is what ``GameServer.cluster`` holds. It drives the pure
 :class:`~gameserver.cluster.Router` (one directory call at a time), claims the player's seat
 cluster-wide before it is seated, adopts leases placed here, closes a room whose lease was
-lost (4011 "room moved"), closes a session whose player sat down elsewhere (4009), and
+lost (1001 "room moved; join again"), closes a session whose player sat down elsewhere (4009), and
 releases a room's lease when the room is disposed of. Nothing here runs in a tick: the room
 tasks never await the directory (the lease cache, ``LiveDirectory.owns``, is a dict).
 """
@@ -62,7 +62,7 @@ from gameserver.lifecycle import (
 from gameserver.lifecycle import Step as AdmissionStep
 from gameserver.reasons import Refusal
 from gameserver.resume import ResumeClaims, ResumeRefusal
-from shared.protocol import CloseCode
+from shared.protocol import ROOM_MOVED_REASON, CloseCode
 
 if TYPE_CHECKING:
     from gameserver.roomhost import RoomHost
@@ -286,7 +286,9 @@ class ClusterNode:
         if host is None or host.closed:
             return
         host.moved = True
-        host.close(CloseCode.ROOM_CLOSED, "room moved", EndCause.ROOM_CLOSED)
+        # 1001, not 4011 (an admin's final close): the SDKs reconnect, their RESUME is
+        # redirected to the new owner, which answers 4013, and they JOIN again there
+        host.close(CloseCode.GOING_AWAY, ROOM_MOVED_REASON, EndCause.ROOM_CLOSED)
 
     def on_dispose(self, host: RoomHost) -> None:
         """A room was disposed of: release its lease (in the background)."""

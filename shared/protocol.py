@@ -105,3 +105,6 @@ DRAINING_MESSAGE = "draining: the server is shutting down and admits no joins; c
 #: when a drain ends: the server restarts or moves, so come back later. Stable: clients may
 #: compare it.
 RESTART_REASON = "server restarting; come back later"
+#: The reason of the CLOSE 1001 the players of a room get when, in a cluster, another node now
+#: holds their room (this node lost its lease). Reconnect: the room lives elsewhere now.
+ROOM_MOVED_REASON = "room moved; join again"

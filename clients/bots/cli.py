@@ -259,6 +259,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="server URL, wss://host:port (ws:// allowed); in a cluster any node (the bots "
         "follow its redirects, at most 3 per join)",
     )
+    p.add_argument(
+        "--also-url",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="another node of the same cluster (repeatable): the players of each room dial "
+        "--url and these in turn (player p dials the (p mod n)-th), so a room's players arrive "
+        "through different nodes",
+    )
     p.add_argument("--rooms", type=_positive_int, default=1, help="rooms to fill (default 1)")
     p.add_argument("--players", type=_positive_int, default=1, help="bots per room (default 1)")
     p.add_argument("--duration", type=_positive, default=10.0, help="seconds measured (default 10)")
@@ -366,6 +375,10 @@ def options_from_args(args: argparse.Namespace) -> Options:
     parts = urllib.parse.urlsplit(args.url)
     if parts.scheme not in ("ws", "wss") or not parts.hostname:
         raise ValueError(f"--url must be wss://host:port or ws://host:port, not {args.url!r}")
+    for other in args.also_url:
+        more = urllib.parse.urlsplit(other)
+        if more.scheme != parts.scheme or not more.hostname:
+            raise ValueError(f"--also-url must be a {parts.scheme}://host:port URL, not {other!r}")
     ca_file: Path | None = args.ca_file
     if ca_file is None:
         ca_file = default_ca_file(args.url, args.state_dir)
@@ -410,6 +423,7 @@ def options_from_args(args: argparse.Namespace) -> Options:
         raise ValueError("--drop-every needs --protocol gamesync (the JSON baseline has no resume)")
     config = LoadConfig(
         url=args.url,
+        also_urls=tuple(args.also_url),
         rooms=args.rooms,
         players=args.players,
         duration=args.duration,

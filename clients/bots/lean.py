@@ -615,6 +615,7 @@ class Bot:
         "conn",
         "desyncs",
         "encoder",
+        "entry",
         "event_bytes",
         "events_received",
         "events_sent",
@@ -717,6 +718,8 @@ class Bot:
         self.keep_behaviour = False
         #: the URL of the node the bot is seated on ("" before; a resume goes there first)
         self.url = ""
+        #: the URL the bot dials first (``gamebots --url``, or one of ``--also-url``)
+        self.entry = ""
         #: REDIRECTs followed (cluster nodes sending a join or resume to the room's owner)
         self.redirects = 0
 

@@ -39,6 +39,9 @@ def _mix(value: Any) -> Mix:
 @attrs.frozen
 class LoadConfig:
     url: str
+    #: more entry URLs (other nodes of a cluster): player ``p`` of each room dials entry
+    #: ``p % (1 + len(also_urls))`` of ``(url, *also_urls)``
+    also_urls: tuple[str, ...] = attrs.field(default=(), converter=tuple)
     #: rooms this process fills: ``{room_prefix}-{room_offset}`` ... (``rooms`` of them)
     rooms: int = 1
     players: int = 8
@@ -76,6 +79,11 @@ class LoadConfig:
     def run_rooms(self) -> int:
         return self.rooms_total or self.rooms
 
+    def entry_for(self, player: int) -> str:
+        """The URL player ``player`` of a room dials first."""
+        entries = (self.url, *self.also_urls)
+        return entries[player % len(entries)]
+
 
 def ssl_context_for(cfg: LoadConfig) -> ssl.SSLContext | None:
     if not cfg.url.startswith("wss:"):
@@ -112,6 +120,7 @@ def make_bots(cfg: LoadConfig, latency: LatencyHistogram | None = None) -> list[
                 bots.append(ResumingBot(len(bots), room, drop_rng=drop_rng, **kw))
             else:
                 bots.append(Bot(len(bots), room, **kw))
+            bots[-1].entry = cfg.entry_for(p)
     return bots
 
 
@@ -192,7 +201,7 @@ async def run_load(
 
     async def resume(bot: ResumingBot) -> None:
         try:
-            await recover(bot, cfg.url, ctx, cfg.game, connect_timeout=cfg.connect_timeout)
+            await recover(bot, bot.entry, ctx, cfg.game, connect_timeout=cfg.connect_timeout)
         except BotFailed as exc:
             on_error(bot, exc)
             _close(bot)
@@ -224,7 +233,7 @@ async def run_load(
         n = 0
         while True:
             try:
-                await bot.start(cfg.url, ctx, cfg.game)
+                await bot.start(bot.entry, ctx, cfg.game)
                 return
             except BotFailed as exc:
                 if exc.close_code != CloseCode.DIRECTORY_UNAVAILABLE:

@@ -13,12 +13,14 @@ import secrets
 import ssl
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
 import trustme
 
+from clients.bots.loadtest import LoadConfig, merge_reports, run_load
 from clients.client import open_game_client
 from gameserver.auth import TokenVerifier, mint_token
 from gameserver.cluster import ClusterOptions
@@ -27,7 +29,7 @@ from gameserver.game import default_registry
 from gameserver.resume import ResumeKey
 from gameserver.server import GameServer, ServerConfig, open_gameserver
 from shared.messages import Error, Join, Leave, Redirect, Resume
-from shared.protocol import SUBPROTOCOL_V1, CloseCode
+from shared.protocol import ROOM_MOVED_REASON, SUBPROTOCOL_V1, CloseCode
 from tests.directory.cluster_client import Closed, RawClient, error_of, first_answer, join_following
 from tests.directory.conftest import RedisServer
 
@@ -315,7 +317,7 @@ async def test_redis_stopped_and_restarted_rooms_keep_ticking(
             await client.aclose()
 
 
-async def test_a_lost_lease_closes_the_room_with_4011_room_moved(
+async def test_a_lost_lease_closes_the_room_with_1001_room_moved(
     nodes: tuple[GameServer, GameServer], client_ssl: ssl.SSLContext
 ) -> None:
     a, b = nodes
@@ -330,8 +332,8 @@ async def test_a_lost_lease_closes_the_room_with_4011_room_moved(
         await owner.live.directory.release_room(lease)
         await other.live.create_room("moving", creator="zed")
         told, code = await alice.until_closed()
-        assert code == CloseCode.ROOM_CLOSED
-        assert [m.reason for m in told] == ["room moved"]
+        assert code == CloseCode.GOING_AWAY  # the SDKs reconnect on it (4011 is final)
+        assert [m.reason for m in told] == [ROOM_MOVED_REASON]
         # a new join goes where the directory says, and the name is not held closed here
         bob, dialled = await join_following(url_of(owner), client_ssl, join("bob", "moving"))
         assert dialled == [url_of(owner), url_of(other)]
@@ -468,3 +470,67 @@ async def test_the_python_sdk_follows_the_real_cluster(
             for client in (ann, ben):
                 owners = {e.owner for e in client.replica.of_type("player")}
                 assert owners == {ann.player, ben.player}
+
+
+# ---------------------------------------------------------------- gamebots on both nodes
+BOT_ROOMS, BOT_PLAYERS = 4, 4
+
+
+async def test_bots_dialling_either_node_land_in_the_same_rooms(
+    nodes: tuple[GameServer, GameServer],
+    ca: trustme.CA,
+    tmp_path: Path,
+) -> None:
+    a, b = nodes
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    cfg = LoadConfig(
+        url=url_of(a),
+        also_urls=(url_of(b),),
+        rooms=BOT_ROOMS,
+        players=BOT_PLAYERS,
+        duration=2.0,
+        settle=0.3,
+        linger=0.5,
+        verify_sample=-1,  # every bot keeps a replica and checks every checksum
+        ca_file=str(ca_file),
+        room_prefix="duo",
+        secret_hex=SECRET.hex(),
+    )
+    seen: dict[str, dict[str, set[str]]] = {}
+
+    async def watch() -> None:
+        """While the bots play, read each node's rooms and the players seated in them."""
+        while True:
+            for node in (a, b):
+                for name, host in node.rooms.rooms.items():
+                    players = {s.player.id for s in host.sessions.values()}
+                    if len(players) == BOT_PLAYERS:
+                        seen.setdefault(name, {})[node.config.host] = players
+            await trio.sleep(0.1)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(watch)
+        with trio.fail_after(60):
+            report = merge_reports([await run_load(cfg)])
+        nursery.cancel_scope.cancel()
+
+    players = BOT_ROOMS * BOT_PLAYERS
+    assert report["players"] == {"target": players, "connected": players, "failed": 0}, report[
+        "errors"
+    ]
+    assert report["errors"] == {} and report["desyncs"] == 0
+    # half the players of each room dialled the node that did not own it: redirected once each
+    assert report["redirects"] == players // 2 and report["redirected_bots"] == players // 2
+    # each room was full on exactly one node, with its own four players
+    rooms = {f"duo-{r}" for r in range(BOT_ROOMS)}
+    assert set(seen) == rooms
+    for name, by_node in seen.items():
+        assert len(by_node) == 1, (name, by_node)
+        (ids,) = by_node.values()
+        assert ids == {f"{name}-{p}" for p in range(BOT_PLAYERS)}
+    # the rooms are spread over both nodes (placement by load), and each node's redirects are
+    # the players that dialled it for a room on the other
+    owners = {next(iter(by_node)) for by_node in seen.values()}
+    assert owners == set(HOSTS)
+    assert a.stats.redirects + b.stats.redirects == players // 2
