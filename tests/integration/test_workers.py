@@ -26,8 +26,8 @@ from trio_websocket import ConnectionClosed
 
 from gameserver.metrics import serve_metrics
 from gameserver.supervisor_metrics import http_get
-from shared.messages import Close, Delta
-from tests.integration.wsclient import TestClient, connect
+from shared.messages import Close, Delta, Redirect
+from tests.integration.wsclient import JoinRefused, TestClient, connect
 
 WORKER_LINE = re.compile(r"^worker (\d+) \(pid (\d+)\) listening on (\S+)$")
 
@@ -166,11 +166,27 @@ def _listening_ports(pid: int) -> set[int]:
     }
 
 
+async def _join_at(
+    cluster: Cluster, nursery: trio.Nursery, url: str, room: str, who: str
+) -> tuple[TestClient, str]:
+    """JOIN at ``url``, following the workers' REDIRECTs (the room lives on one worker):
+    the client, and the URL of the worker that seated it."""
+    token = await _token(cluster.state, who)
+    for _ in range(3):
+        try:
+            return await connect(nursery, url, cluster.ssl(), room, who, token=token), url
+        except JoinRefused as refused:
+            if not isinstance(refused.msg, Redirect):
+                raise
+            assert refused.msg.room == room
+            url = refused.msg.url
+    raise AssertionError(f"more than 3 redirects for room {room!r}")
+
+
 async def _join(
     cluster: Cluster, nursery: trio.Nursery, url: str, room: str, who: str
 ) -> TestClient:
-    token = await _token(cluster.state, who)
-    return await connect(nursery, url, cluster.ssl(), room, who, token=token)
+    return (await _join_at(cluster, nursery, url, room, who))[0]
 
 
 async def test_workers_share_the_port_report_metrics_and_drain_on_sigterm(
@@ -224,9 +240,15 @@ async def test_a_worker_killed_is_restarted_and_the_other_workers_rooms_are_unaf
     start: object, nursery: trio.Nursery
 ) -> None:
     cluster: Cluster = await start("--metrics-port", "0")  # type: ignore[operator]
-    (pid0, url0), (_, url1) = cluster.workers()[0], cluster.workers()[1]
-    steady = await _join(cluster, nursery, url1, "steady", "carol")
-    doomed = await _join(cluster, nursery, url0, "doomed", "dave")
+    workers = cluster.workers()
+    # rooms are placed on the least-loaded worker: the second room goes to the other worker
+    # (dialling a worker's own port, so that the URL a player ends at names its worker)
+    first = workers[0][1]
+    steady, steady_url = await _join_at(cluster, nursery, first, "steady", "carol")
+    doomed, doomed_url = await _join_at(cluster, nursery, first, "doomed", "dave")
+    assert steady_url != doomed_url
+    ((index, (pid0, url0)),) = [(i, w) for i, w in workers.items() if w[1] == doomed_url]
+    other = 1 - index
     await steady.wait_tick(steady.replica.tick + 2)
     ticks: list[int] = []
     restarted = trio.Event()
@@ -242,7 +264,7 @@ async def test_a_worker_killed_is_restarted_and_the_other_workers_rooms_are_unaf
     async def kill_and_wait() -> None:
         seen = len(cluster.lines)
         os.kill(pid0, signal.SIGKILL)
-        m = await cluster.wait_for(r"^worker 0 \(pid (\d+)\) listening on (\S+)$", seen)
+        m = await cluster.wait_for(rf"^worker {index} \(pid (\d+)\) listening on (\S+)$", seen)
         assert int(m[1]) != pid0 and m[2] == url0  # a new process, the same port
         restarted.set()
 
@@ -250,20 +272,23 @@ async def test_a_worker_killed_is_restarted_and_the_other_workers_rooms_are_unaf
         async with trio.open_nursery() as inner:
             inner.start_soon(watch_steady)
             inner.start_soon(kill_and_wait)
-    # the player on worker 0 lost its connection; worker 1's player saw every tick
+    # the player on the killed worker lost its connection; the other's player saw every tick
     with trio.fail_after(5), pytest.raises(ConnectionClosed):
         while True:
             await doomed.pump()
     assert len(ticks) >= 10  # the restart took at least the 0.5 s backoff
     assert ticks == list(range(ticks[0], ticks[0] + len(ticks)))
     assert steady.replica.tick == ticks[-1]
-    # worker 0 serves again, on its own URL, and the aggregate counts the restart
-    again = await _join(cluster, nursery, url0, "doomed", "dave")
+    # the killed worker serves again, on its own URL; the directory still names it for its
+    # room (the same node id), so a join for that room at the other worker is redirected
+    # there, and the restarted worker adopts the lease
+    again, at = await _join_at(cluster, nursery, workers[other][1], "doomed", "dave")
+    assert at == url0
     await again.wait_tick(again.replica.tick + 2)
     status, text = await _get(cluster.metrics_port(), "/metrics")
     assert status == 200
-    assert 'gameserver_worker_restarts_total{worker="0"} 1.0' in text
-    assert 'gameserver_worker_restarts_total{worker="1"} 0.0' in text
+    assert f'gameserver_worker_restarts_total{{worker="{index}"}} 1.0' in text
+    assert f'gameserver_worker_restarts_total{{worker="{other}"}} 0.0' in text
     cluster.proc.send_signal(signal.SIGINT)
     with trio.fail_after(15):
         assert await cluster.proc.wait() == 0
