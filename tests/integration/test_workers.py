@@ -24,6 +24,7 @@ import trio
 from prometheus_client.registry import CollectorRegistry
 from trio_websocket import ConnectionClosed
 
+from clients.client import Lost, Rejoined, open_game_client
 from gameserver.metrics import serve_metrics
 from gameserver.supervisor_metrics import http_get
 from shared.messages import Close, Delta, Redirect
@@ -290,6 +291,42 @@ async def test_a_worker_killed_is_restarted_and_the_other_workers_rooms_are_unaf
     assert f'gameserver_worker_restarts_total{{worker="{index}"}} 1.0' in text
     assert f'gameserver_worker_restarts_total{{worker="{other}"}} 0.0' in text
     cluster.proc.send_signal(signal.SIGINT)
+    with trio.fail_after(15):
+        assert await cluster.proc.wait() == 0
+
+
+async def test_an_sdk_player_of_a_killed_worker_is_seated_again(
+    start: object, nursery: trio.Nursery
+) -> None:
+    """The Python SDK (dialling worker 0's own port: it ends at the room's worker, so the test
+    knows which) loses its worker to kill -9. The SDK reconnects
+    to its worker's URL (refused until the restart), then RESUMEs there: the restarted worker
+    adopts the room's lease (the same node id) but the seat is gone (4013), so the SDK JOINs
+    the room again, on the worker the directory names, and plays on."""
+    cluster: Cluster = await start()  # type: ignore[operator]
+    workers = cluster.workers()
+    token = await _token(cluster.state, "erin")
+    with trio.fail_after(60):
+        async with open_game_client(
+            workers[0][1], "phoenix", token=token, ssl_context=cluster.ssl()
+        ) as erin:
+            (index,) = [i for i, (_, url) in workers.items() if url == erin.url]
+            pid, url = workers[index]
+            first = erin.player
+            list(erin.iter_connection_events())
+            seen = len(cluster.lines)
+            os.kill(pid, signal.SIGKILL)
+            events = []
+            while not isinstance(event := await erin.next_connection_event(), Rejoined):
+                events.append(event)
+                assert not (isinstance(event, Lost) and not event.rejoining), event
+            await cluster.wait_for(rf"^worker {index} \(pid (\d+)\) listening on ", seen)
+            assert any(isinstance(e, Lost) and e.rejoining for e in events), events
+            assert erin.joined.room == "phoenix" and event.previous_player == first
+            assert erin.url == url  # the room's worker, restarted on its own port
+            seq = await erin.send_input(dx=1.0)
+            await erin.wait_for_ack(seq)
+    cluster.proc.send_signal(signal.SIGTERM)
     with trio.fail_after(15):
         assert await cluster.proc.wait() == 0
 
