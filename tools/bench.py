@@ -226,15 +226,19 @@ class Sample:
 
 
 def tree_cpu(pid: int) -> int:
-    """utime+stime of a process and its live children (the load generator may fork workers)."""
+    """utime+stime of a process and its live children (the load generator may fork workers,
+    a ``--workers`` supervisor starts its workers), and of its reaped children."""
     total = 0
     with contextlib.suppress(OSError, ValueError):
         stat = Path(f"/proc/{pid}/stat").read_text()
         total += bl.parse_pid_stat(stat).cpu
         rest = stat[stat.rindex(")") + 2 :].split()
         total += int(rest[16 - 3]) + int(rest[17 - 3])  # cutime + cstime: reaped children
-        for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
-            total += tree_cpu(int(child))
+        # the children of every thread: a trio process spawns from a worker thread
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                for child in (task / "children").read_text().split():
+                    total += tree_cpu(int(child))
     return total
 
 
