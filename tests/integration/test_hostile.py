@@ -1076,12 +1076,24 @@ async def test_client_that_never_reads(
                 await trio.sleep(0.05)
             full_at = trio.current_time() - last_rx
             assert full_at < auth_server.config.idle_timeout
+            ended: list[float] = []
+
+            async def note_end() -> None:
+                # when the session ended, to 10 ms (the loop below samples memory, which takes
+                # a tracemalloc snapshot: too slow a clock for the idle deadline)
+                while stuck.end is None:
+                    await trio.sleep(0.01)
+                ended.append(trio.current_time())
+
+            inner.start_soon(note_end)
             while stuck.end is None:
                 memory.sample()
                 assert stuck.outbound.queued_bytes <= auth_server.config.outbound_limit
                 assert stuck.outbound.queue_length <= 3
                 await trio.sleep(0.5)
-            closed_at = trio.current_time() - last_rx
+            while not ended:
+                await trio.sleep(0.01)
+            closed_at = ended[0] - last_rx
         inner.cancel_scope.cancel()
     # (a) closed for idleness: 1001 after idle_timeout (it never answered the ping)
     assert stuck.end.code == CloseCode.GOING_AWAY
