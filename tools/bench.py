@@ -110,7 +110,7 @@ def machine_info() -> dict[str, Any]:
             if line.startswith("model name"):
                 model = line.split(":", 1)[1].strip()
                 break
-    packages = {}
+    packages: dict[str, str | None] = {}
     for name in ("trio", "trio-websocket", "websockets", "wsproto", "matplotlib"):
         try:
             packages[name] = importlib.metadata.version(name)
@@ -645,17 +645,12 @@ def sweep(
     explicit = list(args.step_list) if args.step_list else None
     notes: list[str] = []
     while True:
-        if explicit is not None:
-            if not explicit or any(sat for _, sat in history):
-                break
-            players = bl.round_to_rooms(explicit.pop(0))
-        else:
-            nxt = bl.next_auto_step(
-                history, coarse=args.coarse, fine=args.fine, max_players=args.max_players
-            )
-            if nxt is None:
-                break
-            players = nxt
+        nxt = bl.choose_step(
+            explicit, history, coarse=args.coarse, fine=args.fine, max_players=args.max_players
+        )
+        if nxt is None:
+            break
+        players = nxt
         if not budget.fits(step_estimate(players, st), share):
             notes.append(f"stopped before the {players}-player step: time budget")
             log(notes[-1])
@@ -1053,7 +1048,7 @@ def main(argv: list[str] | None = None) -> int:
     ensure_environment()
     args = parse_args(argv)
     if args.render is not None:
-        results = json.loads(args.render.read_text())
+        results: dict[str, Any] = json.loads(args.render.read_text())
         draw_chart(results, args.results_dir / "chart.png")
         chart = os.path.relpath(args.results_dir / "chart.png", args.out.resolve().parent)
         args.out.write_text(render_markdown(results, chart))
@@ -1083,7 +1078,7 @@ def main(argv: list[str] | None = None) -> int:
         bots_extra=bots_extra,
     )
     th = bl.Thresholds()
-    results: dict[str, Any] = {
+    results = {
         "meta": {
             "command": command.strip(),
             "machine": machine_info(),

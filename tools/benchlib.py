@@ -254,6 +254,23 @@ def search_bounds(history: Iterable[tuple[int, bool]]) -> tuple[int, int | None]
     return good, bad
 
 
+def choose_step(
+    explicit: list[int] | None,
+    history: Sequence[tuple[int, bool]],
+    *,
+    coarse: int,
+    fine: int,
+    max_players: int,
+) -> int | None:
+    """The next step of a run: the next of ``explicit`` (``--steps``, consumed; none after a
+    saturated step), else the auto search's; None when the run is done."""
+    if explicit is not None:
+        if not explicit or any(sat for _, sat in history):
+            return None
+        return round_to_rooms(explicit.pop(0))
+    return next_auto_step(history, coarse=coarse, fine=fine, max_players=max_players)
+
+
 def next_auto_step(
     history: Sequence[tuple[int, bool]], *, coarse: int, fine: int, max_players: int
 ) -> int | None:

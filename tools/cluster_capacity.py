@@ -171,17 +171,12 @@ def capacity(
         steps = []
         explicit = list(args.step_list) if args.step_list else None
         while True:
-            if explicit is not None:
-                if not explicit or any(sat for _, sat in history):
-                    break
-                players = bl.round_to_rooms(explicit.pop(0))
-            else:
-                nxt = bl.next_auto_step(
-                    history, coarse=args.coarse, fine=args.fine, max_players=args.max_players
-                )
-                if nxt is None:
-                    break
-                players = nxt
+            nxt = bl.choose_step(
+                explicit, history, coarse=args.coarse, fine=args.fine, max_players=args.max_players
+            )
+            if nxt is None:
+                break
+            players = nxt
             bm.log(f"capacity: {name}, {players} players")
             try:
                 rec = measured_step(workers, players, st, procs, args.retries)
