@@ -471,7 +471,7 @@ class InputSchema(FieldList):
 
     def values_for(self, codes: tuple[Code, ...] | list[Code]) -> InputValues:
         return InputValues(
-            self, tuple(t.to_value(c) for t, c in zip(self.types, codes, strict=True))
+            self, tuple([t.to_value(c) for t, c in zip(self.types, codes, strict=True)])
         )
 
 
@@ -529,6 +529,8 @@ class Entity:
 
 
 def _make_property(index: int, ftype: FieldType) -> property:
+    if isinstance(ftype, Float):
+        return _float_property(index, ftype)
     bit = 1 << index
     to_code = ftype.to_code
     to_value = ftype.to_value
@@ -538,6 +540,32 @@ def _make_property(index: int, ftype: FieldType) -> property:
 
     def set_(self: Entity, value: Any) -> None:
         code = to_code(value)
+        codes = self.codes
+        if codes[index] != code:
+            codes[index] = code
+            if not self.mask and self._tracker is not None:
+                self._tracker[self.id] = self
+            self.mask |= bit
+
+    return property(get, set_)
+
+
+def _float_property(index: int, ftype: Float) -> property:
+    """A FLOAT field's property: ``Float.to_value`` and ``Float.to_code`` written inline (the
+    arena reads and writes two of them per player per tick); same codes, same errors."""
+    bit = 1 << index
+    lo = ftype.lo
+    precision = ftype.precision
+    steps = ftype.steps
+
+    def get(self: Entity) -> Any:
+        return lo + self.codes[index] * precision
+
+    def set_(self: Entity, value: Any) -> None:
+        x = (value - lo) / precision
+        if x != x:
+            raise LocalProtocolError("Float value is NaN")
+        code = steps if x >= steps else round(x) if x > 0 else 0
         codes = self.codes
         if codes[index] != code:
             codes[index] = code

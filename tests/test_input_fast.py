@@ -118,3 +118,38 @@ def test_the_shortcut_keeps_the_size_limit_and_the_fragment_rules() -> None:
     with pytest.raises(FrameError) as info:
         reader.next()  # after the first fragment, a new final binary frame: not a shortcut
     assert info.value.close_code == 1002
+
+
+@settings(max_examples=300)
+@given(
+    lo=st.floats(-1e4, 1e4),
+    span=st.floats(0.5, 1e4),
+    precision=st.sampled_from([0.001, 0.01, 0.05, 0.1, 0.25, 1.0]),
+    value=st.one_of(st.floats(allow_nan=False), st.integers(-(10**6), 10**6)),
+)
+def test_float_entity_fields_agree_with_the_field_type(
+    lo: float, span: float, precision: float, value: float
+) -> None:
+    """Entity FLOAT attributes (written inline for speed) store the code ``Float.to_code``
+    gives and read back ``Float.to_value`` of it."""
+    from shared.schema import EntityType, Schema
+    from shared.state import State
+
+    ftype = Float(lo, lo + span, precision)
+    etype = EntityType("t", f=ftype)
+    state = State(Schema(etype))
+    ent = state.spawn(etype)
+    ent.f = value
+    assert ent.codes[0] == ftype.to_code(value)
+    assert ent.f == ftype.to_value(ftype.to_code(value))
+
+
+def test_a_nan_float_attribute_is_refused() -> None:
+    from shared.errors import LocalProtocolError
+    from shared.schema import EntityType, Schema
+    from shared.state import State
+
+    etype = EntityType("t", f=Float(0.0, 1.0, 0.1))
+    ent = State(Schema(etype)).spawn(etype)
+    with pytest.raises(LocalProtocolError, match="NaN"):
+        ent.f = float("nan")
