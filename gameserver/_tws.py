@@ -466,20 +466,27 @@ class FastConnection:
         """Complete data messages parsed so far (text frames come back as ``str``).
 
         Pings are answered at once, or (the latest one) once the backlog drains; a CLOSE from
-        the peer is answered and recorded in ``peer_close``. Raises FrameError (with its close
-        code) on a framing violation."""
+        the peer is answered and recorded in ``peer_close``, and ends the messages. Raises
+        FrameError (with its close code) on a framing violation."""
+        while (message := self.next_message()) is not None:
+            yield message
+
+    def next_message(self) -> bytes | str | None:
+        """The next complete data message, as :meth:`messages` yields them, or None (nothing
+        complete yet, or the peer's CLOSE has come). No generator: the tick's read path."""
+        if self.peer_close is not None:
+            return None
         reader = self.reader
         while True:
             item = reader.next()
             if item is None:
-                return
+                return None
             opcode, payload = item
             if opcode < 0x8:
                 if opcode == 0x1:
-                    yield payload.decode("utf-8", "replace")
-                else:
-                    yield payload
-            elif opcode == OP_PING:
+                    return payload.decode("utf-8", "replace")
+                return payload
+            if opcode == OP_PING:
                 if self.close_sent:
                     pass  # no pong after our close frame
                 elif self.out_backlog:
@@ -493,7 +500,7 @@ class FastConnection:
                 self.peer_close = (code, reason)
                 if not self.close_sent:
                     self.send_close(1000 if code == 1005 else code)
-                return
+                return None
 
     async def wait_readable(self) -> None:
         try:

@@ -415,7 +415,8 @@ class RoomHost:
             version = session.version
             try:
                 conn.read_available(budget)
-                for data in conn.messages():
+                next_message = conn.next_message
+                while (data := next_message()) is not None:
                     n = len(data)
                     messages_in += 1
                     bytes_in += n

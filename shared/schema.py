@@ -559,7 +559,7 @@ def _float_property(index: int, ftype: Float) -> property:
     steps = ftype.steps
 
     def get(self: Entity) -> Any:
-        return lo + self.codes[index] * precision
+        return lo + self.codes[index] * precision  # type: ignore[operator]  # an int code
 
     def set_(self: Entity, value: Any) -> None:
         x = (value - lo) / precision

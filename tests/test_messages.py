@@ -662,4 +662,3 @@ def test_redirect_round_trips_in_v2_and_is_unknown_in_v1() -> None:
         parse_server_message(too_long, version=2)
     with pytest.raises(LocalProtocolError):
         Redirect("wss://" + "x" * MAX_URL_BYTES, "r").to_bytes()
-
