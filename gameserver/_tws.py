@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import socket
 import ssl
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import trio
 import trio_websocket
@@ -252,6 +252,27 @@ async def receive_request(
     return UpgradeRequest(hs, request, http)
 
 
+_SslCalls = tuple[
+    Callable[[int], bytes] | None, Callable[[bytes], int] | None, Callable[[], int] | None
+]
+
+
+def _ssl_calls(ssl_object: ssl.SSLObject | None) -> _SslCalls:
+    """``read``, ``write`` and ``pending`` of a TLS object, for the hot path.
+
+    ``ssl.SSLObject``'s methods are Python wrappers around the C object it keeps as
+    ``_sslobj`` (CPython 3.11-3.13); calling that object's methods skips one Python frame per
+    call. Where it is missing or differs, the public methods are used: same results."""
+    if ssl_object is None:
+        return None, None, None
+    inner = getattr(ssl_object, "_sslobj", None)
+    if inner is not None and all(
+        callable(getattr(inner, name, None)) for name in ("read", "write", "pending")
+    ):
+        return inner.read, inner.write, inner.pending
+    return ssl_object.read, ssl_object.write, ssl_object.pending
+
+
 class FastConnection:
     """A server-side WebSocket connection with synchronous, non-awaiting send and receive."""
 
@@ -268,7 +289,9 @@ class FastConnection:
         self._ssl = ssl_object
         self._incoming = incoming
         self._outgoing = outgoing
-        self._backlog = bytearray()  # encrypted bytes the kernel has not taken yet
+        #: encrypted bytes the kernel has not taken yet (empty when the path is clear); read it,
+        #: never change it, outside this class (``backlog`` is its length)
+        self.out_backlog = bytearray()
         self.reader = FrameReader(max_message_size=max_message_size, require_mask=True)
         self.closed = False  # the transport is gone or closed by us
         self.eof = False  # the peer closed its side
@@ -283,6 +306,11 @@ class FastConnection:
         #: answered by ``flush`` as soon as the backlog drains (older ones are skipped, as RFC
         #: 6455 section 5.5.3 allows), so a peer that pings but never reads costs one pong
         self.pong_due: bytes | None = None
+        # the hot path's calls, bound once: the C methods under ``ssl.SSLObject``'s Python
+        # wrappers where this Python has them (checked by ``_tws_surface``), else the wrappers
+        self._recv = sock.recv
+        self._send = sock.send
+        self._ssl_read, self._ssl_write, self._ssl_pending = _ssl_calls(ssl_object)
         if pending:
             self._send_raw(pending)
 
@@ -310,7 +338,7 @@ class FastConnection:
     @property
     def backlog(self) -> int:
         """Bytes waiting for the kernel's send buffer to drain (0 when the path is clear)."""
-        return len(self._backlog)
+        return len(self.out_backlog)
 
     def fileno(self) -> int:
         return self._sock.fileno()
@@ -321,39 +349,50 @@ class FastConnection:
         now waits in the backlog for :meth:`flush`. Raises TransportClosed."""
         if self.closed:
             raise TransportClosed
-        if self._ssl is not None:
+        if self._ssl_write is not None:
             try:
-                self._ssl.write(frame_bytes)
+                self._ssl_write(frame_bytes)
             except ssl.SSLError as exc:
                 self._broken()
                 raise TransportClosed from exc
             assert self._outgoing is not None
             frame_bytes = self._outgoing.read()
         self.bytes_out += len(frame_bytes)
-        self._send_raw(frame_bytes)
+        if self.out_backlog:
+            self.out_backlog += frame_bytes
+            return
+        try:
+            sent = self._send(frame_bytes)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            self._broken()
+            raise TransportClosed from exc
+        if sent < len(frame_bytes):
+            self.out_backlog += frame_bytes[sent:]
 
     def send_message(self, payload: bytes) -> None:
         self.write(binary_frame(payload))
 
     def _send_raw(self, data: bytes) -> None:
-        if self._backlog:
-            self._backlog += data
+        if self.out_backlog:
+            self.out_backlog += data
             return
         try:
-            sent = self._sock.send(data)
+            sent = self._send(data)
         except BlockingIOError:
             sent = 0
         except OSError as exc:
             self._broken()
             raise TransportClosed from exc
         if sent < len(data):
-            self._backlog += data[sent:]
+            self.out_backlog += data[sent:]
 
     async def flush(self) -> None:
         """Await until the backlog is in the kernel, then answer a ping that waited for it.
         Raises TransportClosed."""
         while True:
-            while self._backlog:
+            while self.out_backlog:
                 if self.closed:
                     raise TransportClosed
                 try:
@@ -361,13 +400,13 @@ class FastConnection:
                 except trio.ClosedResourceError:
                     raise TransportClosed from None
                 try:
-                    sent = self._sock.send(self._backlog)
+                    sent = self._sock.send(self.out_backlog)
                 except BlockingIOError:
                     continue
                 except OSError as exc:
                     self._broken()
                     raise TransportClosed from exc
-                del self._backlog[:sent]
+                del self.out_backlog[:sent]
             pong = self.pong_due
             if pong is None:
                 return
@@ -382,7 +421,7 @@ class FastConnection:
         if self.closed or self.eof:
             return
         try:
-            data = self._sock.recv(budget)
+            data = self._recv(budget)
         except BlockingIOError:
             return
         except OSError as exc:
@@ -391,17 +430,21 @@ class FastConnection:
         if not data:
             self.eof = True
         self.bytes_in += len(data)
-        if self._ssl is None:
+        ssl_read = self._ssl_read
+        if ssl_read is None:
             self.reader.feed(data)
             return
-        assert self._incoming is not None and self._outgoing is not None
+        incoming = self._incoming
+        outgoing = self._outgoing
+        assert incoming is not None and outgoing is not None and self._ssl_pending is not None
         if data:
-            self._incoming.write(data)
+            incoming.write(data)
         else:
-            self._incoming.write_eof()
+            incoming.write_eof()
+        feed = self.reader.feed
         while True:
             try:
-                plain = self._ssl.read(READ_CHUNK)
+                plain = ssl_read(READ_CHUNK)
             except ssl.SSLWantReadError:
                 break
             except ssl.SSLZeroReturnError:
@@ -413,34 +456,40 @@ class FastConnection:
             if not plain:
                 self.eof = True
                 break
-            self.reader.feed(plain)
-            if not self._incoming.pending and not self._ssl.pending():
+            feed(plain)
+            if not incoming.pending and not self._ssl_pending():
                 break  # all decrypted: skip the read that would only raise SSLWantReadError
-        extra = self._outgoing.read()  # e.g. a TLS 1.3 KeyUpdate answer
-        if extra:
-            self._send_raw(extra)
+        if outgoing.pending:  # e.g. a TLS 1.3 KeyUpdate answer
+            self._send_raw(outgoing.read())
 
     def messages(self) -> Iterator[bytes | str]:
         """Complete data messages parsed so far (text frames come back as ``str``).
 
         Pings are answered at once, or (the latest one) once the backlog drains; a CLOSE from
-        the peer is answered and recorded in ``peer_close``. Raises FrameError (with its close
-        code) on a framing violation."""
+        the peer is answered and recorded in ``peer_close``, and ends the messages. Raises
+        FrameError (with its close code) on a framing violation."""
+        while (message := self.next_message()) is not None:
+            yield message
+
+    def next_message(self) -> bytes | str | None:
+        """The next complete data message, as :meth:`messages` yields them, or None (nothing
+        complete yet, or the peer's CLOSE has come). No generator: the tick's read path."""
+        if self.peer_close is not None:
+            return None
         reader = self.reader
         while True:
             item = reader.next()
             if item is None:
-                return
+                return None
             opcode, payload = item
             if opcode < 0x8:
                 if opcode == 0x1:
-                    yield payload.decode("utf-8", "replace")
-                else:
-                    yield payload
-            elif opcode == OP_PING:
+                    return payload.decode("utf-8", "replace")
+                return payload
+            if opcode == OP_PING:
                 if self.close_sent:
                     pass  # no pong after our close frame
-                elif self._backlog:
+                elif self.out_backlog:
                     self.pong_due = payload  # the latest ping wins; see pong_due
                 else:
                     self.write(frame(OP_PONG, payload))
@@ -451,7 +500,7 @@ class FastConnection:
                 self.peer_close = (code, reason)
                 if not self.close_sent:
                     self.send_close(1000 if code == 1005 else code)
-                return
+                return None
 
     async def wait_readable(self) -> None:
         try:

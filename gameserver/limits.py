@@ -67,7 +67,9 @@ class MessageLimiter:
 
     def take_input(self, now: float) -> bool | None:
         """True: accept. False: drop. None: sustained abuse, close the connection."""
-        return self._verdict(self.inputs.take(now), now)
+        if self.inputs.take(now):
+            return True
+        return self._verdict(False, now)
 
     def take_event(self, now: float) -> bool | None:
         return self._verdict(self.events.take(now), now)

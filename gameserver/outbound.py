@@ -56,31 +56,35 @@ class Outbound:
     @property
     def clear(self) -> bool:
         """Nothing queued and nothing waiting for the kernel."""
-        return not self._queue and not self.conn.backlog
+        return not self._queue and not self.conn.out_backlog
 
     @property
     def queue_length(self) -> int:
         return len(self._queue)
 
     def _write(self, frame: bytes) -> None:
+        conn = self.conn
         try:
-            self.conn.write(frame)
+            conn.write(frame)
         except TransportClosed:
             self._failed = True
             self._wake.set()
             return
         n = len(frame)
-        self.stats.messages_out += 1
-        self.stats.bytes_out += n
+        stats = self.stats
+        stats.messages_out += 1
+        stats.bytes_out += n
         self.bytes_sent += n
-        if self.conn.backlog:
+        if conn.out_backlog:
             self._wake.set()
 
     def offer_state(self, frame: bytes) -> None:
         """The tick's framed DELTA. Sent now if the path is clear, else skipped."""
-        if self._snapshot_pending:
+        if not (self._snapshot_pending or self._queue or self.conn.out_backlog):
+            self._write(frame)  # the common case
+        elif self._snapshot_pending:
             self.stats.deltas_skipped += 1
-        elif self._queue or self.conn.backlog:
+        elif self._queue or self.conn.out_backlog:
             self.stats.deltas_skipped += 1
             self.stats.snapshot_resyncs += 1
             self._snapshot_pending = True
@@ -123,7 +127,7 @@ class Outbound:
                     raise OutboundOverflow
                 if self._failed:
                     raise TransportClosed
-                if self.conn.backlog:
+                if self.conn.out_backlog:
                     with trio.CancelScope() as self._flushing:
                         await self.conn.flush()
                     self._flushing = None

@@ -76,6 +76,7 @@ from gameserver.roomhost import Session as Session
 from gameserver.roomhost import peer_error
 from gameserver.server_state import ServerState
 from gameserver.stats import ServerStats
+from gameserver.ticker import TickClock
 from gameserver.web import WebApp
 from shared.errors import RemoteProtocolError
 from shared.messages import Join, Resume, parse_client_message
@@ -605,7 +606,9 @@ async def open_gameserver(
     site = StaticSite.load(config.web_root) if config.web else None
     web = WebApp(site, guest, registry.default or "", tuple(registry))
     async with trio.open_nursery() as nursery:
-        rooms = RoomDirectory(nursery, config, stats, resume_key)
+        clock = TickClock()  # one timer for every room's tick loop
+        await nursery.start(clock.run)
+        rooms = RoomDirectory(nursery, config, stats, resume_key, clock=clock)
         server = GameServer(
             config, registry, ssl_context, rooms, stats, auth, nursery=nursery, load=load, web=web
         )

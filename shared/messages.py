@@ -140,6 +140,38 @@ def _version(r: wire.Reader, version: int | None) -> int:
     return got
 
 
+def decode_input(data: bytes, schema: InputSchema) -> tuple[int, tuple[Code, ...]] | None:
+    """``(seq, codes)`` of an INPUT in the common form, or None for anything else.
+
+    The tick's fast path: a fixed-width input schema (``InputSchema.fixed``), a seq of at
+    most 3 bytes, the exact length and every FLOAT code in range. None means "not sure",
+    never "bad": the caller hands such a message to :func:`parse_client_message`, which
+    decodes it or raises the error for it. Both agree wherever this returns a value."""
+    fixed = schema.fixed
+    if fixed is None or len(data) < 2 or data[0] != Kind.INPUT:
+        return None
+    layout, checks = fixed
+    b = data[1]
+    if b < 0x80:
+        seq = b
+        pos = 2
+    elif len(data) > 2 and data[2] < 0x80:
+        seq = (b & 0x7F) | (data[2] << 7)
+        pos = 3
+    elif len(data) > 3 and data[2] >= 0x80 and data[3] < 0x80:
+        seq = (b & 0x7F) | ((data[2] & 0x7F) << 7) | (data[3] << 14)
+        pos = 4
+    else:
+        return None
+    if len(data) != pos + layout.size:
+        return None
+    codes = layout.unpack_from(data, pos)
+    for index, steps in checks:
+        if codes[index] > steps:
+            return None
+    return seq, codes
+
+
 def parse_client_message(
     data: bytes, input_schema: InputSchema | None = None, *, version: int | None = None
 ) -> ClientMessage:

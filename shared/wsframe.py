@@ -124,6 +124,23 @@ class FrameReader:
 
     def next(self) -> tuple[int, bytes] | None:
         """The next complete message or control frame, or None until more bytes arrive."""
+        buf = self._buf
+        pos = self._pos
+        # the common case first: a whole final, masked binary frame of 1-125 bytes, no
+        # fragmented message in progress (b0 0x82: FIN, no RSV bits, BINARY; b1 0x81-0xfd:
+        # MASK, a 7-bit length); anything else takes the general path below
+        if (
+            len(buf) - pos >= 7
+            and buf[pos] == 0x82
+            and 0x80 < buf[pos + 1] < 0xFE
+            and self.require_mask
+            and not self._frag_op
+        ):
+            length = buf[pos + 1] & 0x7F
+            end = pos + 6 + length
+            if end <= len(buf) and length <= self.max_message_size:
+                self._pos = end
+                return OP_BINARY, unmask(buf[pos + 6 : end], buf[pos + 2 : pos + 6])
         while True:
             buf = self._buf
             pos = self._pos

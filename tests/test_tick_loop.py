@@ -11,6 +11,7 @@ from gameserver.game import Game, GameRegistry
 from gameserver.room import Room, RoomConfig
 from gameserver.server import RoomHost, ServerConfig
 from gameserver.stats import ServerStats
+from gameserver.ticker import TickClock
 from shared.schema import EntityType, InputSchema, Schema, VarUInt
 
 THING = EntityType("thing", n=VarUInt())
@@ -36,12 +37,49 @@ class Recorder(Game):
             self.clock.jump(stall)  # the tick's work takes this long in virtual time
 
 
-def make_host(rate: int, grace: float = 1e9, stall_at: dict[int, float] | None = None):  # type: ignore[no-untyped-def]
+def make_host(
+    rate: int,
+    grace: float = 1e9,
+    stall_at: dict[int, float] | None = None,
+    clock: TickClock | None = None,
+):  # type: ignore[no-untyped-def]
     game_cls = type("G", (Recorder,), {"stall_at": stall_at or {}})
     room = Room("r", game_cls, RoomConfig(tick_rate=rate))
     disposed: list[RoomHost] = []
-    host = RoomHost(room, ServerConfig(room_grace=grace), ServerStats(), disposed.append)
+    host = RoomHost(
+        room, ServerConfig(room_grace=grace), ServerStats(), disposed.append, clock=clock
+    )
     return host, disposed
+
+
+async def test_the_shared_timer_keeps_every_room_on_its_own_grid(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Rooms started at different times, waiting on one TickClock: each ticks exactly
+    rate x seconds times, each tick within one slot after start + n * period (no drift), and
+    rooms due in the same slot share a wake-up of the timer."""
+    clock = TickClock(slot=0.002)
+    hosts = []
+    async with trio.open_nursery() as nursery:
+        await nursery.start(clock.run)
+        starts = []
+        for i in range(6):
+            host, _ = make_host(20, clock=clock)
+            host.room.seat("p", "p")
+            hosts.append(host)
+            starts.append(trio.current_time())
+            nursery.start_soon(host.run)
+            await trio.sleep(0.0007 * (i + 1))  # a different phase each
+        await trio.sleep(50.0)
+        nursery.cancel_scope.cancel()
+    for host, start in zip(hosts, starts, strict=True):
+        times = host.room.game.times  # type: ignore[attr-defined]
+        assert len(times) >= 999
+        for n, t in enumerate(times, start=1):
+            assert start + n * 0.05 - 1e-9 <= t <= start + n * 0.05 + 0.002 + 1e-9
+        assert host.late == 0 and host.skipped == 0
+    assert clock.woken == sum(host.ticks for host in hosts)
+    assert clock.wakeups < clock.woken  # some rooms shared a wake-up
 
 
 async def test_ticks_at_fixed_rate_without_drift(autojump_clock: trio.testing.MockClock) -> None:
