@@ -474,7 +474,7 @@ def bench_write(
         if len(sizes) < 4:
             sizes.append(len(raw))
 
-    conn._send_raw = timed_send  # type: ignore[method-assign]
+    conn._send_raw = timed_send  # type: ignore[method-assign,assignment]
     outer: list[int] = []
     sends: list[int] = []
 

@@ -81,7 +81,9 @@ SERVER_RULES: tuple[Rule, ...] = (
     Rule("bookkeeping", "limits", r"\w+\.(take_input|take|_verdict)", "limits.py"),
     Rule("bookkeeping", "outbound", r"Outbound\.\w+", "outbound.py"),
     Rule("bookkeeping", "stats, tick histogram", r".*", "stats.py"),
-    Rule("bookkeeping", "RoomHost glue", r"RoomHost\.\w+", "roomhost.py"),
+    Rule("bookkeeping", "read_inputs' loop", r"RoomHost\.read_inputs", "roomhost.py"),
+    Rule("bookkeeping", "step's fan-out", r"RoomHost\.step", "roomhost.py"),
+    Rule("bookkeeping", "the tick loop", r"RoomHost\.\w+", "roomhost.py"),
     Rule("bookkeeping", "trio scheduler", r".*", "trio/_core/_run.py"),
     Rule("bookkeeping", "trio I/O (epoll)", r".*", "trio/_core/_io_epoll.py"),
 )
@@ -101,7 +103,9 @@ BOT_RULES: tuple[Rule, ...] = (
     Rule("input", "LeanConnection.send", r"LeanConnection\.send", "lean.py"),
     Rule("decode", "replica", r".*", "replica.py"),
     Rule("decode", "parse_server_message", r"parse_server_message", "messages.py"),
-    Rule("decode", "on_message", r"Bot\.(on_message|_on_message_replica|_ack|_on_other)", "lean.py"),
+    Rule(
+        "decode", "on_message", r"Bot\.(on_message|_on_message_replica|_ack|_on_other)", "lean.py"
+    ),
     Rule("decode", "on_readable", r"Bot\.on_readable", "lean.py"),
     Rule("loop", "Engine", r"Engine\.\w+", "lean.py"),
 )
@@ -141,12 +145,13 @@ def parse_raw(text: str) -> list[tuple[tuple[Frame, ...], int]]:
 
 def classify(stack: Sequence[Frame], rules: Sequence[Rule]) -> tuple[str, str]:
     """(row, detail) of one sample: its innermost anchor, else ``("bookkeeping"|"loop",
-    "other")``: the last row of the table."""
+    "other: LEAF")``: the last row of the table, with the leaf's function."""
     for frame in reversed(stack):
         for rule in rules:
             if rule.matches(frame):
                 return rule.row, rule.detail
-    return ("loop" if rules is BOT_RULES else "bookkeeping"), "other"
+    leaf = stack[-1].func if stack else "?"
+    return ("loop" if rules is BOT_RULES else "bookkeeping"), f"other: {leaf}"
 
 
 @dataclass(frozen=True)
@@ -205,6 +210,10 @@ def _num(v: Any, digits: int = 1) -> str:
     return f"{v:.{digits}f}"
 
 
+def _ratio(v: float | None) -> str:
+    return "-" if v is None else f"{v:.1f}x"
+
+
 def _pct(v: Any) -> str:
     return "-" if v is None else f"{100 * v:.1f}%"
 
@@ -241,23 +250,30 @@ def account_table(
         tot_f += floor or 0.0
         lines.append(
             f"| {title} | {_num(p.get('us'))} | {_pct(p.get('share'))} | {_num(m.get('us'), 2)} "
-            f"| {_pct(micro_share.get(key))} | {_num(floor, 2)} | {_num(ratio)}× |"
+            f"| {_pct(micro_share.get(key))} | {_num(floor, 2)} | {_ratio(ratio)} |"
         )
     ratio = tot_m / tot_f if tot_f else None
     lines.append(
         f"| **total** | **{_num(tot_p if profile else None)}** | 100% | **{_num(tot_m, 2)}** "
-        f"| 100% | **{_num(tot_f, 2)}** | {_num(ratio)}× |"
+        f"| 100% | **{_num(tot_f, 2)}** | {_ratio(ratio)} |"
     )
     return "\n".join(lines)
 
 
-def parts_lines(profile: Mapping[str, Mapping[str, Any]], rows: Sequence[tuple[str, str]]) -> str:
-    """One line per row: the profile's parts of it by share of all samples."""
+def parts_lines(
+    profile: Mapping[str, Mapping[str, Any]], rows: Sequence[tuple[str, str]], least: float = 0.005
+) -> str:
+    """One line per row: the profile's parts of it by share of all samples, largest first;
+    parts under ``least`` are summed as "smaller parts"."""
     out = []
     for key, title in rows:
         parts = (profile.get(key) or {}).get("parts") or {}
         if parts:
-            inner = ", ".join(f"{d} {_pct(s)}" for d, s in parts.items())
+            big = [(d, s) for d, s in parts.items() if s >= least]
+            small = sum(s for d, s in parts.items() if s < least)
+            inner = ", ".join(f"{d} {_pct(s)}" for d, s in big)
+            if small:
+                inner += (", " if inner else "") + f"smaller parts {_pct(small)}"
             out.append(f"- {title}: {inner}")
     return "\n".join(out)
 
