@@ -203,7 +203,11 @@ def load_run(
     sent = counter(m1, "gameserver_sent_messages") - counter(m0, "gameserver_sent_messages")
     skipped = counter(m1, "gameserver_deltas_skipped") - counter(m0, "gameserver_deltas_skipped")
     ticks = counter(m1, "gameserver_ticks") - counter(m0, "gameserver_ticks")
+    received = counter(m1, "gameserver_received_messages") - counter(
+        m0, "gameserver_received_messages"
+    )
     rec["player_ticks_per_s"] = round((sent + skipped) / wall, 1)
+    rec["messages_received_per_s"] = round(received / wall, 1)
     rec["messages_sent_per_s"] = round(sent / wall, 1)
     rec["room_ticks_per_s"] = round(ticks / wall, 1)
     rec["raw"] = raw.read_text()
@@ -264,22 +268,34 @@ def render(data: dict[str, Any]) -> str:
     prof = data.get("profile")
     micro = data.get("micro")
     bots = data.get("bots")
+    parts = [p for p in (prof, micro, bots) if p]
+    commands = {p.get("command", "") for p in parts}
+    one = len(commands) == 1
     out = [
         f"Measured {data.get('date_utc', '?')} at commit {data.get('git_commit', '?')} on the "
-        "2-core machine (figures provisional: the machine was shared with other work).",
+        "2-core machine (figures provisional: the machine was shared with other work)"
+        + (", with:" if one else "."),
         "",
     ]
+    if one:
+        out += [f"    {commands.pop()}", ""]
+
+    def own(part: dict[str, Any]) -> list[str]:
+        return [] if one else [f"    {part.get('command', '')}", ""]
+
     if prof:
+        out += own(prof)
         out += [
-            f"    {prof.get('command', '')}",
-            "",
             f"**Profile** (py-spy, {prof['samples']:,} samples over {prof['window_s']:g} s): "
             f"{prof.get('players') or prof['players_target']:.0f} players in "
             f"{prof['rooms']} rooms, server CPU {100 * prof['server_cpu']:.1f}% of core 0 "
             f"(softirq on core 0 {prof['core0']['softirq_pct']}%, not in the rows), "
             f"{prof['player_ticks_per_s']:,.0f} player-ticks/s, so "
             f"{al.us_per_unit(1.0, prof['server_cpu'], prof['player_ticks_per_s']):.1f} µs of "
-            "server CPU per player-tick. The server and the bots were started with:",
+            "server CPU per player-tick; "
+            f"{prof.get('messages_received_per_s', 0) / max(1.0, prof['player_ticks_per_s']):.2f}"
+            " messages (inputs) received per player-tick. The server and the bots were "
+            "started with:",
             "",
             f"    {prof['server_cmd']}",
             f"    {prof['bots_cmd']}",
@@ -287,9 +303,8 @@ def render(data: dict[str, Any]) -> str:
             "",
         ]
     if micro:
+        out += own(micro)
         out += [
-            f"    {micro.get('command', '')}",
-            "",
             f"**Micro-benchmarks** (tools/account_micro.py, pinned to core {micro['core']}): "
             f"median of {micro['repeats']} batches of {micro['n']:,} (some rows more), per "
             "player-tick; the floor is the fastest batch of the cheapest way this stack does "
@@ -325,7 +340,7 @@ def render(data: dict[str, Any]) -> str:
             f"{100 * bots['core_needed_at_full_rate']:.0f}% of a core: {verdict}. "
             f"py-spy, {bots['samples']:,} samples:",
             "",
-            f"    {bots.get('command', '')}",
+            *[line for line in own(bots) if line],
             f"    {bots['bots_cmd']}",
             f"    {bots['py_spy_cmd']}",
             "",
