@@ -1,0 +1,170 @@
+"""tools/bench_account.py: the frame-to-row table, the shares and µs, the markdown, the notes
+markers, the one-line failures; and a smoke run of the micro-benchmarks (tiny counts)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+TOOLS = Path(__file__).resolve().parent.parent / "tools"
+sys.path.insert(0, str(TOOLS))
+
+import accountlib as al  # noqa: E402
+import bench_account as ba  # noqa: E402
+
+# stacks as py-spy 0.4 writes them (root first), one sample count each
+RAW = """\
+<module> (gameserver/__main__.py:3);RoomHost._loop (gameserver/roomhost.py:263);RoomHost.step (gameserver/roomhost.py:283);RoomHost.read_inputs (gameserver/roomhost.py:403);FastConnection.read_available (gameserver/_tws.py:372) 30
+<module> (gameserver/__main__.py:3);RoomHost.step (gameserver/roomhost.py:283);RoomHost.read_inputs (gameserver/roomhost.py:403);FastConnection.read_available (gameserver/_tws.py:389);SSLObject.read (ssl.py:919) 20
+<module> (gameserver/__main__.py:3);RoomHost.read_inputs (gameserver/roomhost.py:404);FastConnection.messages (gameserver/_tws.py:430);FrameReader.next (shared/wsframe.py:180);unmask (shared/wsframe.py:101) 10
+<module> (gameserver/__main__.py:3);RoomHost.read_inputs (gameserver/roomhost.py:411);parse_client_message (shared/messages.py:160);Reader.varint (shared/wire.py:40) 5
+<module> (gameserver/__main__.py:3);RoomHost.step (gameserver/roomhost.py:285);Room.tick (gameserver/room.py:445);Arena.update (gameserver/games/arena.py:104);Entity.x (shared/schema.py:300) 15
+<module> (gameserver/__main__.py:3);RoomHost.step (gameserver/roomhost.py:285);Room.tick (gameserver/room.py:449);State.encode_delta (shared/state.py:200);varint (shared/wire.py:12) 4
+<module> (gameserver/__main__.py:3);RoomHost.step (gameserver/roomhost.py:314);Outbound.offer_state (gameserver/outbound.py:90);Outbound._write (gameserver/outbound.py:66);FastConnection.write (gameserver/_tws.py:310);SSLObject.write (ssl.py:930) 6
+<module> (gameserver/__main__.py:3);RoomHost.step (gameserver/roomhost.py:314);Outbound.offer_state (gameserver/outbound.py:90);Outbound._write (gameserver/outbound.py:66);FastConnection.write (gameserver/_tws.py:316);FastConnection._send_raw (gameserver/_tws.py:325) 8
+<module> (gameserver/__main__.py:3);RoomHost.read_inputs (gameserver/roomhost.py:414);Room.push_input (gameserver/room.py:365) 2
+<module> (gameserver/__main__.py:3);run (trio/_core/_run.py:2300);unrolled_run (trio/_core/_run.py:2500) 7
+<module> (gameserver/__main__.py:3);somewhere_else (x.py:1) 3
+not a stack line
+"""
+
+
+def test_parse_frame_and_raw() -> None:
+    f = al.parse_frame("FastConnection.read_available (gameserver/_tws.py:372)")
+    assert f == al.Frame("FastConnection.read_available", "gameserver/_tws.py", 372)
+    assert al.parse_frame("<module> (x.py)") == al.Frame("<module>", "x.py", None)
+    stacks = al.parse_raw(RAW)
+    assert len(stacks) == 11  # the last line is skipped
+    assert stacks[0][1] == 30 and stacks[0][0][-1].line == 372
+
+
+def test_innermost_anchor_decides_the_row() -> None:
+    rows = {}
+    for stack, count in al.parse_raw(RAW):
+        rows.setdefault(al.classify(stack, al.SERVER_RULES), 0)
+        rows[al.classify(stack, al.SERVER_RULES)] += count
+    assert rows[("tls_read", "recv, BIO, loop")] == 30
+    assert rows[("tls_read", "SSLObject.read")] == 20
+    assert rows[("frames", "unmask")] == 10
+    # wire.py is no anchor: a varint in parse_client_message is decoding, in encode_delta encoding
+    assert rows[("decode", "parse_client_message")] == 5
+    assert rows[("encode", "State.encode_delta")] == 4
+    assert rows[("update", "Arena")] == 15
+    assert rows[("tls_write", "SSLObject.write")] == 6
+    assert rows[("send", "_send_raw")] == 8
+    assert rows[("bookkeeping", "the room's input queue")] == 2
+    assert rows[("bookkeeping", "trio scheduler")] == 7
+    assert rows[("bookkeeping", "other: somewhere_else")] == 3
+
+
+def test_tally_shares_and_us() -> None:
+    t = al.tally(al.parse_raw(RAW), al.SERVER_RULES)
+    assert t.total == 110
+    assert t.rows["tls_read"] == 50
+    rows = al.profile_rows(t, cpu_fraction=0.8, units_per_s=20_000.0, rows=al.SERVER_ROWS)
+    # 0.8 core over 20,000 player-ticks/s is 40 µs per player-tick; TLS read has 50/110 of it
+    assert rows["tls_read"]["share"] == pytest.approx(50 / 110, abs=1e-4)
+    assert rows["tls_read"]["us"] == pytest.approx(40 * 50 / 110, abs=0.01)
+    assert sum(r["samples"] for r in rows.values()) == 110
+    assert sum(r["us"] for r in rows.values()) == pytest.approx(40.0, abs=0.05)
+    assert al.us_per_unit(0.5, 1.0, 0.0) == 0.0
+
+
+def test_bot_rules() -> None:
+    stack = al.parse_raw(
+        "Engine._loop (clients/bots/lean.py:1250);Bot.on_readable (clients/bots/lean.py:840);"
+        "LeanConnection._recv_plain (clients/bots/lean.py:440);SSLObject.read (ssl.py:919) 3\n"
+        "Engine._loop (clients/bots/lean.py:1260);Bot.send_input (clients/bots/lean.py:815);"
+        "LeanConnection.send (clients/bots/lean.py:495);"
+        "LeanConnection._send_raw (clients/bots/lean.py:390) 2\n"
+        "Engine._loop (clients/bots/lean.py:1240) 4\n"
+        "Thread.run (threading.py:1) 1\n"
+    )
+    t = al.tally(stack, al.BOT_RULES)
+    assert t.rows == {"tls_read": 3, "send": 2, "loop": 5}
+
+
+def test_account_table_and_totals() -> None:
+    profile = {"tls_read": {"us": 8.0, "share": 0.4}, "send": {"us": 12.0, "share": 0.6}}
+    micro = {
+        "tls_read": {"us": 2.0, "floor_us": 1.0},
+        "send": {"us": 2.0, "floor_us": 0.5},
+    }
+    text = al.account_table(al.SERVER_ROWS, profile, micro)
+    lines = text.splitlines()
+    assert lines[0].startswith("| part of a player-tick | profile µs")
+    tls = next(line for line in lines if line.startswith("| TLS read"))
+    assert "| 8.0 | 40.0% | 2.00 | 50.0% | 1.00 | 2.0x |" in tls
+    frames = next(line for line in lines if line.startswith("| frame parsing"))
+    assert "| - | - | - | - | - | - |" in frames
+    assert lines[-1].startswith("| **total** | **20.0** | 100% | **4.00** | 100% | **1.50** |")
+    assert "players (conn./target)" not in text
+    assert al.shares({"a": 1.0, "b": 3.0, "c": None}) == {"a": 0.25, "b": 0.75, "c": None}
+
+
+def test_parts_lines_lump_small_parts() -> None:
+    prof = {"bookkeeping": {"parts": {"trio scheduler": 0.1, "other: x": 0.001, "other: y": 0.002}}}
+    text = al.parts_lines(prof, al.SERVER_ROWS)
+    assert text.startswith("- bookkeeping")
+    assert "trio scheduler 10.0%" in text and "smaller parts 0.3%" in text
+
+
+def test_notes_markers(tmp_path: Path) -> None:
+    notes = tmp_path / "notes.md"
+    notes.write_text(f"before\n{ba.BEGIN}\nold table\n{ba.END}\nafter\n")
+    assert ba.put_in_notes("| new |\n", notes)
+    text = notes.read_text()
+    assert "old table" not in text and "| new |" in text
+    assert text.startswith("before\n") and text.endswith(f"{ba.END}\nafter\n")
+    notes.write_text("no markers")
+    assert not ba.put_in_notes("x", notes)
+
+
+def test_render_from_json_with_every_part() -> None:
+    data = {
+        "date_utc": "2026-12-02",
+        "git_commit": "abc1234",
+        "micro": {
+            "command": "python tools/bench_account.py --part micro",
+            "core": "0",
+            "n": 10,
+            "repeats": 3,
+            "rows": {k: {"us": 2.0, "floor_us": 1.0, "how": "x"} for k, _ in al.SERVER_ROWS},
+        },
+    }
+    text = ba.render(data)
+    assert "python tools/bench_account.py --part micro" in text
+    assert "| **total** | **-** |" in text and "**16.00**" in text
+
+
+def test_missing_py_spy_is_one_line(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    monkeypatch.setattr(ba.bm, "VENV", Path("/nonexistent"))
+    monkeypatch.setattr(ba.shutil, "which", lambda name: None)
+    assert ba.main(["--part", "profile", "--json", "/nonexistent/a.json", "--no-notes"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("bench_account: py-spy is not installed")
+
+
+def test_attach_failure_is_one_line(tmp_path: Path) -> None:
+    fake = tmp_path / "py-spy"
+    fake.write_text("#!/bin/sh\necho 'Error: Permission denied (os error 13)' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    with pytest.raises(ba.AccountError) as err:
+        ba.check_attach(str(fake), 1)
+    assert "Permission denied" in str(err.value) and "ptrace" in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_micro_benchmarks_smoke() -> None:
+    import account_micro as am
+
+    rows = am.run_all(n=60, repeats=3)
+    meta = rows.pop("_meta")
+    assert meta["n"] == 60
+    assert set(rows) == {k for k, _ in al.SERVER_ROWS}
+    for key, row in rows.items():
+        assert row["us"] > 0, key
+        assert row["floor_us"] > 0, key
+        assert row["floor_us"] <= row["us"], (key, row)
