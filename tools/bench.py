@@ -18,6 +18,9 @@ steps up by ``--coarse`` players until a step saturates, then bisects in whole r
 bounds are at most ``--fine`` apart; the capacity is the largest step that did not saturate.
 Then an overload step at twice the first saturated load shows what this server does past its
 limit. Writes BENCHMARKS.md, bench/results.json and bench/chart.png.
+
+``--compare-colyseus DIR --levels 496,1000,1496`` runs a Colyseus harness (in ``DIR``, provided
+by the user) and this server at each level instead, alternating: tools/bench_compare.py.
 """
 
 from __future__ import annotations
