@@ -40,6 +40,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -539,7 +540,7 @@ def run(args: Any, bm: Any, argv: list[str] | None) -> int:
         print(f"bench: {problem}", file=sys.stderr)
         return 2
     for tool in ("node", "npm", "taskset", "ss"):
-        if not any((Path(p) / tool).exists() for p in os.environ.get("PATH", "").split(":")):
+        if shutil.which(tool) is None:
             print(f"bench: --compare-colyseus needs {tool} on PATH", file=sys.stderr)
             return 2
     import dataclasses
