@@ -18,6 +18,9 @@ steps up by ``--coarse`` players until a step saturates, then bisects in whole r
 bounds are at most ``--fine`` apart; the capacity is the largest step that did not saturate.
 Then an overload step at twice the first saturated load shows what this server does past its
 limit. Writes BENCHMARKS.md, bench/results.json and bench/chart.png.
+
+``--compare-colyseus DIR --levels 496,1000,1496`` runs a Colyseus harness (in ``DIR``, provided
+by the user) and this server at each level instead, alternating: tools/bench_compare.py.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_compare as bc
 import benchlib as bl
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -253,6 +257,9 @@ class Sampler:
     scrape_every: float = 2.0
     samples: list[Sample] = field(default_factory=list)
     scrapes: list[tuple[float, dict[bl.MetricKey, float]]] = field(default_factory=list)
+    tcp_port: int = 0  # when set, `ss -ti` totals of the server's sockets every tcp_every s
+    tcp_every: float = 2.0
+    tcp: list[tuple[float, bc.SsTotals]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._stop = threading.Event()
@@ -266,7 +273,7 @@ class Sampler:
         self._thread.join(10)
 
     def _run(self) -> None:
-        next_scrape = 0.0
+        next_scrape = next_tcp = 0.0
         while not self._stop.is_set():
             t = time.monotonic()
             try:
@@ -282,6 +289,11 @@ class Sampler:
                 if scraped is not None:
                     self.scrapes.append((time.monotonic(), scraped))
                 next_scrape = t + self.scrape_every
+            if self.tcp_port and t >= next_tcp:
+                totals = bc.read_ss(self.tcp_port)
+                if totals is not None:
+                    self.tcp.append((time.monotonic(), totals))
+                next_tcp = t + self.tcp_every
             self._stop.wait(max(0.0, self.interval - (time.monotonic() - t)))
 
 
@@ -335,6 +347,7 @@ class Settings:
     input_hz: float = 20.0
     server_extra: list[str] = field(default_factory=list)
     bots_extra: list[str] = field(default_factory=list)
+    tcp_sample: bool = False  # also the server's TCP bytes sent (ss -ti), for --compare-colyseus
 
 
 def server_command(target: str, st: Settings) -> list[str]:
@@ -422,7 +435,8 @@ def run_step(
                 budget = 60 + 3 * players / st.ramp + st.duration
                 first = scrape(metrics_url) if metrics_url else None
                 bots = procs.start(cmd, bout, bout)
-                sampler = Sampler(server.pid, metrics_url, bots.pid)
+                port = int(url.rsplit(":", 1)[1].split("/")[0]) if st.tcp_sample else 0
+                sampler = Sampler(server.pid, metrics_url, bots.pid, tcp_port=port)
                 sampler.start()
                 try:
                     bots.wait(budget)
@@ -535,6 +549,9 @@ def fill_step(
         window = samples[idx[0] : idx[1] + 1]
         rec["rss_mb"] = round(max(s.proc.rss_pages for s in window) * PAGE / 2**20, 1)
         rec["open_fds"] = max(s.fds for s in window)
+    tcp = bc.tcp_rates(sampler.tcp, start, end, int(rec["connected"] or 0))
+    if tcp is not None:
+        rec.update(tcp)
     # this server's own view, over the scrapes inside the window
     inside = [(t, s) for t, s in sampler.scrapes if start <= t <= end]
     if len(inside) >= 2:
@@ -897,7 +914,7 @@ def render_markdown(results: dict[str, Any], chart: str = "bench/chart.png") -> 
         out += ["", "## Notes on this run", ""] + [f"- {line}" for line in odd]
     notes = Path(__file__).resolve().parent.parent / "bench" / "notes.md"
     if notes.exists():  # measurements made by other tools, each with its own command
-        out += ["", notes.read_text().rstrip()]
+        out += ["", bc.expand_notes(notes.read_text().rstrip(), notes.parent)]
     return "\n".join(out) + "\n"
 
 
@@ -969,7 +986,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--steps", help="players per step, comma-separated (e.g. 200,400,600)")
     mode.add_argument("--auto", action="store_true", help="coarse steps, then bisect (default)")
-    p.add_argument("--duration", type=float, default=10.0, help="measured seconds per step")
+    p.add_argument(
+        "--duration", type=float, help="measured seconds per step (default 10; 20 to compare)"
+    )
     p.add_argument("--out", type=Path, help="markdown report (default BENCHMARKS.md)")
     p.add_argument("--results-dir", type=Path, help="results.json and chart.png (default bench/)")
     p.add_argument("--quick", action="store_true", help="a short smoke run (to a temp dir)")
@@ -992,7 +1011,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="RESULTS_JSON",
         help="measure nothing: rewrite the markdown and chart from an earlier results.json",
     )
+    bc.add_arguments(p)
     args = p.parse_args(argv)
+    bc.check_arguments(p, args)
+    args.duration = args.duration or (20.0 if args.compare_colyseus else 10.0)
     if args.quick:
         args.duration = min(args.duration, 3.0)
         args.steps = args.steps or "48,96"
@@ -1054,6 +1076,8 @@ def main(argv: list[str] | None = None) -> int:
         args.out.write_text(render_markdown(results, chart))
         log(f"wrote {args.out} and {args.results_dir / 'chart.png'} from {args.render}")
         return 0
+    if args.compare_colyseus is not None:
+        return bc.run(args, sys.modules[__name__], argv)
     bots_help = check_gamebots(args.gamebots)
     serve_help = help_text([str(VENV_PY), "-m", "gameserver.cli", "serve"])
     signal.signal(signal.SIGTERM, _raise_interrupt)
