@@ -424,11 +424,11 @@ class Room:
             inputs = seat.inputs
             if inputs:
                 last = 0
+                self.counters.inputs_applied += len(inputs)
                 while inputs:
                     seq, codes = inputs.popleft()
                     game.on_input(player, values_for(codes))
                     last = seq
-                    self.counters.inputs_applied += 1
                 ack_changes.append((player.number, last - self.acks[player.number]))
                 self.acks[player.number] = last
             while seat.events:

@@ -94,16 +94,19 @@ class Arena(Game):
             (gem, gem.x, gem.y) for gem in self.state.of_type(GEM)
         ]
         players = self.ctx.players
+        r = PICKUP_RADIUS
         for number, (vx, vy) in self.velocity.items():
             if not (vx or vy):
                 continue
             avatar = players[number].data["avatar"]
-            x = min(max(avatar.x + vx * dt, 0.0), WORLD)
-            y = min(max(avatar.y + vy * dt, 0.0), WORLD)
+            x = avatar.x + vx * dt
+            x = 0.0 if x < 0.0 else WORLD if x > WORLD else x  # clamped to the world
+            y = avatar.y + vy * dt
+            y = 0.0 if y < 0.0 else WORLD if y > WORLD else y
             avatar.x = x
             avatar.y = y
             for i, (gem, gx, gy) in enumerate(gems):
-                if gem is not None and abs(gx - x) < PICKUP_RADIUS and abs(gy - y) < PICKUP_RADIUS:
+                if -r < gx - x < r and -r < gy - y < r and gem is not None:
                     avatar.score += gem.value
                     self.state.remove(gem)
                     gems[i] = (None, gx, gy)
