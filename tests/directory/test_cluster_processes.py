@@ -161,7 +161,7 @@ async def test_kill_9_of_a_node_its_rooms_leave_and_are_made_again_on_the_surviv
                 if room not in doomed:
                     lease = await directory.lookup(room)
                     assert lease is not None and lease.node_id == survivor.node_id
-            join = Join(doomed[0], "", "late", mint_token(secret, "late"))
+            join = Join(doomed[0], "", "late", mint_token(secret, "late"), version=2)
             client, dialled = await join_following(survivor.url, ctx, join)
             clients.append(client)
             assert dialled == [survivor.url]
