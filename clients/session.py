@@ -25,6 +25,7 @@ from clients.errors import ConnectionClosed, ServerError
 from clients.reconnect import ConnectionEvent, ConnectionState
 from clients.routing import GotRedirect
 from shared import wire
+from shared.delta_v3 import coding_for
 from shared.errors import RemoteProtocolError
 from shared.messages import (
     Close,
@@ -354,7 +355,14 @@ class ClientSession:
             else:
                 if is_delta and self._skip_delta(_delta_tick(data)):
                     return None
-                msg = parse_server_message(data, replica.schema, replica.type_of, version=version)
+                msg = parse_server_message(
+                    data,
+                    replica.schema,
+                    replica.type_of,
+                    version=version,
+                    coding=replica.coding,
+                    predict=replica.predicted,
+                )
         except DesyncError as exc:  # a DELTA patching an entity the replica lacks
             stats.deltas += 1
             self._desync(exc)
@@ -396,6 +404,8 @@ class ClientSession:
             if msg.view != old.view:
                 self._fail(RemoteProtocolError("resumed JOINED changed the VIEW flag"))
             self._joined = msg
+            if self._replica is not None:  # the new connection may speak another version
+                self._replica.coding = coding_for(msg.version, msg.view)
             # the server applied our inputs up to input_seq: the rest are sent again
             self._ack_pending(msg.input_seq)
         else:
@@ -403,7 +413,9 @@ class ClientSession:
                 self._fail(RemoteProtocolError("second JOINED", CloseCode.PROTOCOL_ERROR))
             self._joined = msg
             # a view room (JOINED flag VIEW) sends this client its view, with view checksums
-            self._replica = Replica(msg.schema, view=msg.view)
+            self._replica = Replica(
+                msg.schema, view=msg.view, coding=coding_for(msg.version, msg.view)
+            )
             self._need_snapshot = True
             self._desynced = False
             self._snapshot_tick = -1

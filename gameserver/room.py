@@ -45,7 +45,7 @@ from gameserver.resume import EPOCH_BYTES, ResumeClaims, ResumeRefusal
 from shared.errors import LocalProtocolError
 from shared.messages import Joined, RoomEvent
 from shared.schema import Code
-from shared.state import State
+from shared.state import State, catch_up_v3
 
 ROOM_NAME_RE = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
 #: private rooms: ``~`` and 22 URL-safe base64 characters, made by the server
@@ -136,6 +136,9 @@ class TickOutput:
     deltas: Mapping[int, bytes] | None = None
     #: records, patches and chunks encoded in this tick
     encode_calls: int = 0
+    #: the same DELTA as ``delta`` in the gamesync.v3 coding (b"" unless ``Room.codings``
+    #: holds 3): for the v3 sessions; ``delta`` is b"" when no session needs it
+    delta_v3: bytes = b""
 
 
 class _Seat:
@@ -187,6 +190,11 @@ class Room:
         self._reattached: list[_Seat] = []
         self.acks: dict[int, int] = {}  # player number -> last applied input seq
         self._snapshot: tuple[int, bytes] | None = None
+        self._snapshot_v3: tuple[int, bytes] | None = None
+        #: the state codings the next tick's DELTA is wanted in (2: v1/v2 sessions, 3: v3;
+        #: :func:`shared.delta_v3.coding_for`), set by the driver from its sessions. The v2
+        #: bytes are also made whenever the catch-up history records them
+        self.codings: frozenset[int] = frozenset((2,))
         self._shutdown_pending = False
         # the initial state (e.g. spawned in __init__) is tick 0; it reaches players by snapshot
         state = self.ctx.state
@@ -443,12 +451,20 @@ class Room:
             return self._view_tick(tick, ack_changes, joined, expired)
         interval = self.config.checksum_interval
         state = ctx.state
-        delta = state.encode_delta(tick, ack_changes, interval > 0 and tick % interval == 0)
+        history = self.history
+        codings = self.codings
+        delta, delta_v3 = state.encode_deltas(
+            tick,
+            ack_changes,
+            interval > 0 and tick % interval == 0,
+            v2=2 in codings or history is not None,
+            v3=3 in codings,
+        )
         encoded = state.encode_calls - self._encoded
         self._encoded = state.encode_calls
         self.counters.encode_calls += encoded
-        history = self.history
         if history is not None:
+            assert delta is not None
             history.record(tick, delta, state.removal_log)
             if state.removal_log:
                 state.removal_log = []
@@ -457,7 +473,14 @@ class Room:
         events = self._events()
         resumed = self._take_resumed()
         return TickOutput(
-            tick, delta, tuple(joined), events, resumed, tuple(expired), encode_calls=encoded
+            tick,
+            delta or b"",
+            tuple(joined),
+            events,
+            resumed,
+            tuple(expired),
+            encode_calls=encoded,
+            delta_v3=delta_v3 or b"",
         )
 
     def _events(self) -> tuple[tuple[bytes, int | None], ...]:
@@ -541,8 +564,10 @@ class Room:
         deltas and snapshots (gamesync.v2 only)."""
         return self.views is not None
 
-    def joined_message(self, player: Player) -> bytes:
-        """JOINED for ``player``: its number, the room, the tick rate and both schemas."""
+    def joined_message(self, player: Player, version: int = 2) -> bytes:
+        """JOINED for ``player``: its number, the room, the tick rate and both schemas (of
+        protocol ``version``: 2 by default, as the room's other outputs, ``snapshot()`` and
+        ``TickOutput.delta``, are v1/v2 coded unless asked otherwise)."""
         return Joined(
             player.number,
             self.name,
@@ -550,10 +575,11 @@ class Room:
             self.config.tick_rate,
             self.game_cls.schema,
             self.game_cls.input_schema,
+            version=version,
             view=self.is_view,
         ).to_bytes()
 
-    def snapshot_for(self, number: int) -> bytes:
+    def snapshot_for(self, number: int, coding: int = 2) -> bytes:
         """The SNAPSHOT for player ``number`` after the last tick: ``snapshot()`` in a room
         without views; in a view room its view (the global entities and those of its cells as
         of the last tick), its view checksum and only its own ack. Built when called (between
@@ -561,7 +587,7 @@ class Room:
         """
         views = self.views
         if views is None:
-            return self.snapshot()
+            return self.snapshot(coding)
         if not views.knows(number):
             # no cells yet (a seat whose first tick has not run): from the hooks, now
             seat = self._seats.get(number)
@@ -578,28 +604,33 @@ class Room:
         assert self.views is not None, "view_of() is for view rooms"
         return self.views.visible(number)
 
-    def snapshot(self) -> bytes:
-        """A SNAPSHOT of the state after the last tick (cached until the next tick). A view
+    def snapshot(self, coding: int = 2) -> bytes:
+        """A SNAPSHOT of the state after the last tick (cached until the next tick), in the
+        v1/v2 layout or (``coding`` 3) gamesync.v3's, which adds the motion section. A view
         room has none for everyone: use :meth:`snapshot_for`."""
-        cached = self._snapshot
+        cached = self._snapshot_v3 if coding == 3 else self._snapshot
         if cached is not None and cached[0] == self.state_tick:
             return cached[1]
         if self.views is not None:
             raise LocalProtocolError("a view room has no whole-room snapshot: snapshot_for()")
         state = self.ctx.state
         before = state.encode_calls
-        data = state.encode_snapshot(self.state_tick, self.acks)
+        data = state.encode_snapshot(self.state_tick, self.acks, 3 if coding == 3 else 2)
         self.counters.encode_calls += state.encode_calls - before
         self._encoded = state.encode_calls
-        self._snapshot = (self.state_tick, data)
+        if coding == 3:
+            self._snapshot_v3 = (self.state_tick, data)
+        else:
+            self._snapshot = (self.state_tick, data)
         return data
 
-    def catch_up(self, have_tick: int) -> bytes | None:
+    def catch_up(self, have_tick: int, coding: int = 2) -> bytes | None:
         """A DELTA with the BASE flag (base ``have_tick``, tick ``state_tick``, always with a
         checksum) taking a replica at ``have_tick`` straight to the state after the last tick;
         None when the client must get ``snapshot()`` instead: ``have_tick`` is 0, not below
         ``state_tick`` (a delta's base is below its tick) or older than the history (``config.history_ticks``, ``history_bytes``), or the
-        delta would be no smaller than the snapshot. Call it between ticks (right after
+        delta would be no smaller than the snapshot. ``coding`` 3: in gamesync.v3's layout (plain
+        codes in its patches, the state's motion at the end). Call it between ticks (right after
         ``tick()``), never from inside a game hook."""
         history = self.history
         now = self.state_tick
@@ -609,12 +640,16 @@ class Room:
         if at != now:
             built = {}
             self._catch_ups = (now, built)
-        elif have_tick in built:
-            return built[have_tick]
-        data = history.catch_up(have_tick, now, self.ctx.state)
-        if data is not None and len(data) >= len(self.snapshot()):
+        key = have_tick if coding != 3 else -have_tick
+        if key in built:
+            return built[key]
+        state = self.ctx.state
+        data = history.catch_up(have_tick, now, state)
+        if data is not None and coding == 3:
+            data = catch_up_v3(data, state)
+        if data is not None and len(data) >= len(self.snapshot(coding)):
             data = None
-        built[have_tick] = data
+        built[key] = data
         return data
 
     def players(self) -> Iterable[Player]:

@@ -45,6 +45,7 @@ from gameserver.resume import EPOCH_BYTES, ResumeKey
 from gameserver.room import Room, RoomConfig, ticks_for
 from gameserver.stats import ServerStats
 from gameserver.ticker import TickClock
+from shared.delta_v3 import coding_for
 from shared.errors import RemoteProtocolError
 from shared.messages import (
     Event,
@@ -294,6 +295,10 @@ class RoomHost:
         """One tick: read inputs, advance the room, write its bytes. Never awaits."""
         self.read_inputs()
         room = self.room
+        # the DELTA codings the sessions need (v3: shared.delta_v3); the room encodes each once
+        room.codings = frozenset(
+            coding_for(s.version, room.is_view) for s in self.sessions.values()
+        )
         out = room.tick()
         self.ticks += 1
         self.stats.ticks += 1
@@ -320,10 +325,11 @@ class RoomHost:
         self._encode_seen = encoded
         deltas = out.deltas
         if deltas is None:
-            delta = binary_frame(out.delta)
+            delta = binary_frame(out.delta) if out.delta else b""
+            delta_v3 = binary_frame(out.delta_v3) if out.delta_v3 else b""
             for number, session in sessions.items():
                 if number not in joined:
-                    session.outbound.offer_state(delta)
+                    session.outbound.offer_state(delta_v3 if session.version >= 3 else delta)
         else:  # a view room: each player its own delta
             for number, session in sessions.items():
                 if number in joined:
@@ -386,7 +392,8 @@ class RoomHost:
         room = self.room
         out = session.outbound
         out.send_reliable(self.joined_frame(session, resumed=True))
-        catch_up = room.catch_up(have_tick)  # always None in a view room: a snapshot
+        # always None in a view room: a snapshot
+        catch_up = room.catch_up(have_tick, coding_for(session.version, room.is_view))
         if catch_up is None:
             out.send_snapshot()
         else:

@@ -78,6 +78,7 @@ from gameserver.server_state import ServerState
 from gameserver.stats import ServerStats
 from gameserver.ticker import TickClock
 from gameserver.web import WebApp
+from shared.delta_v3 import coding_for
 from shared.errors import RemoteProtocolError
 from shared.messages import Join, Resume, parse_client_message
 from shared.protocol import RESTART_REASON, CloseCode, version_of_subprotocol
@@ -435,7 +436,7 @@ class GameServer:
         # the player's own snapshot (its view, in a view room), built when it is sent
         outbound = Outbound(
             conn,
-            functools.partial(room.snapshot_for, player.number),
+            functools.partial(room.snapshot_for, player.number, coding_for(version, room.is_view)),
             cfg.outbound_limit,
             self.stats,
         )

@@ -12,6 +12,8 @@ from collections.abc import Callable
 import attrs
 
 from shared import wire
+from shared.delta_v3 import read_delta as read_delta_v3
+from shared.delta_v3 import read_motion
 from shared.errors import LocalProtocolError, RemoteProtocolError
 from shared.protocol import (
     MAX_EVENT_DATA_BYTES,
@@ -27,6 +29,15 @@ from shared.protocol import (
     Kind,
 )
 from shared.schema import Code, EntityType, InputSchema, Schema
+
+# the state messages' types live in shared.statemsg; re-exported here
+from shared.statemsg import Delta as Delta
+from shared.statemsg import EntityPatch as EntityPatch
+from shared.statemsg import EntityRecord as EntityRecord
+from shared.statemsg import Snapshot as Snapshot
+from shared.statemsg import item_count as item_count
+from shared.statemsg import read_patch as read_patch
+from shared.statemsg import read_record as read_record
 
 # ---------------------------------------------------------------- client -> server
 
@@ -283,51 +294,6 @@ class Joined:
 
 
 @attrs.frozen
-class EntityRecord:
-    """An entity in full: its id, type id and one wire code per field."""
-
-    id: int
-    type_id: int
-    codes: tuple[Code, ...]
-
-
-@attrs.frozen
-class EntityPatch:
-    """Changed fields of an entity: ``mask`` bit i set means field i is in ``codes``."""
-
-    id: int
-    mask: int
-    codes: tuple[Code, ...]
-
-
-@attrs.frozen
-class Snapshot:
-    tick: int
-    checksum: int
-    acks: tuple[tuple[int, int], ...]  # (player, last applied input seq)
-    entities: tuple[EntityRecord, ...]
-
-
-@attrs.frozen
-class Delta:
-    """The changes from the state at ``base`` to the state at ``tick``. ``base`` is None for
-    the per-tick delta (base ``tick - 1``); a v2 catch-up delta after a RESUME names it."""
-
-    tick: int
-    checksum: int | None
-    acks: tuple[tuple[int, int], ...]  # (player, increment of last applied seq; 0 = player left)
-    created: tuple[EntityRecord, ...]
-    changed: tuple[EntityPatch, ...]
-    removed: tuple[int, ...]
-    base: int | None = None
-
-    @property
-    def base_tick(self) -> int:
-        """The tick of the state this delta applies to."""
-        return self.tick - 1 if self.base is None else self.base
-
-
-@attrs.frozen
 class RoomEvent:
     """A reliable event: ``sender`` is a player number, or 0 for the room/game itself."""
 
@@ -401,37 +367,6 @@ def read_acks(r: wire.Reader) -> tuple[tuple[int, int], ...]:
     return tuple((r.varint(), r.varint()) for _ in range(n))
 
 
-def read_record(r: wire.Reader, schema: Schema) -> EntityRecord:
-    eid = r.varint()
-    etype = schema.type_for(r.varint())
-    return EntityRecord(eid, etype.type_id, tuple(etype.decode_all(r)))
-
-
-def read_patch(r: wire.Reader, type_of: Callable[[int], EntityType]) -> EntityPatch:
-    eid = r.varint()
-    etype = type_of(eid)
-    mask = r.fixed(etype.mask_bytes)
-    if mask >> len(etype.names):
-        raise RemoteProtocolError(f"field mask 0x{mask:x} names fields {etype.name} lacks")
-    codes = []
-    m = mask
-    i = 0
-    decoders = etype.decoders
-    while m:
-        if m & 1:
-            codes.append(decoders[i](r))
-        m >>= 1
-        i += 1
-    return EntityPatch(eid, mask, tuple(codes))
-
-
-def _count(r: wire.Reader) -> int:
-    n = r.varint()
-    if n > len(r.data):  # every item takes at least one byte
-        raise RemoteProtocolError("item count exceeds message size")
-    return n
-
-
 DELTA_CHECKSUM = 0x01  # DELTA flag: a state checksum follows the tick
 DELTA_BASE = 0x02  # DELTA flag (v2): a base tick follows the tick (a catch-up delta)
 
@@ -442,12 +377,19 @@ def parse_server_message(
     type_of: Callable[[int], EntityType] | None = None,
     *,
     version: int | None = None,
+    coding: int | None = None,
+    predict: Callable[[int, int], int] | None = None,
 ) -> ServerMessage:
     """Decode one server message. SNAPSHOT needs the schema; DELTA needs the schema and
     ``type_of(entity_id)``, the type of an entity the receiver already holds.
 
     ``version`` is the connection's protocol version (None: any we speak): JOINED must carry
-    it, and a v1 DELTA has no BASE flag."""
+    it, and a v1 DELTA has no BASE flag. ``coding`` is the layout of SNAPSHOT and DELTA (3:
+    gamesync.v3's, see :mod:`shared.delta_v3`; 2: v1/v2's); None: 3 on a v3 connection, else
+    2 (a v3 connection in a view room passes 2). A v3 per-tick DELTA also needs
+    ``predict(entity_id, field_index)`` (``Replica.predicted``)."""
+    if coding is None:
+        coding = 3 if version is not None and version >= 3 else 2
     if not data:
         raise RemoteProtocolError("empty message", CloseCode.PROTOCOL_ERROR)
     r = wire.Reader(data, 1)
@@ -460,8 +402,21 @@ def parse_server_message(
             tick = r.varint()
             checksum = r.fixed(4)
             acks = read_acks(r)
-            ents = tuple(read_record(r, schema) for _ in range(_count(r)))
-            msg = Snapshot(tick, checksum, acks, ents)
+            ents = tuple(read_record(r, schema) for _ in range(item_count(r)))
+            motion: tuple[EntityPatch, ...] = ()
+            if coding == 3:
+                held = {rec.id: schema.types[rec.type_id] for rec in ents}
+
+                def holds(eid: int) -> EntityType:
+                    etype = held.get(eid)
+                    if etype is None:
+                        raise RemoteProtocolError(f"snapshot motion of entity {eid}, not in it")
+                    return etype
+
+                motion = read_motion(r, holds)
+            msg = Snapshot(tick, checksum, acks, ents, motion)
+        elif coding == 3:
+            msg = read_delta_v3(r, schema, type_of, predict)
         else:
             flags = r.u8()
             known_flags = DELTA_CHECKSUM if version == 1 else DELTA_CHECKSUM | DELTA_BASE
@@ -473,7 +428,7 @@ def parse_server_message(
                 raise RemoteProtocolError(f"delta base tick {base} not before its tick {tick}")
             csum = r.fixed(4) if flags & DELTA_CHECKSUM else None
             acks = read_acks(r)
-            created = tuple(read_record(r, schema) for _ in range(_count(r)))
+            created = tuple(read_record(r, schema) for _ in range(item_count(r)))
             known = {rec.id: schema.types[rec.type_id] for rec in created}
 
             def lookup(eid: int) -> EntityType:
@@ -483,8 +438,8 @@ def parse_server_message(
                     raise RemoteProtocolError("delta patches need the receiver's entity types")
                 return type_of(eid)
 
-            changed = tuple(read_patch(r, lookup) for _ in range(_count(r)))
-            removed = tuple(r.varint() for _ in range(_count(r)))
+            changed = tuple(read_patch(r, lookup) for _ in range(item_count(r)))
+            removed = tuple(r.varint() for _ in range(item_count(r)))
             msg = Delta(tick, csum, acks, created, changed, removed, base)
     elif kind == Kind.ROOM_EVENT:
         msg = RoomEvent(r.varint(), r.string(MAX_NAME_BYTES), r.blob(MAX_EVENT_DATA_BYTES))

@@ -7,15 +7,16 @@ import enum
 #: The newest protocol version: the version byte of JOIN, RESUME and JOINED. Each version is
 #: its own WebSocket subprotocol, negotiated in the handshake; the server speaks every version
 #: in :data:`SUPPORTED_VERSIONS`, and a connection speaks the one negotiated for it.
-PROTOCOL_VERSION = 2
-SUPPORTED_VERSIONS: tuple[int, ...] = (2, 1)  # newest first
+PROTOCOL_VERSION = 3
+SUPPORTED_VERSIONS: tuple[int, ...] = (3, 2, 1)  # newest first
 SUBPROTOCOL_V1 = "gamesync.v1"
 SUBPROTOCOL_V2 = "gamesync.v2"
+SUBPROTOCOL_V3 = "gamesync.v3"  # v2 with the compact state coding of shared.delta_v3
 #: The subprotocol of the newest version (what a client offers first).
-SUBPROTOCOL = SUBPROTOCOL_V2
+SUBPROTOCOL = SUBPROTOCOL_V3
 #: Every subprotocol the server speaks, in order of preference: it selects the first one the
 #: client offers.
-SUPPORTED_SUBPROTOCOLS: tuple[str, ...] = (SUBPROTOCOL_V2, SUBPROTOCOL_V1)
+SUPPORTED_SUBPROTOCOLS: tuple[str, ...] = (SUBPROTOCOL_V3, SUBPROTOCOL_V2, SUBPROTOCOL_V1)
 
 
 def subprotocol_for(version: int) -> str:

@@ -333,6 +333,19 @@ def _fixed_layout(
     return struct.Struct(fmt), tuple(checks)
 
 
+def predict_range(ftype: FieldType) -> tuple[int, int] | None:
+    """gamesync.v3: the code range of a field whose patches travel as a prediction residual
+    (U16, I16, U32, I32, and FLOAT of width 2 or more), or None for every other field."""
+    if isinstance(ftype, Float):
+        return (0, ftype.steps) if ftype.width >= 2 else None
+    if isinstance(ftype, _Fixed) and ftype.width >= 2:
+        bits = ftype.width * 8
+        if ftype.signed:
+            return (-(1 << (bits - 1)), (1 << (bits - 1)) - 1)
+        return (0, (1 << bits) - 1)
+    return None
+
+
 class FieldList:
     """An ordered list of named, typed fields with precompiled per-field functions."""
 
@@ -360,6 +373,16 @@ class FieldList:
         #: ``decode_all`` is the reference
         self.fixed: tuple[struct.Struct, tuple[tuple[int, int], ...]] | None = _fixed_layout(
             self.types
+        )
+        #: gamesync.v3: per field, the code range ``(lo, hi)`` of a *predicted* field (a
+        #: fixed-width integer or FLOAT of 2 or more bytes, patched as a residual against its
+        #: code plus its last change), else None
+        self.predict: tuple[tuple[int, int] | None, ...] = tuple(
+            predict_range(t) for t in self.types
+        )
+        #: the indices of the predicted fields (empty: the type has none)
+        self.predicted: tuple[int, ...] = tuple(
+            i for i, r in enumerate(self.predict) if r is not None
         )
 
     def __len__(self) -> int:

@@ -10,8 +10,9 @@ import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from shared import wire
+from shared import delta_v3, wire
 from shared.errors import LocalProtocolError
+from shared.messages import Delta, parse_server_message
 from shared.protocol import Kind
 from shared.schema import Code, Entity, EntityType, Schema
 
@@ -20,6 +21,15 @@ FLAG_CHECKSUM = 0x01
 FLAG_BASE = 0x02
 _KIND_DELTA = bytes((Kind.DELTA,))
 _KIND_SNAPSHOT = bytes((Kind.SNAPSHOT,))
+
+
+def _entity_id(entity: Entity) -> int:
+    return entity.id
+
+
+def _id_len(eid: int) -> int:
+    """The length of ``varint(eid)``."""
+    return (max(eid.bit_length(), 1) + 6) // 7
 
 
 def encode_record(entity: Entity) -> bytes:
@@ -112,6 +122,12 @@ class State:
         #: records and patches encoded by :meth:`encode_delta` and :meth:`encode_snapshot`
         #: (counted per section with len(), not per entity), for the server's metrics
         self.encode_calls = 0
+        #: gamesync.v3 prediction: the codes of every entity with predicted fields as of the
+        #: last delta, and the velocities (nonzero changes of predicted fields) in that delta.
+        #: Kept by :meth:`encode_deltas` whether or not v3 bytes are asked for: a v3 SNAPSHOT
+        #: between ticks carries ``motion``
+        self._shadow: dict[int, list[Code]] = {}
+        self.motion: dict[int, dict[int, int]] = {}
 
     def __len__(self) -> int:
         return len(self.entities)
@@ -152,6 +168,8 @@ class State:
             return
         ent._tracker = None
         self._changed.pop(eid, None)
+        self._shadow.pop(eid, None)
+        self.motion.pop(eid, None)
         if self._created.pop(eid, None) is None:
             self._removed.append(eid)
             if self.removal_log is not None:
@@ -165,50 +183,155 @@ class State:
         ents = self.entities.values()
         return wire.varint(len(ents)) + b"".join([encode_record(e) for e in ents])
 
-    def encode_snapshot(self, tick: int, acks: Mapping[int, int]) -> bytes:
+    def encode_snapshot(self, tick: int, acks: Mapping[int, int], coding: int = 2) -> bytes:
+        """The SNAPSHOT; ``coding`` 3 (gamesync.v3) appends the motion section."""
         body = self.snapshot_body()
         self.encode_calls += 2 * len(self.entities)  # the records, and again for the checksum
-        return b"".join(
-            [
-                _KIND_SNAPSHOT,
-                wire.varint(tick),
-                self.checksum().to_bytes(4, "little"),
-                encode_acks(acks.items()),
-                body,
-            ]
-        )
+        parts = [
+            _KIND_SNAPSHOT,
+            wire.varint(tick),
+            self.checksum().to_bytes(4, "little"),
+            encode_acks(acks.items()),
+            body,
+        ]
+        if coding == 3:
+            parts.append(self.encode_motion())
+        return b"".join(parts)
+
+    def encode_motion(self) -> bytes:
+        """The v3 motion section of the state now (after the last delta)."""
+        entities = self.entities
+        return delta_v3.encode_motion(self.motion, lambda eid: entities[eid].etype)
 
     def encode_delta(
         self, tick: int, acks: Iterable[tuple[int, int]], with_checksum: bool
     ) -> bytes:
-        """One DELTA for everything that changed since the last call, then reset tracking.
+        """One DELTA (v1/v2 layout) for everything that changed since the last call, then reset
+        tracking. ``acks`` holds (player, increment) pairs; an increment of 0 means the player
+        left."""
+        data = self.encode_deltas(tick, acks, with_checksum)[0]
+        assert data is not None
+        return data
 
-        ``acks`` holds (player, increment) pairs; an increment of 0 means the player left.
-        """
+    def encode_deltas(
+        self,
+        tick: int,
+        acks: Iterable[tuple[int, int]],
+        with_checksum: bool,
+        v2: bool = True,
+        v3: bool = False,
+    ) -> tuple[bytes | None, bytes | None]:
+        """The tick's DELTA in the v1/v2 layout (if ``v2``) and in the gamesync.v3 layout (if
+        ``v3``), from one pass over the changes, then reset tracking. The v3 prediction state
+        (``motion``) moves on either way."""
         created = self._created
         changed = self._changed
         removed = self._removed
-        parts = [_KIND_DELTA, b"\x01" if with_checksum else b"\x00", wire.varint(tick)]
+        acks = list(acks)
+        csum = b""
         if with_checksum:
-            parts.append(self.checksum().to_bytes(4, "little"))
+            csum = self.checksum().to_bytes(4, "little")
             self.encode_calls += len(self.entities)
         self.encode_calls += len(created) + len(changed)
-        parts.append(encode_acks(acks))
-        parts.append(wire.varint(len(created)))
-        parts += [encode_record(e) for e in created.values()]
+        records = [encode_record(e) for e in created.values()]
+        shadow = self._shadow
         for e in created.values():
             e._tracker = changed
             e.mask = 0
-        parts.append(wire.varint(len(changed)))
-        for e in changed.values():
-            parts.append(encode_patch(e))
+            if e.etype.predicted:
+                shadow[e.id] = list(e.codes)
+        # the v3 patches (ascending ids, id gaps, predicted fields as residuals) and the new
+        # velocities; the v2 patches as they always were
+        old_motion = self.motion
+        motion: dict[int, dict[int, int]] = {}
+        patches2: list[bytes] = []
+        patches3: list[bytes] = []
+        last = 0
+        for e in sorted(changed.values(), key=_entity_id) if v3 else changed.values():
+            etype = e.etype
+            mask = e.mask
+            if v2:
+                patches2.append(encode_patch(e))
+            if not etype.predicted:
+                if v3:
+                    patches3.append(wire.varint(e.id - last) + encode_patch(e)[_id_len(e.id) :])
+                    last = e.id
+                e.mask = 0
+                continue
+            prev = shadow.get(e.id)
+            if prev is None:  # tracked from outside spawn() (a test's state): no velocity yet
+                if v3:
+                    raise LocalProtocolError(f"entity {e.id} has no v3 prediction state")
+                shadow[e.id] = list(e.codes)
+                e.mask = 0
+                continue
+            vel = old_motion.get(e.id)
+            codes = e.codes
+            predict = etype.predict
+            encoders = etype.encoders
+            out = []
+            if v3:
+                out += [wire.varint(e.id - last), mask.to_bytes(etype.mask_bytes, "little")]
+                last = e.id
+            moved: dict[int, int] = {}
+            m = mask
+            i = 0
+            while m:
+                if m & 1:
+                    code = codes[i]
+                    if predict[i] is not None:
+                        old = prev[i]
+                        assert isinstance(code, int) and isinstance(old, int)
+                        if v3:
+                            guess = old + vel.get(i, 0) if vel else old
+                            out.append(wire.svarint(code - guess))
+                        if code != old:
+                            moved[i] = code - old
+                            prev[i] = code
+                    elif v3:
+                        out.append(encoders[i](code))
+                m >>= 1
+                i += 1
+            if moved:
+                motion[e.id] = moved
+            if v3:
+                patches3.append(b"".join(out))
             e.mask = 0
-        parts.append(wire.varint(len(removed)))
-        parts += [wire.varint(i) for i in removed]
+        self.motion = motion
         self._created = {}
         changed.clear()
         self._removed = []
-        return b"".join(parts)
+        ids = [wire.varint(i) for i in removed]
+        data2 = data3 = None
+        if v2:
+            parts = [_KIND_DELTA, b"\x01" if with_checksum else b"\x00", wire.varint(tick), csum]
+            parts.append(encode_acks(acks))
+            parts.append(wire.varint(len(records)))
+            parts += records
+            parts.append(wire.varint(len(patches2)))
+            parts += patches2
+            parts.append(wire.varint(len(ids)))
+            parts += ids
+            data2 = b"".join(parts)
+        if v3:
+            flags, ack_bytes = delta_v3.encode_acks(acks)
+            body = [ack_bytes]
+            if records:
+                flags |= delta_v3.FLAG_CREATED
+                body.append(wire.varint(len(records)))
+                body += records
+            if patches3:
+                flags |= delta_v3.FLAG_CHANGED
+                body.append(wire.varint(len(patches3)))
+                body += patches3
+            if ids:
+                flags |= delta_v3.FLAG_REMOVED
+                body.append(wire.varint(len(ids)))
+                body += ids
+            if with_checksum:
+                flags |= delta_v3.FLAG_CHECKSUM
+            data3 = b"".join([_KIND_DELTA, bytes((flags,)), wire.varint(tick), csum, *body])
+        return data2, data3
 
     def take_changes(self) -> tuple[list[Entity], list[tuple[Entity, int]], list[int]]:
         """Hand over the change tracking and reset it, as :meth:`encode_delta` does, for an
@@ -230,3 +353,16 @@ class State:
 
     def has_pending_changes(self) -> bool:
         return bool(self._created or self._changed or self._removed)
+
+
+def catch_up_v3(data: bytes, state: State) -> bytes:
+    """A catch-up DELTA (v2 layout, from the server's history, taking a replica to the tick
+    ``state`` is at) in gamesync.v3's layout, ending with the state's motion section."""
+    entities = state.entities
+
+    def type_of(eid: int) -> EntityType:
+        return entities[eid].etype
+
+    msg = parse_server_message(data, state.schema, type_of, version=2)
+    assert isinstance(msg, Delta) and msg.base is not None
+    return delta_v3.encode_delta(msg, state.schema, type_of, motion=state.motion)

@@ -74,8 +74,12 @@ class Harness:
         behaviour: Behaviour = WANDER,
         others: int = 2,
         checksum_interval: int = 1,
+        version: int = 2,
     ) -> None:
+        self.version = version
         self.room = Room("r", Arena, RoomConfig(checksum_interval=checksum_interval, seed=7))
+        if version >= 3:  # gamesync.v3: the room's state coding for v3 sessions
+            self.room.codings = frozenset((3,))
         self.player = self.room.seat("bot", "bot")
         self.others = [self.room.seat(f"o{i}", f"o{i}") for i in range(others)]
         out = self.room.tick()
@@ -85,8 +89,9 @@ class Harness:
         self.client_sock.setblocking(False)
         self.bot.conn = LeanConnection(self.client_sock, None)
         self.reader = FrameReader(max_message_size=1 << 16, require_mask=True)
-        self.bot.on_joined(parse_server_message(self.room.joined_message(self.player)))  # type: ignore[arg-type]
-        self.bot.on_message(self.room.snapshot(), 0.0)
+        joined = self.room.joined_message(self.player, version)
+        self.bot.on_joined(parse_server_message(joined))  # type: ignore[arg-type]
+        self.bot.on_message(self.room.snapshot(3 if version >= 3 else 2), 0.0)
         self.bot.behaviour.start(self.bot, 0.0)
 
     def close(self) -> None:
@@ -116,7 +121,8 @@ class Harness:
         return inputs
 
     def tick(self, now: float) -> bytes:
-        delta = self.room.tick().delta
+        out = self.room.tick()
+        delta = out.delta_v3 if self.version >= 3 else out.delta
         self.bot.on_message(delta, now)
         return delta
 
@@ -155,6 +161,35 @@ def test_bot_follows_the_room_and_measures_latency(verify: bool) -> None:
         assert bot.replica.checksum() == h.room.ctx.state.checksum()
     else:
         assert bot.replica is None
+    h.close()
+
+
+@pytest.mark.parametrize("verify", [False, True])
+def test_a_v3_bot_reads_its_ack_from_the_bitmask_or_a_pair(verify: bool) -> None:
+    """gamesync.v3: the others move too (their acks in the bitmask beside the bot's); every
+    5th step the bot's two inputs make an increment of 2, which travels as a pair."""
+    h = Harness(verify=verify, version=3, others=3)
+    bot = h.bot
+    assert bot.coding == 3
+    seqs = dict.fromkeys((o.number for o in h.others), 0)
+    for step in range(60):
+        t = step * 0.05
+        bot.send_input(t)
+        if step % 5 == 4:
+            bot.send_input(t + 0.001)
+        h.deliver_inputs()
+        for number in seqs:
+            seqs[number] += 1
+            assert h.room.push_input(number, seqs[number], (150, 60))
+        delta = h.tick(t + 0.020)
+        assert delta[0] == 0x12 and delta[1] & 0x04  # ACK_BITS
+        assert bool(delta[1] & 0x08) == (step % 5 == 4)  # ACK_PAIRS: the bot's +2
+    assert bot.acked == h.room.acks[h.player.number] == 72
+    assert bot.tick == h.room.state_tick
+    if verify:
+        assert bot.replica is not None and bot.replica.coding == 3
+        assert bot.replica.checksum() == h.room.ctx.state.checksum()
+        assert bot.replica.checks == 61
     h.close()
 
 

@@ -423,7 +423,7 @@ async def _until(predicate: Any, step: float = 0.01) -> None:
 
 async def test_cut_resumes_the_same_seat(mem: MemoryServer, autojump_clock: Any) -> None:
     async with open_game_client(mem.url, "r", name="ann", random=lambda: 0.5) as c:
-        assert mem.offered == [("gamesync.v2", "gamesync.v1")] and c.version == 2
+        assert mem.offered == [("gamesync.v3", "gamesync.v2", "gamesync.v1")] and c.version == 2
         assert c.connection_state == "connected"
         for _ in range(3):
             seq = await c.send_input(dx=1.0)

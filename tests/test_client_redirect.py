@@ -192,8 +192,8 @@ async def test_a_redirect_is_followed_with_the_same_join(
         assert (c.url, c.entry_url, c.owner_url) == (B, A, B)
         assert c.redirects == 1 and c.stats.redirects == 1
         assert await _events(c) == [Redirected(B, "lobby", 1)]
-        assert _joins(a) == _joins(b) == [Join("lobby", "", "ann", "tok-1")]  # the same token
-        assert a.offered == b.offered == [("gamesync.v2", "gamesync.v1")]
+        assert _joins(a) == _joins(b) == [Join("lobby", "", "ann", "tok-1", 2)]  # the same token
+        assert a.offered == b.offered == [("gamesync.v3", "gamesync.v2", "gamesync.v1")]
         assert a.close_codes == [CloseCode.REDIRECT]
         await c.wait_for_tick(c.tick + 2)
         assert [s.room for s in b.seats] == ["lobby"] and not a.rooms and not a.seats

@@ -1051,7 +1051,7 @@ def test_what_holds_a_seat() -> None:
 def test_resume_is_v2_only_and_the_version_byte_must_match() -> None:
     pair = Pair()
     life = Lifecycle(pair.world, version=1)
-    resume = Resume("lobby", "t", 1)
+    resume = Resume("lobby", "t", 1, 2)
     with pytest.raises(LifecycleError, match="version 2 message on a version 1 connection"):
         life.receive(ResumeReceived(resume, ResumeTokenError(ResumeRefusal.MALFORMED)))
     life = Lifecycle(pair.world, version=1)

@@ -76,14 +76,16 @@ def server_round_trip(data: bytes) -> Joined | Snapshot | Delta | RoomEvent | Er
 
 
 def test_constants() -> None:
-    assert PROTOCOL_VERSION == 2
-    assert SUBPROTOCOL == "gamesync.v2"
-    assert SUPPORTED_SUBPROTOCOLS == ("gamesync.v2", "gamesync.v1")
+    assert PROTOCOL_VERSION == 3
+    assert SUBPROTOCOL == "gamesync.v3"
+    assert SUPPORTED_SUBPROTOCOLS == ("gamesync.v3", "gamesync.v2", "gamesync.v1")
     assert select_subprotocol(["gamesync.v1", "gamesync.v2"]) == "gamesync.v2"
+    assert select_subprotocol(["gamesync.v1", "gamesync.v2", "gamesync.v3"]) == "gamesync.v3"
     assert select_subprotocol(["x", "gamesync.v1"]) == "gamesync.v1"
-    assert select_subprotocol(["gamesync.v3"]) is None
+    assert select_subprotocol(["gamesync.v4"]) is None
     assert version_of_subprotocol("gamesync.v1") == 1
     assert version_of_subprotocol("gamesync.v2") == 2
+    assert version_of_subprotocol("gamesync.v3") == 3
     assert version_of_subprotocol(None) is None
     assert CloseCode.SEAT_LOST == 4013
     assert {k.name: int(k) for k in Kind} == {
@@ -131,10 +133,10 @@ def test_client_message_exact_bytes() -> None:
     assert Join("lobby", "arena", "al", "", version=1).to_bytes().hex() == (
         "01" + "01" + "00" + "056c6f626279" + "056172656e61" + "02616c" + "00"
     )
-    assert Join("lobby", "arena", "al", "").to_bytes().hex() == (
+    assert Join("lobby", "arena", "al", "", version=2).to_bytes().hex() == (
         "01" + "02" + "00" + "056c6f626279" + "056172656e61" + "02616c" + "00"
     )
-    assert Resume("lobby", "tok", 300).to_bytes().hex() == (
+    assert Resume("lobby", "tok", 300, version=2).to_bytes().hex() == (
         "05" + "02" + "056c6f626279" + "03746f6b" + "ac02"
     )
     assert Resync().to_bytes() == b"\x06"
@@ -573,8 +575,8 @@ def test_fuzz_parse_server_message(data: bytes, with_schema: bool) -> None:
 @pytest.mark.parametrize(
     "msg",
     [
-        Resume("lobby", "t" * MAX_RESUME_TOKEN_BYTES, 2**64 - 1),
-        Resume("r" * MAX_NAME_BYTES, "", 0),
+        Resume("lobby", "t" * MAX_RESUME_TOKEN_BYTES, 2**64 - 1, version=2),
+        Resume("r" * MAX_NAME_BYTES, "", 0, version=2),
         Resync(),
         Join("lobby", version=1),
         Join("lobby", version=2),
@@ -594,7 +596,7 @@ def test_v2_client_messages_round_trip(msg: Resume | Resync | Join) -> None:
         (Resync().to_bytes(), 1, PROTOCOL_ERROR, "unknown client message kind 0x06"),
         (Join("lobby", version=1).to_bytes(), 2, PROTOCOL_ERROR, "version 1"),
         (Join("lobby", version=2).to_bytes(), 1, PROTOCOL_ERROR, "version 2"),
-        (Join("lobby", version=3).to_bytes(), None, PROTOCOL_ERROR, "version 3"),
+        (Join("lobby", version=4).to_bytes(), None, PROTOCOL_ERROR, "version 4"),
         (Resume("lobby", "tok", version=1).to_bytes(), None, PROTOCOL_ERROR, "needs protocol"),
         (Resume("lobby", "tok", version=3).to_bytes(), 2, PROTOCOL_ERROR, "version 3"),
         (b"\x05", 2, INVALID, "truncated"),

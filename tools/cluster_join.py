@@ -68,7 +68,7 @@ async def timed_join(
     hops = 0
     while True:
         ws = await _connect(nursery, url, ctx)
-        await ws.send_message(Join(room, token=token).to_bytes())
+        await ws.send_message(Join(room, token=token, version=2).to_bytes())  # gamesync.v2
         reached = time.perf_counter()
         data = await ws.get_message()
         kind = data[0] if data else -1

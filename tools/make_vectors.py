@@ -1,5 +1,6 @@
-"""Write tests/vectors/protocol_v1.json and protocol_v2.json: golden byte vectors for the
-gamesync.v1 and gamesync.v2 wire protocols.
+"""Write tests/vectors/protocol_v1.json, protocol_v2.json and protocol_v3.json: golden byte
+vectors for the gamesync.v1, v2 and v3 wire protocols (the v3 file holds what v3 changes, the
+state coding: tools/vectors_v3.py).
 
 Usage (from the repository root)::
 
@@ -347,8 +348,8 @@ def client_cases(version: int) -> list[dict[str, Any]]:
         ),
     ]
     if version >= 2:
-        r1 = Resume("lobby", RESUME_TOKEN, 10)
-        r2 = Resume("lobby", RESUME_TOKEN, 0)
+        r1 = Resume("lobby", RESUME_TOKEN, 10, version)
+        r2 = Resume("lobby", RESUME_TOKEN, 0, version)
         cases += [
             case(
                 "client_resume",
@@ -757,7 +758,7 @@ def reject_cases(version: int) -> list[dict[str, Any]]:
         reject(
             "reject_client_truncated_resume",
             "RESUME (v2) cut inside the token",
-            Resume("lobby", RESUME_TOKEN, 10).to_bytes()[:12],
+            Resume("lobby", RESUME_TOKEN, 10, version).to_bytes()[:12],
             "client",
             ip,
         ),
@@ -997,9 +998,14 @@ def main() -> int:
     parser.add_argument("--dir", type=Path, default=VECTORS, help="where the files go")
     args = parser.parse_args()
     status = 0
-    for version in (1, 2):
+    for version in (1, 2, 3):
         out = args.dir / f"protocol_v{version}.json"
-        text = render(build(version))
+        if version == 3:  # v3 differs from v2 in its state coding only: tools/vectors_v3.py
+            from vectors_v3 import v3_cases
+
+            text = render(v3_cases())
+        else:
+            text = render(build(version))
         if args.check:
             current = out.read_text(encoding="utf-8") if out.exists() else ""
             if current != text:

@@ -46,7 +46,8 @@ from clients.bots.lean import (
     connect_node,
     follow_redirect,
 )
-from shared import wire
+from shared import delta_v3, wire
+from shared.delta_v3 import coding_for
 from shared.errors import RemoteProtocolError
 from shared.messages import (
     DELTA_BASE,
@@ -143,8 +144,11 @@ class ResumingBot(Bot):
         self.sent_codes[self.seq & _RING_MASK] = self.codes
 
 
-def state_head(data: bytes) -> tuple[int, int, int | None, tuple[tuple[int, int], ...]]:
-    """(kind, tick, base tick or None, acks) of a SNAPSHOT or DELTA, without the schema."""
+def state_head(
+    data: bytes, coding: int = 2
+) -> tuple[int, int, int | None, tuple[tuple[int, int], ...]]:
+    """(kind, tick, base tick or None, acks) of a SNAPSHOT or DELTA, without the schema
+    (``coding`` 3: a gamesync.v3 DELTA, whose acks are its own layout)."""
     r = wire.Reader(data, 1)
     kind = data[0]
     if kind == Kind.SNAPSHOT:
@@ -158,6 +162,8 @@ def state_head(data: bytes) -> tuple[int, int, int | None, tuple[tuple[int, int]
     base = r.varint() if flags & DELTA_BASE else None
     if flags & DELTA_CHECKSUM:
         r.fixed(4)
+    if coding == 3:
+        return kind, tick, base, delta_v3.read_acks(r, flags)
     return kind, tick, base, read_acks(r)
 
 
@@ -179,7 +185,14 @@ def apply_resumed_state(bot: ResumingBot, data: bytes, version: int) -> None:
     try:
         if replica is not None:
             assert bot.joined is not None
-            msg = parse_server_message(data, bot.joined.schema, replica.type_of, version=version)
+            msg = parse_server_message(
+                data,
+                bot.joined.schema,
+                replica.type_of,
+                version=version,
+                coding=replica.coding,
+                predict=replica.predicted,
+            )
             if isinstance(msg, Delta):
                 replica.apply_delta(msg, verify=bot.verify)
                 span = msg.tick - msg.base_tick
@@ -192,7 +205,8 @@ def apply_resumed_state(bot: ResumingBot, data: bytes, version: int) -> None:
             tick = replica.tick
             ack = replica.acks.get(bot.player, 0)
         else:
-            kind, tick, base, acks = state_head(data)
+            view = bot.joined is not None and bot.joined.view
+            kind, tick, base, acks = state_head(data, coding_for(version, view))
             own = next((v for p, v in acks if p == bot.player), 0)
             if kind == Kind.DELTA:
                 start = tick - 1 if base is None else base
@@ -268,6 +282,9 @@ async def _resume_once(
             conn.bytes_down += old.bytes_down
             conn.bytes_up += old.bytes_up
         bot.joined = msg
+        bot.coding = coding_for(msg.version, msg.view)  # this connection's, maybe another
+        if bot.replica is not None:
+            bot.replica.coding = bot.coding
         while True:  # the state comes first; a room event before it is counted all the same
             data = await conn.next_message()
             if data and data[0] in (Kind.DELTA, Kind.SNAPSHOT):

@@ -40,7 +40,8 @@ from urllib.parse import urlsplit
 import trio
 
 from clients.routing import MAX_REDIRECTS, check_redirect_url
-from shared import wire
+from shared import delta_v3, wire
+from shared.delta_v3 import coding_for
 from shared.errors import RemoteProtocolError
 from shared.messages import (
     Close,
@@ -612,6 +613,7 @@ class Bot:
         "bytes_up0",
         "close_code",
         "codes",
+        "coding",
         "conn",
         "desyncs",
         "encoder",
@@ -683,6 +685,8 @@ class Bot:
         self.joined: Joined | None = None
         self.player = 0
         self.replica: Replica | None = None
+        #: the state coding of the connection (shared.delta_v3.coding_for), set by JOINED
+        self.coding = 2
         self.json_state: dict[str, Any] | None = None
         self.encoder: InputEncoder | None = None
         self.codes = b""
@@ -778,11 +782,14 @@ class Bot:
             raise BotFailed(f"misfit:{behaviour.name}", f"game {msg.game}: {why}")
         self.joined = msg
         self.player = msg.player
+        self.coding = coding_for(msg.version, msg.view)
         self.encoder = InputEncoder.for_schema(msg.input_schema, behaviour.inputs)
         self.codes = self.encoder.idle
         if self.needs_replica:
             # a view room (JOINED flag VIEW) sends the bot's view: view checksums
-            self.replica = Replica(msg.schema, view=msg.view)
+            self.replica = Replica(
+                msg.schema, view=msg.view, coding=coding_for(msg.version, msg.view)
+            )
 
     @property
     def tick_rate(self) -> float:
@@ -900,6 +907,9 @@ class Bot:
                     raise BotFailed("desync", f"delta for tick {tick} after tick {self.tick}")
                 self.tick = tick
                 self.updates += 1
+                if self.coding == 3:
+                    self._ack_v3(data, pos, now)
+                    return
                 n = data[pos]
                 if not n:
                     return
@@ -934,6 +944,28 @@ class Bot:
             self.failed = "protocol"
             raise BotFailed("protocol", str(exc) or "message truncated") from None
 
+    def _ack_v3(self, data: bytes, pos: int, now: float) -> None:
+        """The bot's own increment in a gamesync.v3 DELTA's acks (``pos``: after the tick and
+        checksum): bit ``player - ack_base`` of the bitmask (increment 1), else its pair."""
+        flags = data[1]
+        r = wire.Reader(data, pos)
+        if flags & delta_v3.FLAG_ACK_BITS:
+            base = r.varint()
+            bits = r.varint()
+            if (
+                0 <= self.player - base < delta_v3.ACK_BITS_SPAN
+                and bits >> (self.player - base) & 1
+            ):
+                self._ack(self.acked + 1, now)
+                return
+        if flags & delta_v3.FLAG_ACK_PAIRS:
+            for _ in range(r.varint()):
+                player = r.varint()
+                inc = r.varint()
+                if player == self.player and inc:
+                    self._ack(self.acked + inc, now)
+                    return
+
     def _on_other(self, data: bytes) -> None:
         kind = data[0] if data else 0
         if kind == _KIND_ROOM_EVENT:
@@ -960,7 +992,13 @@ class Bot:
                 raise BotFailed("protocol", str(exc)) from None
             return
         try:
-            msg = parse_server_message(data, self.joined.schema, replica.type_of)
+            msg = parse_server_message(
+                data,
+                self.joined.schema,
+                replica.type_of,
+                coding=replica.coding,
+                predict=replica.predicted,
+            )
             if isinstance(msg, Delta):
                 replica.apply_delta(msg, verify=self.verify)
             elif isinstance(msg, Snapshot):

@@ -597,7 +597,7 @@ class RoomHarness(Generic[G]):
         hold_ms = round(room.config.seat_hold_ticks * 1000 / room.config.tick_rate)
         return Joined(
             player.number, room.name, game.name, room.config.tick_rate, game.schema,
-            game.input_schema, resumed=True, seat_hold_ms=hold_ms,
+            game.input_schema, version=2, resumed=True, seat_hold_ms=hold_ms,
             input_seq=room.last_applied(player.number), view=room.is_view,
         ).to_bytes()  # fmt: skip
 

@@ -241,7 +241,7 @@ async def test_a_resume_is_redirected_to_the_owner(
         owner = owner_of("resumable", a, b)
         other = b if owner is a else a
         await client.wait_tick(client.tick + 1)
-        resume_msg = Resume("resumable", client.joined.resume_token, client.tick)
+        resume_msg = Resume("resumable", client.joined.resume_token, client.tick, 2)
         await client.aclose()  # the connection is lost: the seat is held
         with pytest.raises(Closed) as closed:
             await first_answer(await RawClient.open(url_of(other), client_ssl), resume_msg)
@@ -250,7 +250,7 @@ async def test_a_resume_is_redirected_to_the_owner(
         assert dialled == [url_of(other), url_of(owner)]
         assert back.joined is not None and back.joined.resumed
         # a genuine RESUME for a room that is nowhere: seat lost
-        gone = Resume("nowhere", RESUME_KEY.mint("nowhere", bytes(8), 1, 1), 0)
+        gone = Resume("nowhere", RESUME_KEY.mint("nowhere", bytes(8), 1, 1), 0, 2)
         with pytest.raises(Closed) as closed:
             await first_answer(await RawClient.open(url_of(other), client_ssl), gone)
         assert closed.value.code == CloseCode.SEAT_LOST
@@ -412,7 +412,7 @@ async def test_joins_refused_before_the_room_cost_no_directory_call(
         (Join("far", "", "mallory", "not-a-token", version=2), CloseCode.UNAUTHORIZED),
         (Join("far", "nosuchgame", "eve", token("eve"), version=2), CloseCode.UNKNOWN_GAME),
         (Join("bad name!", "", "eve", token("eve"), version=2), CloseCode.BAD_JOIN),
-        (Resume("far", "bad-token", 0), CloseCode.UNAUTHORIZED),
+        (Resume("far", "bad-token", 0, 2), CloseCode.UNAUTHORIZED),
     ]
     with trio.fail_after(10):
         for message, code in cases:

@@ -123,7 +123,7 @@ async def test_kill_9_of_a_node_its_rooms_leave_and_are_made_again_on_the_surviv
     try:
         with trio.fail_after(30):
             for i, room in enumerate(rooms):  # all dial node a; placement spreads them
-                join = Join(room, "", f"p{i}", mint_token(secret, f"p{i}"))
+                join = Join(room, "", f"p{i}", mint_token(secret, f"p{i}"), version=2)
                 client, _ = await join_following(a.url, ctx, join)
                 clients.append(client)
             owners = {}
@@ -137,7 +137,7 @@ async def test_kill_9_of_a_node_its_rooms_leave_and_are_made_again_on_the_surviv
             # the shared token secret): the RESUME sent to the other node is redirected
             first = clients[0]
             assert first.joined is not None and first.joined.resume_token
-            resume = Resume(rooms[0], first.joined.resume_token, 0)
+            resume = Resume(rooms[0], first.joined.resume_token, 0, 2)
             with pytest.raises(Closed) as closed:
                 await first_answer(await RawClient.open(survivor.url, ctx), resume)
             assert closed.value.code == CloseCode.REDIRECT
@@ -161,7 +161,7 @@ async def test_kill_9_of_a_node_its_rooms_leave_and_are_made_again_on_the_surviv
                 if room not in doomed:
                     lease = await directory.lookup(room)
                     assert lease is not None and lease.node_id == survivor.node_id
-            join = Join(doomed[0], "", "late", mint_token(secret, "late"))
+            join = Join(doomed[0], "", "late", mint_token(secret, "late"), version=2)
             client, dialled = await join_following(survivor.url, ctx, join)
             clients.append(client)
             assert dialled == [survivor.url]

@@ -751,7 +751,7 @@ async def test_join_without_a_valid_token(
 
 def _huge_token_resume() -> bytes:
     # a token field that says 5000 bytes: over the 128-byte limit, refused unread
-    return b"\x05\x02" + wire.string(ROOM, 64) + wire.varint(5000) + b"A" * 200
+    return b"\x05\x03" + wire.string(ROOM, 64) + wire.varint(5000) + b"A" * 200  # v3
 
 
 def _resume_token_of(length: int) -> bytes:
@@ -762,7 +762,7 @@ def _resume_token_of(length: int) -> bytes:
     ("payload", "code", "label", "text"),
     [
         (b"\x05", CloseCode.INVALID_PAYLOAD, "close_1007", "truncated"),
-        (b"\x05\x02\x09resu", CloseCode.INVALID_PAYLOAD, "close_1007", "truncated"),
+        (b"\x05\x03\x09resu", CloseCode.INVALID_PAYLOAD, "close_1007", "truncated"),  # v3
         (
             Resume(ROOM, "tok", 1).to_bytes()[:-1],  # have_tick cut off
             CloseCode.INVALID_PAYLOAD,

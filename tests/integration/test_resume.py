@@ -22,6 +22,7 @@ import trio.testing
 
 from gameserver.roomhost import RoomHost
 from gameserver.server import GameServer, ServerConfig
+from shared.delta_v3 import coding_for
 from shared.messages import (
     Close,
     Delta,
@@ -36,7 +37,7 @@ from shared.messages import (
     Snapshot,
     parse_server_message,
 )
-from shared.protocol import SUBPROTOCOL_V1, SUBPROTOCOL_V2, CloseCode
+from shared.protocol import SUBPROTOCOL_V1, SUBPROTOCOL_V2, CloseCode, version_of_subprotocol
 from shared.replica import Replica
 from shared.wsframe import (
     OP_BINARY,
@@ -92,7 +93,7 @@ class Client:
     def __init__(self, stream: trio.SSLStream[trio.SocketStream], subprotocol: str) -> None:
         self.stream = stream
         self.subprotocol = subprotocol
-        self.version = 2 if subprotocol == SUBPROTOCOL_V2 else 1
+        self.version = version_of_subprotocol(subprotocol) or 1
         self.reader = FrameReader(max_message_size=MB, require_mask=False)
         self.joined: Joined | None = None
         self.replica: Replica | None = None
@@ -170,12 +171,20 @@ class Client:
                 continue
             schema = self.joined.schema if self.joined is not None else None
             type_of = self.replica.type_of if self.replica is not None else None
-            msg = parse_server_message(payload, schema, type_of, version=self.version)
+            rep = self.replica
+            msg = parse_server_message(
+                payload,
+                schema,
+                type_of,
+                version=self.version,
+                coding=None if rep is None else rep.coding,
+                predict=None if rep is None else rep.predicted,
+            )
             self.received.append(msg)
             if isinstance(msg, Joined):
                 self.raw_joined = payload
                 if self.joined is None or not msg.resumed:
-                    self.replica = Replica(msg.schema)
+                    self.replica = Replica(msg.schema, coding=coding_for(msg.version, msg.view))
                 self.joined = msg
             elif isinstance(msg, Snapshot):
                 assert self.replica is not None
@@ -206,7 +215,7 @@ class Client:
 
     async def resume(self, token: str, have_tick: int, room: str = ROOM) -> Joined:
         """RESUME; returns the JOINED(RESUMED) once the state after it has been applied."""
-        await self.send(Resume(room, token, have_tick).to_bytes())
+        await self.send(Resume(room, token, have_tick, self.version).to_bytes())
         msg = await self.recv()
         if not isinstance(msg, Joined):
             told, code = await self.until_closed()
@@ -476,7 +485,7 @@ async def test_a_replayed_token_is_refused_4001(
         back.joined, back.replica = me.joined, me.replica
         await back.resume(token, me.tick)
         replay = await Client.open(auth_server, client_ssl)
-        await replay.send(Resume(ROOM, token, 0).to_bytes())
+        await replay.send(Resume(ROOM, token, 0, 2).to_bytes())
         told, code = await replay.until_closed()
     assert code == CloseCode.UNAUTHORIZED
     assert told == [Error(CloseCode.UNAUTHORIZED, "unauthorized: resume token already used")]
@@ -542,7 +551,7 @@ async def test_a_hold_that_expires_runs_on_leave_then_resume_gets_4013(
         assert watcher.replica is not None and watcher.replica.get(avatar.id) is None
         assert "me" not in auth_server.by_player and not host.held_seats
         late = await Client.open(auth_server, client_ssl)
-        await late.send(Resume(ROOM, me.joined.resume_token, me.tick).to_bytes())
+        await late.send(Resume(ROOM, me.joined.resume_token, me.tick, 2).to_bytes())
         told, code = await late.until_closed()
     assert code == CloseCode.SEAT_LOST == 4013
     assert [(type(m), m.code) for m in told] == [(Error, 4013)]
@@ -597,7 +606,7 @@ async def test_a_fresh_join_of_the_same_player_evicts_its_held_seat(
         assert not host.held_seats and auth_server.stats.seats_held == 0
         await until(lambda: me.joined is not None and me.joined.player not in host.room.ctx.players)
         late = await Client.open(auth_server, client_ssl)
-        await late.send(Resume(ROOM, me.joined.resume_token, 0).to_bytes())
+        await late.send(Resume(ROOM, me.joined.resume_token, 0, 2).to_bytes())
         _, code = await late.until_closed()
     assert code == CloseCode.SEAT_LOST
     assert auth_server.by_player["me"] is host.sessions[again.joined.player]
@@ -625,7 +634,7 @@ async def test_kick_and_room_close_free_held_seats(
         assert code == CloseCode.ROOM_CLOSED
         await until(lambda: not auth_server.by_player and host.closed)
         late = await Client.open(auth_server, client_ssl)
-        await late.send(Resume(ROOM, b.joined.resume_token, 0).to_bytes())
+        await late.send(Resume(ROOM, b.joined.resume_token, 0, 2).to_bytes())
         _, code = await late.until_closed()
     assert code == CloseCode.SEAT_LOST
     assert auth_server.stats.seats_held == 0 and not host.held_seats
@@ -647,7 +656,7 @@ async def test_drain_frees_held_seats_and_a_resume_while_draining_gets_4012(
         assert not host.held_seats and auth_server.stats.seats_held == 0
         await until(lambda: me.joined is not None and me.joined.player not in host.room.ctx.players)
         try:
-            await resumer.send(Resume(ROOM, me.joined.resume_token, 0).to_bytes())
+            await resumer.send(Resume(ROOM, me.joined.resume_token, 0, 2).to_bytes())
         except trio.BrokenResourceError:
             pass  # already refused
         told, code = await resumer.until_closed()

@@ -41,7 +41,7 @@ async def test_a_join_is_redirected_to_the_real_server(
         ):
             assert (ann.url, ann.entry_url, ann.redirects) == (auth_server.url, entry.url, 1)
             assert list(ann.iter_connection_events()) == [Redirected(auth_server.url, "redir", 1)]
-            assert [type(m) for m in entry.received] == [Join] and entry.versions == [2]
+            assert [type(m) for m in entry.received] == [Join] and entry.versions == [3]
             await ben.wait_for_tick(ben.tick + 2)
             owners = {e.owner for e in ben.replica.of_type("player")}
             assert owners == {ann.player, ben.player} and ann.player != ben.player

@@ -59,7 +59,7 @@ async def test_cut_mid_game_resumes_the_same_seat(
                     auth_server.url, "cut", token=mint("ben"), ssl_context=client_ssl
                 ) as ben,
             ):
-                assert ann.version == 2 and ann.resumable
+                assert ann.version == 3 and ann.resumable  # the newest, offered first
                 seq = 0
                 for _ in range(20):
                     seq = await ann.send_input(dx=1.0, dy=0.5)

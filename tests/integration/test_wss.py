@@ -90,7 +90,7 @@ async def test_no_subprotocol_refused(server: GameServer, client_ssl: ssl.SSLCon
         (b"\x03", 1007, "close_1007"),  # INPUT truncated before its seq
         (b"\x03\x01\xff", 1007, "close_1007"),  # INPUT with a field code beyond its range
         (b"\x03\x01\x10\x10\x00", 1007, "close_1007"),  # trailing byte
-        (b"\x01\x02\x00\x01a\x00\x00\x00", 1002, "join_twice"),  # JOIN (v2) again
+        (b"\x01\x03\x00\x01a\x00\x00\x00", 1002, "join_twice"),  # JOIN (v3) again
         (b"\x04" + b"\x01e" + b"\xff\x7f" + b"x" * 100, 1007, "close_1007"),  # event too big
         (b"\x03" + b"\x00" * 5000, 1009, None),  # over max_message_size
     ],

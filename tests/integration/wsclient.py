@@ -8,6 +8,7 @@ from typing import Any
 import trio
 from trio_websocket import WebSocketConnection, connect_websocket_url
 
+from shared.delta_v3 import coding_for
 from shared.messages import (
     Delta,
     Input,
@@ -17,7 +18,7 @@ from shared.messages import (
     Snapshot,
     parse_server_message,
 )
-from shared.protocol import SUBPROTOCOL
+from shared.protocol import SUBPROTOCOL, version_of_subprotocol
 from shared.replica import Replica
 
 
@@ -36,7 +37,10 @@ class TestClient:
     def __init__(self, ws: WebSocketConnection, joined: Joined) -> None:
         self.ws = ws
         self.joined = joined
-        self.replica = Replica(joined.schema, view=joined.view)  # a view game: its view
+        # a view game: its view; gamesync.v3: the v3 state coding
+        self.replica = Replica(
+            joined.schema, view=joined.view, coding=coding_for(joined.version, joined.view)
+        )
         self.deltas = 0
         self.snapshots = 0
         self.events: list[RoomEvent] = []
@@ -45,7 +49,11 @@ class TestClient:
     async def pump(self) -> Any:
         """Read and apply one message; returns it."""
         msg = parse_server_message(
-            await self.ws.get_message(), self.joined.schema, self.replica.type_of
+            await self.ws.get_message(),
+            self.joined.schema,
+            self.replica.type_of,
+            coding=self.replica.coding,
+            predict=self.replica.predicted,
         )
         if isinstance(msg, Snapshot):
             self.replica.apply_snapshot(msg)
@@ -91,7 +99,8 @@ async def connect(
     if subprotocols and ws.subprotocol not in subprotocols:
         await ws.aclose()
         raise JoinRefused(f"the server chose the subprotocol {ws.subprotocol!r}")
-    await ws.send_message(Join(room, "", name, token, private=private).to_bytes())
+    version = version_of_subprotocol(ws.subprotocol) or 1
+    await ws.send_message(Join(room, "", name, token, version, private).to_bytes())
     joined = parse_server_message(await ws.get_message())
     if not isinstance(joined, Joined):
         raise JoinRefused(joined)

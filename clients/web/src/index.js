@@ -30,6 +30,7 @@ export {
   writeRecord,
 } from './messages.js';
 export { Entity, Replica, viewChecksum } from './replica.js';
+export { ACK_BITS_SPAN, codingFor, predictRange, predictRanges, readAcksV3, readDeltaV3, readMotion } from './delta_v3.js';
 
 /** @typedef {import('./wire.js').Int} Int */
 /** @typedef {import('./schema.js').Code} Code */

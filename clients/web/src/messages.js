@@ -21,6 +21,7 @@ import {
   MAX_URL_BYTES,
   PROTOCOL_VERSION,
 } from './protocol.js';
+import { readDeltaV3, readMotion } from './delta_v3.js';
 import { EntityType, InputSchema, Schema, readCode, writeCode } from './schema.js';
 import { Reader, Writer, utf8 } from './wire.js';
 
@@ -80,6 +81,7 @@ import { Reader, Writer, utf8 } from './wire.js';
  * @property {number} checksum
  * @property {Acks} acks (player, last applied input seq; a view room: only this client's)
  * @property {EntityRecord[]} entities ascending id order; a view room: any order
+ * @property {EntityPatch[]} [motion] v3: the nonzero velocities of predicted fields (codes = velocities)
  */
 /**
  * @typedef {object} Delta
@@ -91,6 +93,7 @@ import { Reader, Writer, utf8 } from './wire.js';
  * @property {EntityRecord[]} created
  * @property {EntityPatch[]} changed
  * @property {Int[]} removed
+ * @property {EntityPatch[]} [motion] v3 catch-up deltas: the velocities of the state at `tick` (codes = velocities)
  */
 /** @typedef {{kind: 'ROOM_EVENT', sender: Int, name: string, data: Uint8Array}} RoomEvent */
 /** @typedef {{kind: 'ERROR', code: number, message: string}} ErrorMessage */
@@ -201,7 +204,7 @@ export function encodeClientMessage(msg, inputSchema) {
  * @param {number | undefined} negotiated
  */
 function checkVersion(version, negotiated) {
-  if ((version !== 1 && version !== 2) || (negotiated !== undefined && version !== negotiated)) {
+  if ((version !== 1 && version !== 2 && version !== 3) || (negotiated !== undefined && version !== negotiated)) {
     throw new RemoteProtocolError(`protocol version ${version} not supported`, 1002);
   }
 }
@@ -212,7 +215,7 @@ function checkVersion(version, negotiated) {
  * and a version byte must be 1; without it, either version is accepted.
  * @param {Uint8Array} bytes
  * @param {InputSchema} [inputSchema]
- * @param {1 | 2} [version]
+ * @param {1 | 2 | 3} [version]
  * @returns {ClientMessage}
  */
 export function decodeClientMessage(bytes, inputSchema, version) {
@@ -258,7 +261,7 @@ export function decodeClientMessage(bytes, inputSchema, version) {
       }
       {
         const v = r.u8();
-        if (v !== 2) throw new RemoteProtocolError(`protocol version ${v} not supported`, 1002);
+        if (v !== 2 && v !== 3) throw new RemoteProtocolError(`protocol version ${v} not supported`, 1002);
         msg = { kind: 'RESUME', version: v, room: r.string(MAX_NAME_BYTES), token: r.string(MAX_RESUME_TOKEN_BYTES), haveTick: r.varint() };
       }
       break;
@@ -352,10 +355,13 @@ export function maskBits(mask) {
  * @param {Uint8Array} bytes
  * @param {Schema} [schema]
  * @param {TypeOf} [typeOf]
- * @param {1 | 2} [version]
+ * @param {1 | 2 | 3} [version]
+ * @param {{coding?: 2 | 3, predict?: import('./delta_v3.js').Predict}} [v3] gamesync.v3: the state
+ *   coding (default: 3 on a v3 connection; a view room's v3 connection passes 2) and, for a v3
+ *   DELTA, `predict(id, i)` (Replica#predicted)
  * @returns {ServerMessage}
  */
-export function decodeServerMessage(bytes, schema, typeOf, version) {
+export function decodeServerMessage(bytes, schema, typeOf, version, v3 = {}) {
   if (bytes.length === 0) throw new RemoteProtocolError('empty message', 1002);
   const r = new Reader(bytes, 1);
   /** @type {ServerMessage} */
@@ -363,7 +369,9 @@ export function decodeServerMessage(bytes, schema, typeOf, version) {
   const kind = bytes[0];
   if (kind === Kind.DELTA || kind === Kind.SNAPSHOT) {
     if (!schema) throw new RemoteProtocolError('state before JOINED', 1002);
-    msg = kind === Kind.DELTA ? readDelta(r, schema, typeOf, version) : readSnapshot(r, schema);
+    const coding = v3.coding ?? (version === 3 ? 3 : 2);
+    if (coding === 3) msg = kind === Kind.DELTA ? readDeltaV3(r, schema, typeOf, v3.predict) : readSnapshot(r, schema, true);
+    else msg = kind === Kind.DELTA ? readDelta(r, schema, typeOf, version) : readSnapshot(r, schema);
   } else if (kind === Kind.ROOM_EVENT) {
     msg = { kind: 'ROOM_EVENT', sender: r.varint(), name: r.string(MAX_NAME_BYTES), data: r.blob(MAX_EVENT_DATA_BYTES) };
   } else if (kind === Kind.ERROR) {
@@ -385,7 +393,7 @@ export function decodeServerMessage(bytes, schema, typeOf, version) {
  * JOINED: v1 `version player room game tick_rate schema input_schema`; v2 puts a flags byte
  * (RESUMED 0x01, VIEW 0x02) after the version and `resume_token seat_hold_ms input_seq` at the end.
  * @param {Reader} r
- * @param {1 | 2} [negotiated]
+ * @param {1 | 2 | 3} [negotiated]
  * @returns {Joined}
  */
 function readJoined(r, negotiated) {
@@ -415,23 +423,32 @@ function readJoined(r, negotiated) {
 /**
  * @param {Reader} r
  * @param {Schema} schema
+ * @param {boolean} [v3] gamesync.v3: a motion section follows the entities
  * @returns {Snapshot}
  */
-function readSnapshot(r, schema) {
+function readSnapshot(r, schema, v3 = false) {
   const tick = r.varint();
   const checksum = r.u32();
   const acks = readAcks(r);
   const n = r.count('entity count');
   const entities = new Array(n);
   for (let i = 0; i < n; i++) entities[i] = readRecord(r, schema);
-  return { kind: 'SNAPSHOT', tick, checksum, acks, entities };
+  if (!v3) return { kind: 'SNAPSHOT', tick, checksum, acks, entities };
+  /** @type {Map<Int, import('./schema.js').EntityType>} */
+  const held = new Map(entities.map((rec) => [rec.id, schema.typeFor(rec.typeId)]));
+  const motion = readMotion(r, (id) => {
+    const t = held.get(id);
+    if (t === undefined) throw new RemoteProtocolError(`snapshot motion of entity ${id}, not in it`);
+    return t;
+  });
+  return { kind: 'SNAPSHOT', tick, checksum, acks, entities, motion };
 }
 
 /**
  * @param {Reader} r
  * @param {Schema} schema
  * @param {TypeOf} [typeOf]
- * @param {1 | 2} [version]
+ * @param {1 | 2 | 3} [version]
  * @returns {Delta}
  */
 function readDelta(r, schema, typeOf, version) {

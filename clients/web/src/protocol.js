@@ -1,22 +1,24 @@
-// Protocol constants of gamesync.v1 and gamesync.v2 (docs/protocol.md, shared/protocol.py) and
+// Protocol constants of gamesync.v1, v2 and v3 (docs/protocol.md, shared/protocol.py) and
 // what each close code means to a person looking at a page.
 
-/** The newest version: the version byte of JOIN, JOINED and RESUME on a v2 connection. */
-export const PROTOCOL_VERSION = 2;
+/** The newest version: the version byte of JOIN, JOINED and RESUME on a v3 connection. */
+export const PROTOCOL_VERSION = 3;
 export const SUBPROTOCOL_V1 = 'gamesync.v1';
 export const SUBPROTOCOL_V2 = 'gamesync.v2';
+/** v2 with the compact state coding (src/delta_v3.js). */
+export const SUBPROTOCOL_V3 = 'gamesync.v3';
 /** The newest subprotocol. */
-export const SUBPROTOCOL = SUBPROTOCOL_V2;
+export const SUBPROTOCOL = SUBPROTOCOL_V3;
 /** The subprotocols the client offers, in order of preference (the server picks the first it speaks). */
-export const SUPPORTED_SUBPROTOCOLS = Object.freeze([SUBPROTOCOL_V2, SUBPROTOCOL_V1]);
+export const SUPPORTED_SUBPROTOCOLS = Object.freeze([SUBPROTOCOL_V3, SUBPROTOCOL_V2, SUBPROTOCOL_V1]);
 
 /**
  * The protocol version a subprotocol name stands for (null if not one of ours).
  * @param {string} name
- * @returns {1 | 2 | null}
+ * @returns {1 | 2 | 3 | null}
  */
 export function versionOfSubprotocol(name) {
-  return name === SUBPROTOCOL_V2 ? 2 : name === SUBPROTOCOL_V1 ? 1 : null;
+  return name === SUBPROTOCOL_V3 ? 3 : name === SUBPROTOCOL_V2 ? 2 : name === SUBPROTOCOL_V1 ? 1 : null;
 }
 
 export const MAX_NAME_BYTES = 64;

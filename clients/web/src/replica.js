@@ -5,6 +5,7 @@
 // order, verified by the view checksum: the sum of every held record's CRC-32, mod 2^32.
 
 import { DesyncError, RemoteProtocolError } from './errors.js';
+import { predictRanges } from './delta_v3.js';
 import { decodeServerMessage, maskBits } from './messages.js';
 import { EntityType, Schema } from './schema.js';
 import { Writer, crc32, normalizeInt } from './wire.js';
@@ -15,6 +16,7 @@ import { Writer, crc32, normalizeInt } from './wire.js';
 /** @typedef {import('./messages.js').Snapshot} Snapshot */
 /** @typedef {import('./messages.js').Delta} Delta */
 /** @typedef {import('./messages.js').EntityRecord} EntityRecord */
+/** @typedef {import('./messages.js').EntityPatch} EntityPatch */
 
 /**
  * One entity of the replica: an id, a type and one wire code per field. `get(name)` and
@@ -97,6 +99,8 @@ export function viewChecksum(crcs) {
 /**
  * @typedef {object} ReplicaOptions
  * @property {boolean} [view] a view room's replica (JOINED flag VIEW): view checksums, records in any order
+ * @property {2 | 3} [coding] the state coding (codingFor(version, view)): 3 keeps the velocities the
+ *   gamesync.v3 prediction needs (`predicted` is the `predict` of decodeServerMessage)
  */
 
 /**
@@ -127,6 +131,17 @@ export class Replica {
     this._maxId = 0;
     this._ascending = true; // the Map's order is ascending id order (ids only grow, normally)
     this._scratch = new Writer(1024);
+    /** @type {2 | 3} the state coding: 3 = gamesync.v3 (velocities kept), 2 = v1/v2 */
+    this.coding = options.coding === 3 ? 3 : 2;
+    /** @type {Map<string, Map<number, number>>} v3: String(id) -> field index -> velocity (nonzero only) */
+    this.motion = new Map();
+    /** @type {(id: Int, i: number) => number} v3: field i's code plus its velocity */
+    this.predicted = (id, i) => {
+      const e = this.entities.get(id);
+      if (e === undefined) throw new DesyncError(`delta patches entity ${id}, which the replica lacks`);
+      const v = this.motion.get(String(id));
+      return /** @type {number} */ (e.codes[i]) + (v ? v.get(i) ?? 0 : 0);
+    };
     /** @type {(id: Int) => EntityType} */
     this.typeOf = (id) => {
       const e = this.entities.get(id);
@@ -219,7 +234,23 @@ export class Replica {
     if (!this._ascending && !this.view) this._rebuildOrder();
     this.tick = typeof snap.tick === 'number' ? snap.tick : -1;
     this.acks = new Map(snap.acks);
+    if (this.coding === 3) this._setMotion(snap.motion ?? []);
     if (verify) this._verify(snap.checksum);
+  }
+
+  /**
+   * v3: the velocities a SNAPSHOT or a catch-up DELTA lists.
+   * @param {EntityPatch[]} motion
+   */
+  _setMotion(motion) {
+    this.motion = new Map();
+    for (const p of motion) {
+      if (!this.entities.has(p.id)) throw new DesyncError(`motion of entity ${p.id}, which the replica lacks`);
+      /** @type {Map<number, number>} */
+      const vel = new Map();
+      maskBits(p.mask).forEach((i, j) => vel.set(i, Number(p.codes[j])));
+      this.motion.set(String(p.id), vel);
+    }
   }
 
   _rebuildOrder() {
@@ -252,6 +283,9 @@ export class Replica {
     const changed = delta.changed;
     const crcs = this._crcs;
     const view = this.view;
+    const track = this.coding === 3 && base === null;
+    /** @type {Map<string, Map<number, number>>} */
+    const motion = new Map();
     for (let k = 0; k < changed.length; k++) {
       const p = changed[k];
       const e = ents.get(p.id);
@@ -259,6 +293,18 @@ export class Replica {
       if (view) crcs.delete(p.id);
       const codes = e.codes;
       const pc = p.codes;
+      if (track) {
+        const ranges = predictRanges(e.type);
+        /** @type {Map<number, number>} */
+        const vel = new Map();
+        maskBits(p.mask).forEach((i, j) => {
+          if (ranges[i] !== null) {
+            const dv = Number(pc[j]) - Number(codes[i]);
+            if (dv !== 0) vel.set(i, dv);
+          }
+        });
+        if (vel.size) motion.set(String(p.id), vel);
+      }
       let m = p.mask;
       if (typeof m === 'number' && m <= 0xffffffff) {
         for (let i = 0, j = 0; m !== 0; i++, m >>>= 1) if (m & 1) codes[i] = pc[j++];
@@ -277,6 +323,12 @@ export class Replica {
       if (inc === 0) acks.delete(player);
       else acks.set(player, addInt(acks.get(player) ?? 0, inc));
     }
+    if (this.coding === 3) {
+      if (track) {
+        for (const id of delta.removed) motion.delete(String(id));
+        this.motion = motion;
+      } else this._setMotion(delta.motion ?? []);
+    }
     this.tick = Number(delta.tick);
     if (verify && delta.checksum !== null) this._verify(delta.checksum);
   }
@@ -288,7 +340,7 @@ export class Replica {
    * @returns {Snapshot | Delta}
    */
   applyBytes(bytes, verify = true) {
-    const msg = decodeServerMessage(bytes, this.schema, this.typeOf);
+    const msg = decodeServerMessage(bytes, this.schema, this.typeOf, undefined, { coding: this.coding, predict: this.predicted });
     if (msg.kind === 'DELTA') this.applyDelta(msg, verify);
     else if (msg.kind === 'SNAPSHOT') this.applySnapshot(msg, verify);
     else throw new RemoteProtocolError(`not a state message: ${msg.kind}`, 1002);

@@ -11,6 +11,7 @@
 //   draw(session.view(performance.now()));     // every frame
 
 import { Connection } from './connection.js';
+import { codingFor } from './delta_v3.js';
 import { DesyncError, RemoteProtocolError } from './errors.js';
 import { Interpolator } from './interpolation.js';
 import { dataText, decodeServerMessage, encodeEvent, encodeInput, encodeLeave, encodeResync, peekDeltaTick } from './messages.js';
@@ -207,8 +208,10 @@ export class Session extends Connection {
         return;
       }
     }
-    const version = this.version === 1 || this.version === 2 ? this.version : undefined;
-    const msg = replica ? decodeServerMessage(bytes, replica.schema, replica.typeOf, version) : decodeServerMessage(bytes, undefined, undefined, version);
+    const version = this.version === 1 || this.version === 2 || this.version === 3 ? this.version : undefined;
+    const msg = replica
+      ? decodeServerMessage(bytes, replica.schema, replica.typeOf, version, { coding: replica.coding, predict: replica.predicted })
+      : decodeServerMessage(bytes, undefined, undefined, version);
     switch (msg.kind) {
       case 'DELTA':
       case 'SNAPSHOT': {
@@ -266,6 +269,8 @@ export class Session extends Connection {
       this._noteSeated();
       // the replica's schema objects stay (its entities are typed by them)
       this.joined = { ...msg, schema: previous.schema, inputSchema: previous.inputSchema };
+      // the new connection may speak another version: its catch-up or snapshot sets the motion
+      if (this.replica) this.replica.coding = codingFor(msg.version, msg.view === true);
       this._resumeToken = msg.resumeToken ?? '';
       // inputs the game applied are done; the rest go out again, in order, with their seqs
       const applied = Number(msg.inputSeq ?? 0);
@@ -283,7 +288,7 @@ export class Session extends Connection {
     this._noteSeated();
     this.joined = msg;
     this._resumeToken = msg.resumeToken ?? '';
-    this.replica = new Replica(msg.schema, { view: msg.view === true });
+    this.replica = new Replica(msg.schema, { view: msg.view === true, coding: codingFor(msg.version, msg.view === true) });
     this._budget = this.maxQueuedInputs;
     const opts = this.options;
     if (opts.predict && !this.predictor) {

@@ -95,12 +95,12 @@ async function twoPlayers(ctx, room, opts = {}) {
   return { proxy, alice, bob, aliceLog, bobLog };
 }
 
-describe('resuming against a real server (v2, wss://, through tools/faultproxy.py)', { skip: SKIP }, () => {
+describe('resuming against a real server (v3, wss://, through tools/faultproxy.py)', { skip: SKIP }, () => {
   const ctx = serverWithProxy(['--seat-hold', '20']);
 
   test('a cut with no close frame, the network back 1.5 s later: same seat, same entity, 0 desyncs, back within 1 s', async (t) => {
     const { proxy, alice, bob, aliceLog, bobLog } = await twoPlayers(ctx, 'cut');
-    assert.equal(alice.version, 2);
+    assert.equal(alice.version, 3); // v3 offered first: its catch-up deltas and motion
     assert.ok(alice.resumeToken.length > 0, 'a resume token');
     const player = alice.player;
     const avatar = avatarOf(alice);

@@ -65,7 +65,7 @@ test('connect sends JOIN with the subprotocol, then joined, state and ready', as
   await settle();
   const ws = FakeWebSocket.made[0];
   assert.equal(ws.url, 'wss://game.example:8443/');
-  assert.deepEqual(ws.protocols, ['gamesync.v2', 'gamesync.v1']);
+  assert.deepEqual(ws.protocols, ['gamesync.v3', 'gamesync.v2', 'gamesync.v1']);
   ws.open();
   assert.equal(ws.binaryType, 'arraybuffer');
   assert.deepEqual(ws.decodedSent(), [{ kind: 'JOIN', version: 1, room: 'lobby', game: 'arena', name: '', token: 'tok', private: false }]);
