@@ -366,22 +366,26 @@ def bench_decode(n: int, repeats: int) -> tuple[Figures, Figures]:
 
 
 def bench_room(n: int, repeats: int, overhead: float) -> dict[str, Figures]:
-    """Room ticks of 8 / 8: the update (tick less encode_delta) and the encoding, per player."""
+    """Room ticks of 8 / 8: the update (tick less encode_deltas) and the encoding (v3, and v2
+    for the resume history, as the bench's rooms do), per player."""
     room, numbers = arena_room()
     state = room.ctx.state
     codes = INPUT.codes_for({"dx": 0.5, "dy": -0.25})
-    real_encode = state.encode_delta
+    room.codings = frozenset((3,))  # the bench's bots speak gamesync.v3
+    real_encode = state.encode_deltas
     inner = [0]
     pc = time.perf_counter_ns
 
-    def timed_encode(tick: int, acks: Any, with_checksum: bool) -> bytes:
+    def timed_encode(*args: Any, **kwargs: Any) -> tuple[bytes | None, bytes | None]:
         t0 = pc()
-        out = real_encode(tick, acks, with_checksum)
-        binary_frame(out)  # the room's frame header, once per room
+        out = real_encode(*args, **kwargs)
+        for data in out:
+            if data is not None:
+                binary_frame(data)  # the room's frame header, once per room and coding
         inner[0] += pc() - t0
         return out
 
-    state.encode_delta = timed_encode  # type: ignore[method-assign]
+    state.encode_deltas = timed_encode  # type: ignore[method-assign]
     seq = [0]
     ticks: list[int] = []
     encodes: list[int] = []
@@ -458,23 +462,24 @@ def bench_write(
     pair: TlsPair, n: int, repeats: int, overhead: float
 ) -> tuple[Figures, Figures, Figures, int]:
     """FastConnection.write of the DELTA frame, split into its TLS part and its send syscall
-    (``_send_raw`` timed inside it); the floor of the TLS part (bare SSLObject.write + BIO read);
+    (its ``sock.send`` timed inside it); the floor of the TLS part (bare SSLObject.write + BIO read);
     and the size of the record sent."""
     data = delta_frame()
     conn = pair.conn
     pc = time.perf_counter_ns
-    real_send = conn._send_raw
+    real_send = conn._send  # the socket's send, as FastConnection.write calls it
     inner = [0]
     sizes: list[int] = []
 
-    def timed_send(raw: bytes) -> None:
+    def timed_send(raw: bytes) -> int:
         t0 = pc()
-        real_send(raw)
+        sent = real_send(raw)
         inner[0] += pc() - t0
         if len(sizes) < 4:
             sizes.append(len(raw))
+        return sent
 
-    conn._send_raw = timed_send  # type: ignore[method-assign,assignment]
+    conn._send = timed_send  # type: ignore[assignment]
     outer: list[int] = []
     sends: list[int] = []
 
@@ -504,7 +509,7 @@ def bench_write(
     try:
         run_batches(batch, n, repeats)
     finally:
-        conn._send_raw = real_send  # type: ignore[method-assign]
+        conn._send = real_send
     tls = [(o - s) / n for o, s in zip(outer, sends, strict=True)]
     send = [s / n for s in sends]
     return (
@@ -645,8 +650,8 @@ def run_all(n: int = 2000, repeats: int = 9) -> dict[str, dict[str, Any]]:
     put("tls_read", read, read_floor, "FastConnection.read_available of one INPUT record")
     put("frames", frames, frames_floor, "FrameReader.feed + FastConnection.messages()")
     put("decode", decode, decode_floor, "parse_client_message of an arena INPUT")
-    put("update", room["update"], update_floor, "Room.tick less encode_delta, 8 players / 8")
-    put("encode", room["encode"], encode_floor, "State.encode_delta + binary_frame, / 8")
+    put("update", room["update"], update_floor, "Room.tick less encode_deltas, 8 players / 8")
+    put("encode", room["encode"], encode_floor, "State.encode_deltas (v3 + v2) + binary_frame, / 8")
     put("tls_write", tls_write, write_floor, "FastConnection.write less its _send_raw")
     put("send", send, send_floor, f"FastConnection._send_raw of its {record_size} B record")
     put("bookkeeping", book, book_floor, "limits, queue, counters, offer_state; wake-up / 8")
