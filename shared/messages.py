@@ -8,6 +8,7 @@ Each message is one binary WebSocket message whose first byte is its :class:`Kin
 from __future__ import annotations
 
 from collections.abc import Callable
+from struct import unpack_from
 
 import attrs
 
@@ -161,7 +162,7 @@ def decode_input(data: bytes, schema: InputSchema) -> tuple[int, tuple[Code, ...
     fixed = schema.fixed
     if fixed is None or len(data) < 2 or data[0] != Kind.INPUT:
         return None
-    layout, checks = fixed
+    fmt, size, checks = fixed
     b = data[1]
     if b < 0x80:
         seq = b
@@ -174,9 +175,9 @@ def decode_input(data: bytes, schema: InputSchema) -> tuple[int, tuple[Code, ...
         pos = 4
     else:
         return None
-    if len(data) != pos + layout.size:
+    if len(data) != pos + size:
         return None
-    codes = layout.unpack_from(data, pos)
+    codes = unpack_from(fmt, data, pos)  # struct caches the compiled format
     for index, steps in checks:
         if codes[index] > steps:
             return None

@@ -319,7 +319,7 @@ _STRUCT_CODES = {(1, False): "B", (2, False): "H", (4, False): "I", (1, True): "
 
 def _fixed_layout(
     types: tuple[FieldType, ...],
-) -> tuple[struct.Struct, tuple[tuple[int, int], ...]] | None:
+) -> tuple[str, int, tuple[tuple[int, int], ...]] | None:
     fmt = "<"
     checks: list[tuple[int, int]] = []
     for i, t in enumerate(types):
@@ -330,7 +330,7 @@ def _fixed_layout(
             checks.append((i, t.steps))
         else:
             return None
-    return struct.Struct(fmt), tuple(checks)
+    return fmt, struct.calcsize(fmt), tuple(checks)
 
 
 def predict_range(ftype: FieldType) -> tuple[int, int] | None:
@@ -368,12 +368,10 @@ class FieldList:
         self.defaults: tuple[Code, ...] = tuple(t.default for t in self.types)
         self.mask_bytes = (len(self.names) + 7) // 8
         #: the whole list as one ``struct`` layout, when every field is a fixed-width integer
-        #: or a 1, 2 or 4-byte FLOAT (None otherwise): its struct and each FLOAT's
+        #: or a 1, 2 or 4-byte FLOAT (None otherwise): its struct format, its size and each FLOAT's
         #: (index, steps), the codes a decoder must check. A fast path for hot decoders;
         #: ``decode_all`` is the reference
-        self.fixed: tuple[struct.Struct, tuple[tuple[int, int], ...]] | None = _fixed_layout(
-            self.types
-        )
+        self.fixed: tuple[str, int, tuple[tuple[int, int], ...]] | None = _fixed_layout(self.types)
         #: gamesync.v3: per field, the code range ``(lo, hi)`` of a *predicted* field (a
         #: fixed-width integer or FLOAT of 2 or more bytes, patched as a residual against its
         #: code plus its last change), else None

@@ -50,8 +50,8 @@ def test_decode_input_agrees_with_the_parser(
     the fast path says None (never a value): so the tick may try it first."""
     fixed = schema.fixed
     assert fixed is not None
-    layout, _ = fixed
-    payload = (body * (1 + layout.size))[: max(0, layout.size + cut)]
+    _, size, _ = fixed
+    payload = (body * (1 + size))[: max(0, size + cut)]
     data = bytes((Kind.INPUT,)) + wire.varint(seq) + payload
     fast = decode_input(data, schema)
     try:
