@@ -36,6 +36,8 @@ Sampler = Callable[[], tuple[float, float]]
 
 #: CPU seconds one connection setup is assumed to cost until the first are measured
 DEFAULT_SETUP_COST = 0.004
+#: the least CPU seconds a setup is taken to cost (a TLS handshake is never free)
+MIN_SETUP_COST = 0.0001
 #: setups finished in a window before their measured cost replaces the estimate
 MIN_SETUPS_MEASURED = 5
 #: setups per second the pacer always allows (so a server whose ticks run late still tells
@@ -45,6 +47,18 @@ MIN_SETUP_RATE = 5.0
 #: fewer, noise and the idle baseline dominate it, and one more player cannot matter next to
 #: the budget's margin, so the lasting load is taken as it is
 MIN_PLAYERS_PROJECTED = 16
+#: lasting CPU per second of tick work (the seated players' I/O outside the tick, the
+#: scheduler, the kernel's share) until a quiet window measures it; 1.14-1.19 on the bench
+#: machine at 800 players, so a little high on purpose
+DEFAULT_LASTING_RATIO = 1.2
+MAX_LASTING_RATIO = 2.0
+#: a window with at most this many setups per second is quiet: its lasting ratio is learned
+QUIET_SETUP_RATE = 1.0
+#: the tick share a quiet window needs for its lasting ratio to be learned
+MIN_TICK_SHARE = 0.05
+#: CPU seconds per setup at most that are charged to setup beyond what the meter saw (the
+#: accept loop, the scheduler and the kernel working for the handshakes)
+MAX_UNMETERED_SETUP = 0.005
 #: handshakes that may start at once after a quiet spell (the token bucket's depth)
 SETUP_BURST = 4.0
 
@@ -59,6 +73,7 @@ class LoadCounters:
 
     setup_cpu: float = 0.0  # CPU seconds spent setting connections up
     setups: int = 0  # connection setups finished (seated, refused or gone)
+    tick_seconds: float = 0.0  # time spent in room ticks (RoomHost.step), all rooms
     ticks: int = 0  # room ticks run, all rooms
     late_ticks: int = 0  # ticks that ran more than a period late, plus skipped ones
     players: int = 0
@@ -72,7 +87,7 @@ class LoadMonitor:
     half a window after the last one counted is ignored: a mock clock may run ahead of real
     time). ``max_late``: the share of ticks that may run late before joins are refused.
     ``ceiling``: the share of one core lasting load and setups together may use, which sets
-    the setup rate (0: no pacing). ``sample`` is injectable, so tests can make any load.
+    the setup rate (0: no pacing; a ``budget`` of 0 turns pacing off too). ``sample`` is injectable, so tests can make any load.
     """
 
     def __init__(
@@ -95,6 +110,10 @@ class LoadMonitor:
         self.setup_share = 0.0
         #: CPU seconds one connection setup costs (measured; an estimate until then)
         self.setup_cost = DEFAULT_SETUP_COST
+        #: CPU share of one core spent in room ticks over the last window
+        self.tick_share = 0.0
+        #: lasting CPU per tick CPU, learned in quiet windows
+        self.lasting_ratio = DEFAULT_LASTING_RATIO
         #: lasting CPU share per player seated, over the last window
         self.per_player = 0.0
         #: lasting CPU share with nobody seated (learned while the server is empty)
@@ -139,8 +158,10 @@ class LoadMonitor:
         setup_cpu = max(0.0, counters.setup_cpu - c0.setup_cpu)
         self.setup_share = min(self.load, setup_cpu / span)
         setups = counters.setups - c0.setups
+        self.tick_share = max(0.0, counters.tick_seconds - c0.tick_seconds) / span
+        self._split_setup(setups, span)
         if setups >= MIN_SETUPS_MEASURED:
-            self.setup_cost = setup_cpu / setups
+            self.setup_cost = max(MIN_SETUP_COST, self.setup_share * span / setups)
         ticks = counters.ticks - c0.ticks
         late = counters.late_ticks - c0.late_ticks
         self.late_share = late / (ticks + late) if ticks + late > 0 else 0.0
@@ -152,6 +173,21 @@ class LoadMonitor:
         else:
             self.per_player = max(0.0, lasting - self.baseline) / self.players_mean
         self._last = (cpu, wall, counters)
+
+    def _split_setup(self, setups: int, span: float) -> None:
+        """Part of the setups' CPU is not in their own task steps (the accept loop, the
+        scheduler, the kernel): in a window with setups, what the process used beyond the
+        lasting load its ticks account for (``tick_share * lasting_ratio``) is setup too, up
+        to :data:`MAX_UNMETERED_SETUP` per setup. A quiet window teaches the ratio."""
+        raw = self.lasting
+        if setups <= QUIET_SETUP_RATE * span:
+            if self.tick_share >= MIN_TICK_SHARE:
+                ratio = max(0.0, raw - self.baseline) / self.tick_share
+                self.lasting_ratio = min(MAX_LASTING_RATIO, max(1.0, ratio))
+            return
+        expected = self.baseline + self.tick_share * self.lasting_ratio
+        unmetered = min(max(0.0, raw - expected), setups * MAX_UNMETERED_SETUP / span)
+        self.setup_share = min(self.load, self.setup_share + unmetered)
 
     def _reset_notes(self, players: int) -> None:
         self._player_sum = float(players)
@@ -189,8 +225,9 @@ class LoadMonitor:
 
     def setup_rate(self) -> float:
         """Connection setups per second that fit under ``ceiling`` beside the lasting load of
-        the players seated now (``inf``: no pacing). While ticks run late, the minimum."""
-        if self.ceiling <= 0:
+        the players seated now (``inf``: no pacing, with a ceiling or a budget of 0). While
+        ticks run late, the minimum."""
+        if self.ceiling <= 0 or self.budget <= 0:
             return math.inf
         if self.ticks_late:
             return MIN_SETUP_RATE

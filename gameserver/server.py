@@ -159,7 +159,9 @@ class GameServer:
         stats = self.stats
         meter = self.setup_meter
         late = stats.ticks_late + stats.ticks_skipped
-        return LoadCounters(meter.cpu, meter.finished, stats.ticks, late, stats.players)
+        return LoadCounters(
+            meter.cpu, meter.finished, stats.tick_histogram.sum, stats.ticks, late, stats.players
+        )
 
     def healthy(self) -> bool:
         """For ``/healthz``: false while draining or over the CPU budget."""
