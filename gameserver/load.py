@@ -253,7 +253,7 @@ class SetupPacer:
         last = self._at if self._at is not None else now
         self._tokens = min(self.burst, self._tokens + max(0.0, now - last) * rate)
         self._at = now
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
+        if self._tokens >= 1.0 - 1e-9:  # (rounding must not leave a wait of 1e-17 s)
+            self._tokens = max(0.0, self._tokens - 1.0)
             return 0.0
         return (1.0 - self._tokens) / rate

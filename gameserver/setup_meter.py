@@ -13,7 +13,6 @@ connection setup costs, sample the load, and make new connections wait their tur
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 
@@ -113,7 +112,7 @@ class SetupGate:
                         if delay <= 0:
                             break
                         # re-read the rate at least every 50 ms: players come and go
-                        await trio.sleep(min(delay, 0.05) if math.isfinite(delay) else 0.05)
+                        await trio.sleep(min(max(delay, 0.001), 0.05))
                 return True
             return False
         finally:
