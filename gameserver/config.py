@@ -61,10 +61,19 @@ class ServerConfig:
     #: through new room names must not fill ``max_rooms`` for everyone)
     room_create_rate: float = 0.2
     room_create_burst: float = 5.0
-    #: refuse new joins (4006 "server full") while the process uses more than this share of
-    #: one core, measured over the last ``load_window`` seconds; 0 disables the check
+    #: refuse new joins (4006 "server full") while the lasting load (the CPU share of one core
+    #: the process uses, less connection setup: TLS, upgrade, JOIN) projected with one more
+    #: player is over this, measured over the last ``load_window`` seconds; 0 disables it
     cpu_budget: float = 0.85
     load_window: float = 2.0
+    #: ... or while more than this share of the last window's ticks ran late (or were skipped)
+    late_tick_budget: float = 0.01
+    #: new connections start their TLS handshake at the rate that fits the lasting load and
+    #: the setups under this share of one core (0: no pacing) ...
+    setup_ceiling: float = 0.95
+    #: ... each waiting at most this many seconds for its turn; then it is told "server full"
+    #: (0: never wait, no pacing)
+    setup_wait: float = 5.0
     #: seconds a drain (SIGTERM, ``POST /admin/drain``) gives the players to leave; then the
     #: rest get 1001 "server restarting; come back later"
     drain_timeout: float = 30.0

@@ -306,14 +306,35 @@ _LABELLED_COUNTERS: tuple[tuple[str, str, str, Callable[[ServerStats], Mapping[s
 
 
 class LoadLike(Protocol):
-    """What the collector reads for ``gameserver_cpu_ratio`` (``gameserver.load.LoadMonitor``
-    fits: it samples the process's CPU time every ``window`` seconds on its own timer)."""
+    """What the collector reads for ``gameserver_cpu_ratio`` and the admission gauges
+    (``gameserver.load.LoadMonitor`` fits: it samples the process's CPU time every ``window``
+    seconds on its own timer)."""
 
     @property
     def load(self) -> float: ...
 
     @property
     def window(self) -> float: ...
+
+    @property
+    def lasting(self) -> float: ...
+
+    @property
+    def setup_share(self) -> float: ...
+
+    @property
+    def setup_cost(self) -> float: ...
+
+    @property
+    def late_share(self) -> float: ...
+
+    @property
+    def admit_projection(self) -> float: ...
+
+    @property
+    def waiting(self) -> int: ...
+
+    def setup_rate(self) -> float: ...
 
 
 class ServerCollector:
@@ -355,6 +376,8 @@ class ServerCollector:
         yield from _directory_gauges(self.stats)
         if self.load is not None:
             yield GaugeMetricFamily("gameserver_cpu_ratio", self._cpu_help(self.load))
+            for name, doc, _ in _ADMISSION_GAUGES:
+                yield GaugeMetricFamily(name, doc)
         yield CounterMetricFamily("process_cpu_seconds", _CPU_SECONDS_HELP)
         yield HistogramMetricFamily("gameserver_tick_seconds", _TICK_SECONDS_HELP)
 
@@ -381,6 +404,8 @@ class ServerCollector:
             yield GaugeMetricFamily(
                 "gameserver_cpu_ratio", self._cpu_help(load), value=max(0.0, load.load)
             )
+            for name, doc, gauge in _ADMISSION_GAUGES:
+                yield GaugeMetricFamily(name, doc, value=gauge(load))
         yield CounterMetricFamily("process_cpu_seconds", _CPU_SECONDS_HELP, value=cpu_seconds)
 
         hist = stats.tick_histogram
@@ -431,6 +456,48 @@ def _directory_gauges(stats: ServerStats) -> Iterator[Metric]:
     )
 
 
+#: what admission measures (gameserver.load): name, help, value
+_ADMISSION_GAUGES: tuple[tuple[str, str, Callable[[LoadLike], float]], ...] = (
+    (
+        "gameserver_cpu_lasting_ratio",
+        "CPU share of one core over the load window that was not connection setup: the "
+        "lasting load of the seated players.",
+        lambda load: load.lasting,
+    ),
+    (
+        "gameserver_cpu_setup_ratio",
+        "CPU share of one core over the load window spent setting connections up (TLS, "
+        "upgrade, JOIN).",
+        lambda load: load.setup_share,
+    ),
+    (
+        "gameserver_setup_cpu_seconds",
+        "CPU seconds one connection setup costs, as last measured.",
+        lambda load: load.setup_cost,
+    ),
+    (
+        "gameserver_setup_rate",
+        "Connection setups per second the pacer lets start now (+Inf: no pacing).",
+        lambda load: load.setup_rate(),
+    ),
+    (
+        "gameserver_setup_waiting",
+        "Connections waiting now for their turn to start the TLS handshake.",
+        lambda load: load.waiting,
+    ),
+    (
+        "gameserver_ticks_late_ratio",
+        "Share of the load window's ticks that ran more than a period late or were skipped.",
+        lambda load: load.late_share,
+    ),
+    (
+        "gameserver_admission_projected_ratio",
+        "Lasting CPU share of one core projected with one more player: joins are refused "
+        "(4006) over --cpu-budget.",
+        lambda load: load.admit_projection,
+    ),
+)
+
 _SEATS_HELD_HELP = "Seats held now for a resume (their connection was lost; in gameserver_players)."
 _CPU_SECONDS_HELP = "Total user and system CPU time spent in seconds."
 _TICK_SECONDS_HELP = "Time spent running one room tick (game update and fan-out), seconds."
@@ -456,6 +523,7 @@ def exported_names() -> frozenset[str]:
 
     names |= {m.name for m in _directory_gauges(ServerStats())}
     names |= {"gameserver_cpu_ratio", "process_cpu_seconds_total"}
+    names |= {name for name, _, _ in _ADMISSION_GAUGES}
     names |= {f"gameserver_tick_seconds_{suffix}" for suffix in ("bucket", "sum", "count")}
     return frozenset(names)
 

@@ -24,6 +24,7 @@ class Refusal(enum.Enum):
     # refusals (origin, subprotocol, ...) are gameserver.handshake.Refusal.
     CONNECTION_LIMIT = "connection_limit"  # over --max-connections(-per-ip)
     HANDSHAKE = "handshake"  # no upgrade request within the connect timeout, or broken TLS
+    SETUP_BUSY = "setup_busy"  # waited --setup-wait for a handshake turn in vain (HTTP 503)
     # after the WebSocket handshake: ERROR and a close with the code of CLOSE_CODES
     JOIN_TIMEOUT = "join_timeout"
     AUTH_MISSING = AuthFailure.MISSING.value

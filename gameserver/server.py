@@ -60,7 +60,7 @@ from gameserver.lifecycle import (
     Unseat,
 )
 from gameserver.limits import MessageLimiter
-from gameserver.load import LoadMonitor
+from gameserver.load import LoadCounters, LoadMonitor
 from gameserver.logging_setup import log_event
 from gameserver.outbound import Outbound, OutboundOverflow
 from gameserver.reasons import (
@@ -75,6 +75,7 @@ from gameserver.roomhost import RoomHost as RoomHost
 from gameserver.roomhost import Session as Session
 from gameserver.roomhost import peer_error
 from gameserver.server_state import ServerState
+from gameserver.setup_meter import SetupGate, SetupMeter, run_monitor
 from gameserver.stats import ServerStats
 from gameserver.ticker import TickClock
 from gameserver.web import WebApp
@@ -115,7 +116,11 @@ class GameServer:
         self._per_ip: dict[str, int] = {}
         #: TLS, the request and its refusals, plain HTTP (the web demo and guest tokens)
         self.front = FrontDoor(config, ssl_context, stats, web if web is not None else WebApp(None))
-        self.load = load if load is not None else LoadMonitor(config.cpu_budget, config.load_window)
+        self.load = load if load is not None else load_monitor(config)
+        #: the CPU connection setup costs (TLS, upgrade, JOIN), apart from the lasting load
+        self.setup_meter = SetupMeter()
+        #: new connections wait here for their turn to start the TLS handshake
+        self.setup_gate = SetupGate(self.load, config.setup_wait)
         #: set by a drain or a shutdown, never unset: from then on every JOIN is refused (4012)
         self.draining = False
         #: when the drain closes everyone still seated (trio time), once draining
@@ -150,6 +155,15 @@ class GameServer:
 
     def sessions(self) -> list[Session]:
         return [s for host in self.rooms.rooms.values() for s in host.sessions.values()]
+
+    def load_counters(self) -> LoadCounters:
+        """What the load monitor samples besides the CPU time (``gameserver.load``)."""
+        stats = self.stats
+        meter = self.setup_meter
+        late = stats.ticks_late + stats.ticks_skipped
+        return LoadCounters(
+            meter.cpu, meter.finished, stats.tick_histogram.sum, stats.ticks, late, stats.players
+        )
 
     def healthy(self) -> bool:
         """For ``/healthz``: false while draining or over the CPU budget."""
@@ -265,7 +279,13 @@ class GameServer:
             return
         self._per_ip[ip] = per_ip + 1
         self.stats.connections_open += 1
+        meter = self.setup_meter
         try:
+            # paced: while the core is busy, the handshake waits its turn (bounded)
+            if not await self.setup_gate.turn(lambda: self.draining):
+                await self._refuse_setup(stream, ip)
+                return
+            meter.begin()  # from here until seated (or refused, or gone): setup CPU
             conn = await self.front.handshake(stream, ip)
             if conn is not None:
                 try:
@@ -276,12 +296,29 @@ class GameServer:
             log.exception("internal error while handling a connection")
             await _tws.close_stream(stream)
         finally:
+            meter.end()
             self.stats.connections_open -= 1
             left = self._per_ip[ip] - 1
             if left:
                 self._per_ip[ip] = left
             else:
                 del self._per_ip[ip]
+
+    async def _refuse_setup(self, stream: trio.abc.Stream, ip: str) -> None:
+        """A connection waited ``--setup-wait`` seconds for its turn in vain: tell it the
+        server is full (HTTP 503, or close 4006 for a browser) while a notice slot is free,
+        else close it before TLS."""
+        reason = Refusal.SETUP_BUSY.value
+        self.stats.refused[reason] += 1
+        self.rooms.activity.refused(reason)
+        self.stats.peer_log.event(
+            reason, "refused a connection: no handshake turn in time", reason=reason, ip=ip
+        )
+        if self.front.may_tell_full(ip):
+            self.setup_meter.begin()
+            await self.front.tell_full(stream, ip)
+        else:
+            await _tws.close_stream(stream)
 
     async def _connection(self, conn: FastConnection) -> None:
         """Drive one connection's :class:`~gameserver.lifecycle.Lifecycle`: feed it the JOIN
@@ -312,6 +349,7 @@ class GameServer:
                 session = self._reattach(conn, action, version)
                 life.receive(SeatTaken(session.player.number))
         if session is not None:
+            self.setup_meter.end()  # seated: from now on this task's CPU is lasting load
             try:
                 await self._play(session)
             finally:
@@ -445,6 +483,7 @@ class GameServer:
         host.sessions[player.number] = session
         self.by_player[player.id] = session
         self.stats.players += 1
+        self.load.players = self.stats.players  # admission projects from the players now
         return session
 
     def _seat(self, conn: FastConnection, seat: Seat, version: int = 1) -> Session:
@@ -515,6 +554,7 @@ class GameServer:
             if self.cluster is not None:
                 self.cluster.seat_freed(session.player.id)
         self.stats.players -= 1
+        self.load.players = self.stats.players
         self.rooms.activity.ended(host.room.name, session.player.id, end.code, end.cause.value)
         log_event(
             log,
@@ -551,6 +591,16 @@ class GameServer:
                         pass  # data after our close frame is discarded
         except (TransportClosed, RemoteProtocolError):
             pass
+
+
+def load_monitor(config: ServerConfig) -> LoadMonitor:
+    """The load monitor the config describes (admission and the pacing of setups)."""
+    return LoadMonitor(
+        config.cpu_budget,
+        config.load_window,
+        max_late=config.late_tick_budget,
+        ceiling=config.setup_ceiling,
+    )
 
 
 def _room_of(event: ConnectionEvent) -> str | None:
@@ -621,7 +671,8 @@ async def open_gameserver(
             if cluster is not None:
                 server.cluster = await stack.enter_async_context(open_cluster_node(server, cluster))
             await nursery.start(server.listen, [*listeners, *extra_listeners])
-            nursery.start_soon(server.load.run)  # the CPU budget and gameserver_cpu_ratio
+            # the CPU budget, the setup rate, gameserver_cpu_ratio and the admission gauges
+            nursery.start_soon(run_monitor, server.load, server.load_counters)
             nursery.start_soon(stats.peer_log.run)  # "suppressed N similar lines" summaries
             try:
                 yield server

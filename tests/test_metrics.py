@@ -68,6 +68,15 @@ class FakeProcess:
 class FakeLoad:
     load: float = 0.25
     window: float = 2.0
+    lasting: float = 0.2
+    setup_share: float = 0.05
+    setup_cost: float = 0.0035
+    late_share: float = 0.0
+    admit_projection: float = 0.21
+    waiting: int = 0
+
+    def setup_rate(self) -> float:
+        return 100.0
 
 
 def full_stats(cls: type[ServerStats] = ServerStats) -> ServerStats:

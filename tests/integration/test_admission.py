@@ -7,16 +7,18 @@ sampler that reports whatever load the test sets.
 
 from __future__ import annotations
 
+import math
 import ssl
 from functools import partial
 
 import pytest
 import trio
+from trio_websocket import ConnectionRejected, open_websocket_url
 
 from gameserver.game import GameRegistry
-from gameserver.load import LoadMonitor
+from gameserver.load import LoadMonitor, SetupPacer
 from gameserver.server import GameServer, ServerConfig, serve_gameserver
-from shared.protocol import CloseCode
+from shared.protocol import SUBPROTOCOL, CloseCode
 from tests.integration.wsclient import JoinRefused, connect
 
 
@@ -89,3 +91,38 @@ async def test_cpu_budget_refuses_new_joins_and_keeps_seated_players(
         again = await connect(nursery, url, client_ssl, "busy", "again")
     assert again.joined.player > early.joined.player
     assert server.stats.overload_refusals == 2
+
+
+async def test_a_connection_that_waits_too_long_for_its_handshake_turn_gets_503(
+    nursery: trio.Nursery,
+    registry: GameRegistry,
+    server_ssl: ssl.SSLContext,
+    client_ssl: ssl.SSLContext,
+) -> None:
+    """While the core is busy, handshakes are paced: one connection gets its turn, the next
+    waits ``--setup-wait`` in vain and is told "server full" (HTTP 503), never left hanging;
+    once the pacer has room again, connections are set up and join as ever."""
+    monitor = LoadMonitor(budget=0.85, window=WINDOW, sample=FakeLoad())
+    rate = [1e-3]  # setups per second: as if the lasting load left no headroom at all
+    monitor.setup_rate = lambda: rate[0]  # type: ignore[method-assign]
+    config = ServerConfig(
+        port=0, room_grace=1.0, cpu_budget=0.85, load_window=WINDOW, setup_wait=0.3
+    )
+    start = partial(serve_gameserver, load=monitor)
+    server: GameServer = await nursery.start(start, config, registry, server_ssl)
+    server.setup_gate.pacer = SetupPacer(burst=1.0)
+    with trio.fail_after(20):
+        first = await connect(nursery, server.url, client_ssl, "paced", "first")
+        with pytest.raises(ConnectionRejected) as rejected:
+            async with open_websocket_url(server.url, client_ssl, subprotocols=[SUBPROTOCOL]):
+                pass  # pragma: no cover
+    assert rejected.value.status_code == 503
+    assert rejected.value.body == b"server full; try again in a moment\n"
+    assert server.stats.refused["setup_busy"] == 1
+    assert monitor.waiting == 0
+    rate[0] = math.inf  # headroom again
+    with trio.fail_after(20):
+        second = await connect(nursery, server.url, client_ssl, "paced", "second")
+    assert second.joined.player > first.joined.player
+    assert server.setup_meter.finished >= 3 and server.setup_meter.active == 0
+    assert server.setup_meter.cpu > 0  # the handshakes' own CPU was seen
