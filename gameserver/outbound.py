@@ -80,23 +80,7 @@ class Outbound:
 
     def offer_state(self, frame: bytes) -> None:
         """The tick's framed DELTA. Sent now if the path is clear, else skipped."""
-        conn = self.conn
-        if not (self._snapshot_pending or self._queue or conn.out_backlog):
-            # the common case, as _write does it (one call less per player and tick)
-            try:
-                conn.write(frame)
-            except TransportClosed:
-                self._failed = True
-                self._wake.set()
-                return
-            n = len(frame)
-            stats = self.stats
-            stats.messages_out += 1
-            stats.bytes_out += n
-            self.bytes_sent += n
-            if conn.out_backlog:
-                self._wake.set()
-        elif self._snapshot_pending:
+        if self._snapshot_pending:
             self.stats.deltas_skipped += 1
         elif self._queue or self.conn.out_backlog:
             self.stats.deltas_skipped += 1
