@@ -42,6 +42,7 @@ from gameserver.game import Game, Player, RoomContext
 from gameserver.history import DeltaHistory
 from gameserver.interest import Cell, ViewEncoder
 from gameserver.resume import EPOCH_BYTES, ResumeClaims, ResumeRefusal
+from shared.delta_v3 import CODING_V3
 from shared.errors import LocalProtocolError
 from shared.messages import Joined, RoomEvent
 from shared.schema import Code
@@ -137,7 +138,8 @@ class TickOutput:
     #: records, patches and chunks encoded in this tick
     encode_calls: int = 0
     #: the same DELTA as ``delta`` in the gamesync.v3 coding (b"" unless ``Room.codings``
-    #: holds 3): for the v3 sessions; ``delta`` is b"" when no session needs it
+    #: holds 3, or the room keeps a history and no session wants v2): for the v3 sessions;
+    #: ``delta`` is b"" when no session needs it
     delta_v3: bytes = b""
 
 
@@ -192,8 +194,8 @@ class Room:
         self._snapshot: tuple[int, bytes] | None = None
         self._snapshot_v3: tuple[int, bytes] | None = None
         #: the state codings the next tick's DELTA is wanted in (2: v1/v2 sessions, 3: v3;
-        #: :func:`shared.delta_v3.coding_for`), set by the driver from its sessions. The v2
-        #: bytes are also made whenever the catch-up history records them
+        #: :func:`shared.delta_v3.coding_for`), set by the driver when its sessions change.
+        #: The catch-up history records whichever the room makes (one coding, never two)
         self.codings: frozenset[int] = frozenset((2,))
         self._shutdown_pending = False
         # the initial state (e.g. spawned in __init__) is tick 0; it reaches players by snapshot
@@ -453,19 +455,25 @@ class Room:
         state = ctx.state
         history = self.history
         codings = self.codings
+        # the history records whichever coding is made (v3 where both are), and makes the room
+        # encode one only when no session wants either
+        v2 = 2 in codings
         delta, delta_v3 = state.encode_deltas(
             tick,
             ack_changes,
             interval > 0 and tick % interval == 0,
-            v2=2 in codings or history is not None,
-            v3=3 in codings,
+            v2=v2,
+            v3=3 in codings or (history is not None and not v2),
         )
         encoded = state.encode_calls - self._encoded
         self._encoded = state.encode_calls
         self.counters.encode_calls += encoded
         if history is not None:
-            assert delta is not None
-            history.record(tick, delta, state.removal_log)
+            if delta_v3 is not None:
+                history.record(tick, delta_v3, state.removal_log, CODING_V3)
+            else:
+                assert delta is not None
+                history.record(tick, delta, state.removal_log)
             if state.removal_log:
                 state.removal_log = []
         self.state_tick = tick

@@ -156,8 +156,10 @@ class RoomHost:
         #: a cluster node lost this room's lease (it moved to another node): it is closing,
         #: and a join for its name is routed by the directory, not refused here
         self.moved = False
-        #: the sessions attached to a seat, by player number: the tick reads and writes these
+        #: the sessions attached to a seat, by player number: the tick reads and writes these.
+        #: Change it only with :meth:`attach` and :meth:`detach` (they keep ``room.codings``)
         self.sessions: dict[int, Session] = {}
+        self._sync_codings()
         #: the seats held for a resume, by player number: the session that ended (its player)
         self.held_seats: dict[int, Session] = {}
         #: mints the resume tokens of this room's JOINED messages (None: no tokens)
@@ -175,6 +177,26 @@ class RoomHost:
         self.started = time.monotonic()  # for the dashboard's room age
         self.tick_times: deque[float] = deque(maxlen=256)  # recent tick durations (dashboard)
         self._encode_seen = room.counters.encode_calls  # counted into stats.encode_calls
+
+    # ------------------------------------------------------------ sessions
+    def attach(self, session: Session) -> None:
+        """``session`` now carries its player's seat (replacing any before it)."""
+        self.sessions[session.player.number] = session
+        self._sync_codings()
+
+    def detach(self, number: int) -> Session | None:
+        """The session of seat ``number`` no longer carries it; returns that session."""
+        session = self.sessions.pop(number, None)
+        self._sync_codings()
+        return session
+
+    def _sync_codings(self) -> None:
+        # the DELTA codings the sessions need (v3: shared.delta_v3); the room encodes each
+        # once per tick, and none that no session needs
+        room = self.room
+        room.codings = frozenset(
+            coding_for(s.version, room.is_view) for s in self.sessions.values()
+        )
 
     def close(self, code: int, reason: str, cause: EndCause = EndCause.ROOM_CLOSED) -> None:
         """Close every session and free every held seat (an admin closed the room). The room
@@ -295,10 +317,6 @@ class RoomHost:
         """One tick: read inputs, advance the room, write its bytes. Never awaits."""
         self.read_inputs()
         room = self.room
-        # the DELTA codings the sessions need (v3: shared.delta_v3); the room encodes each once
-        room.codings = frozenset(
-            coding_for(s.version, room.is_view) for s in self.sessions.values()
-        )
         out = room.tick()
         self.ticks += 1
         self.stats.ticks += 1

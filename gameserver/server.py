@@ -441,14 +441,14 @@ class GameServer:
             EndCause.REPLACED,
         )
         if host is not None and host.sessions.get(number) is old:
-            del host.sessions[number]
+            host.detach(number)
             host.room.unseat(number)
 
     def _replace_attached(self, action: ReplaceAttached) -> None:
         """A RESUME takes over a seat whose old connection is still attached: close that one
         (4009) and detach it from the seat, in the same step as the seat is taken back."""
         host = self.rooms.rooms[action.room]
-        old = host.sessions.pop(action.number, None)
+        old = host.detach(action.number)
         if old is not None:
             old.take_seat_away(
                 CloseCode.REPLACED, "replaced by a resumed connection", EndCause.RESUMED_ELSEWHERE
@@ -480,7 +480,7 @@ class GameServer:
         )
         session = Session(conn, player, outbound, limiter, now, version)
         session.host = host
-        host.sessions[player.number] = session
+        host.attach(session)
         self.by_player[player.id] = session
         self.stats.players += 1
         self.load.players = self.stats.players  # admission projects from the players now
@@ -542,7 +542,7 @@ class GameServer:
         number = session.player.number
         owner = host.sessions.get(number) is session
         if owner:
-            del host.sessions[number]
+            host.detach(number)
         held = False
         for action in actions:
             if isinstance(action, Detach) and owner:

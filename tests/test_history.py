@@ -172,7 +172,10 @@ def run_script(
     history_bytes: int,
     initial: int = 2,
     seq_step: int = 1,
+    codings: frozenset[int] = frozenset((2,)),
 ) -> tuple[Room, Replica, list[Seen]]:
+    """Play ``script``; the room's sessions want ``codings`` (its history records the v3
+    deltas where it makes them, and makes them when no session wants any)."""
     game_cls = type("ScriptedN", (Scripted,), {"initial": initial})
     room = Room(
         "h",
@@ -184,8 +187,10 @@ def run_script(
             history_bytes=history_bytes,
         ),
     )
-    truth = Replica(SCHEMA)
-    snap = parse_server_message(room.snapshot(), SCHEMA)
+    room.codings = codings
+    v3 = 2 not in codings
+    truth = Replica(SCHEMA, coding=3 if v3 else 2)
+    snap = parse_server_message(room.snapshot(3 if v3 else 2), SCHEMA, version=3 if v3 else 2)
     assert isinstance(snap, Snapshot)
     truth.apply_snapshot(snap)
     seqs: dict[int, int] = {}
@@ -208,7 +213,15 @@ def run_script(
         assert isinstance(game, Scripted)
         game.plan = list(eops)
         out = room.tick()
-        msg = parse_server_message(out.delta, SCHEMA, truth.type_of)
+        if not v3:
+            msg = parse_server_message(out.delta, SCHEMA, truth.type_of)
+        else:
+            assert not out.delta and room.history is not None
+            data = out.delta_v3  # with no session wanting it: made for the history alone
+            assert data == room.history._entries[-1][1]
+            msg = parse_server_message(
+                data, SCHEMA, truth.type_of, version=3, predict=truth.predicted
+            )
         assert isinstance(msg, Delta)
         truth.apply_delta(msg)
         history.append(seen(truth))
@@ -267,14 +280,18 @@ def check_catch_ups(room: Room, truth: Replica, history: list[Seen]) -> int:
     st.integers(1, 40),
     st.sampled_from([2, 2, 150]),  # 150: 2-byte ids and counts
     st.sampled_from([1, 1, 200]),  # 200: 2-byte ack increments
+    st.sampled_from([(2,), (3,), (2, 3), ()]),  # what the sessions want; () = no session
 )
 def test_catch_up_lands_on_the_current_state(
     script: list[tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]],
     history_ticks: int,
     initial: int,
     seq_step: int,
+    codings: tuple[int, ...],
 ) -> None:
-    room, truth, history = run_script(script, history_ticks, 1 << 20, initial, seq_step)
+    room, truth, history = run_script(
+        script, history_ticks, 1 << 20, initial, seq_step, frozenset(codings)
+    )
     checked = check_catch_ups(room, truth, history)
     assert checked == min(history_ticks, len(script))
 
@@ -392,15 +409,17 @@ def test_history_bounds() -> None:
     arena_play(room, 40)
     log = room.history
     assert log is not None and 0 < log.nbytes <= 300 and len(log) < 40
-    assert len(log._removed_types) <= sum(len(ids) for _, _, ids in log._entries)
+    assert len(log._removed_types) <= sum(len(ids) for *_, ids in log._entries)
     with pytest.raises(ValueError):
         DeltaHistory(0, 10)
 
 
-def test_recording_history_changes_no_delta_byte() -> None:
+@pytest.mark.parametrize("codings", [(2,), (3,), (2, 3)])
+def test_recording_history_changes_no_delta_byte(codings: tuple[int, ...]) -> None:
     plain = arena_room(history_ticks=0)
     logged = arena_room(history_ticks=50)
     for room in (plain, logged):
+        room.codings = frozenset(codings)
         for i in range(3):
             room.seat(f"id{i}", f"p{i}")
     for t in range(80):
@@ -410,5 +429,9 @@ def test_recording_history_changes_no_delta_byte() -> None:
                 room.push_input(p.number, t + 1, ARENA_INPUT.codes_for({"dx": 1, "dy": 1}))
             outs.append(room.tick())
         assert outs[0].delta == outs[1].delta
+        assert outs[0].delta_v3 == outs[1].delta_v3
+        # one coding per tick, never one made only for the history
+        assert bool(outs[1].delta) == (2 in codings)
+        assert bool(outs[1].delta_v3) == (3 in codings)
     assert plain.ctx.state.removal_log is None
     assert logged.ctx.state.removal_log == []
