@@ -147,7 +147,11 @@ class RoomHost:
     ) -> None:
         self.room = room
         #: waits for the next tick's deadline: the server's shared timer, or trio's own
-        self._sleep_until = clock.sleep_until if clock is not None else trio.sleep_until
+        self._clock = clock
+        # the tick loop's schedule: deadlines are start + n * period (see _next_deadline)
+        self._start = 0.0
+        self._n = 0
+        self._empty_since: float | None = None
         self.config = config
         self.stats = stats
         self.private = private
@@ -280,38 +284,80 @@ class RoomHost:
             self._on_disposed(self)
 
     async def _loop(self) -> None:
-        period = self.period
-        start = trio.current_time()
-        n = 0
-        empty_since: float | None = None
+        self._start = trio.current_time()
+        self._n = 0
+        self._empty_since = None
+        deadline = self._next_deadline()
+        clock = self._clock
+        if clock is not None:
+            # the shared timer calls each tick itself: no task switch per tick
+            error: list[Exception] = []
+
+            def fire() -> float | None:
+                nonlocal deadline
+                try:
+                    if not self._tick_at(deadline):
+                        return None
+                except Exception as exc:
+                    error.append(exc)
+                    return None
+                deadline = self._next_deadline()
+                return deadline
+
+            handle = clock.repeat(deadline, fire)
+            if handle is not None:
+                try:
+                    await handle.done.wait()
+                finally:
+                    clock.cancel(handle)
+                if error:
+                    raise error[0]
+                if not handle.stopped:
+                    return  # the room is done
+                # the timer stopped (the server is closing): carry on with trio's own sleep
         while True:
-            n += 1
-            deadline = start + n * period
-            now = trio.current_time()
-            if now >= deadline + period:
-                # more than a whole period behind: drop the missed slots instead of spiralling
-                missed = math.floor((now - deadline) / period)
-                n += missed
-                self.skipped += missed
-                self.stats.ticks_skipped += missed
-                deadline = start + n * period
-            await self._sleep_until(deadline)
-            t0 = time.perf_counter()
-            self.step()
-            self.stats.tick_histogram.observe(time.perf_counter() - t0)
-            self.tick_times.append(time.perf_counter() - t0)
-            if trio.current_time() > deadline + period:
-                self.late += 1
-                self.stats.ticks_late += 1
-            if (self.closing or self.draining) and self.room.is_empty:
+            await trio.sleep_until(deadline)
+            if not self._tick_at(deadline):
                 return
-            if self.room.is_empty:
-                if empty_since is None:
-                    empty_since = trio.current_time()
-                elif trio.current_time() - empty_since >= self.config.room_grace:
-                    return
-            else:
-                empty_since = None
+            deadline = self._next_deadline()
+
+    def _next_deadline(self) -> float:
+        """The next tick's deadline: ``start + n * period``, never drifting; more than a whole
+        period behind, the missed slots are dropped instead of spiralling."""
+        period = self.period
+        self._n += 1
+        deadline = self._start + self._n * period
+        now = trio.current_time()
+        if now >= deadline + period:
+            missed = math.floor((now - deadline) / period)
+            self._n += missed
+            self.skipped += missed
+            self.stats.ticks_skipped += missed
+            deadline = self._start + self._n * period
+        return deadline
+
+    def _tick_at(self, deadline: float) -> bool:
+        """The tick due at ``deadline`` (now or just after it); False once the room is done:
+        empty while closing or draining, or empty for the grace period."""
+        t0 = time.perf_counter()
+        self.step()
+        spent = time.perf_counter() - t0
+        self.stats.tick_histogram.observe(spent)
+        self.tick_times.append(spent)
+        now = trio.current_time()
+        if now > deadline + self.period:
+            self.late += 1
+            self.stats.ticks_late += 1
+        if self.room.is_empty:
+            if self.closing or self.draining:
+                return False
+            if self._empty_since is None:
+                self._empty_since = now
+            elif now - self._empty_since >= self.config.room_grace:
+                return False
+        else:
+            self._empty_since = None
+        return True
 
     def step(self) -> None:
         """One tick: read inputs, advance the room, write its bytes. Never awaits."""

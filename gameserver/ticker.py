@@ -1,18 +1,26 @@
 """One timer for the tick loops of every room of a server.
 
-Each room still runs its own fixed-rate tick loop in its own task (``RoomHost.run``); only the
-wait for the next deadline goes through a :class:`TickClock`. ``trio.sleep_until`` costs a
-cancel scope, a deadline in trio's heap and a ``Cancelled`` exception raised and caught per
-wake-up: about 15 µs, paid 20 times a second by every room. Here a room parks its task
-(``wait_task_rescheduled``) in a heap of its own, and one timer task sleeps until the earliest
-deadline and reschedules every room that is due.
+``trio.sleep_until`` costs a cancel scope, a deadline in trio's heap and a ``Cancelled``
+exception raised and caught per wake-up: about 15 µs, paid 20 times a second by every room. A
+:class:`TickClock` keeps the rooms' deadlines in a heap of its own, and one timer task sleeps
+until the earliest one and runs what is due, two ways:
+
+* :meth:`TickClock.sleep_until`: the task parks (``wait_task_rescheduled``) and the timer
+  reschedules it;
+* :meth:`TickClock.repeat`: the timer calls a synchronous function itself at each deadline (a
+  room's tick, which never awaits), which returns its next deadline. No task switch per tick:
+  the room's task only waits for the repeat to end. A call is never run twice in one wake-up
+  of the timer: a late room's next tick waits for the timer's next pass, after a checkpoint,
+  so that other tasks (I/O, handshakes) get their turn between its ticks.
 
 Deadlines are rounded up to a slot of ``slot`` seconds (2 ms by default), so that rooms due
 within the same slot share one wake-up of the timer. A tick never starts before its deadline
 and at most one slot after it; deadlines stay ``start + n * period``, so there is no drift.
 
 A room that waits while no timer runs (the clock is not started, or has stopped) falls back to
-``trio.sleep_until``. Cancellation works as for any trio sleep: the room's entry is forgotten.
+``trio.sleep_until``; :meth:`TickClock.repeat` returns None then, and a repeat ends (its
+``done`` is set, ``stopped`` true) when the timer stops, so its owner can carry on by itself.
+Cancellation works as for any trio sleep: the room's entry is forgotten.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
+from collections.abc import Callable
 
 import attrs
 import trio
@@ -34,6 +43,24 @@ class _Waiter:
     task: trio.lowlevel.Task | None  # None once the wait was cancelled
 
 
+@attrs.define(eq=False)
+class Repeat:
+    """A function the timer calls at each deadline it returns (:meth:`TickClock.repeat`)."""
+
+    #: called in the timer's task at the deadline; returns the next deadline, or None to end.
+    #: It must not raise (an exception would stop the timer): its owner catches its errors
+    call: Callable[[], float | None] | None  # None once ended or cancelled
+    #: set when the repeat ends: its call returned None, it was cancelled, or the timer stopped
+    done: trio.Event = attrs.field(factory=trio.Event)
+    #: the repeat ended because the timer stopped (its owner must carry on by itself)
+    stopped: bool = False
+
+    def end(self, stopped: bool = False) -> None:
+        self.call = None
+        self.stopped = self.stopped or stopped
+        self.done.set()
+
+
 class TickClock:
     """Wakes tasks at deadlines, many per timer wake-up (see the module's docstring)."""
 
@@ -41,7 +68,7 @@ class TickClock:
         if not slot > 0:
             raise ValueError("slot must be positive")
         self.slot = slot
-        self._heap: list[tuple[float, int, _Waiter]] = []
+        self._heap: list[tuple[float, int, _Waiter | Repeat]] = []
         self._order = itertools.count()
         self._running = False
         self._armed = math.inf  # the deadline the timer sleeps until
@@ -55,21 +82,44 @@ class TickClock:
         """Entries in the heap (cancelled ones until their slot passes)."""
         return len(self._heap)
 
+    def _due(self, deadline: float) -> float:
+        """``deadline`` rounded up to the end of its slot."""
+        due = math.ceil(deadline / self.slot) * self.slot
+        if due < deadline:  # float rounding: never early
+            due += self.slot
+        return due
+
+    def _push(self, due: float, entry: _Waiter | Repeat) -> None:
+        heapq.heappush(self._heap, (due, next(self._order), entry))
+        if due < self._armed:
+            self._poke.set()  # the timer sleeps past this deadline: let it re-arm
+
+    def repeat(self, deadline: float, call: Callable[[], float | None]) -> Repeat | None:
+        """Call ``call()`` in the timer's task at ``deadline`` (within one slot after it), then
+        at each deadline it returns, until it returns None or :meth:`cancel`. None (nothing
+        scheduled) while no timer runs."""
+        if not self._running:
+            return None
+        handle = Repeat(call)
+        self._push(self._due(deadline), handle)
+        return handle
+
+    def cancel(self, handle: Repeat) -> None:
+        """End a repeat now (its call is not called again); its entry leaves the heap when due."""
+        if handle.call is not None:
+            handle.end()
+
     async def sleep_until(self, deadline: float) -> None:
         """Return once ``trio.current_time() >= deadline`` (within one slot after it)."""
         if not self._running:
             await trio.sleep_until(deadline)
             return
-        due = math.ceil(deadline / self.slot) * self.slot
-        if due < deadline:  # float rounding: never early
-            due += self.slot
+        due = self._due(deadline)
         if due <= trio.current_time():
             await trio.lowlevel.checkpoint()
             return
         waiter = _Waiter(due, trio.lowlevel.current_task())
-        heapq.heappush(self._heap, (due, next(self._order), waiter))
-        if due < self._armed:
-            self._poke.set()  # the timer sleeps past this deadline: let it re-arm
+        self._push(due, waiter)
 
         def abort(_: trio.lowlevel.RaiseCancelT) -> trio.lowlevel.Abort:
             waiter.task = None
@@ -84,17 +134,33 @@ class TickClock:
         self._running = True
         task_status.started()
         heap = self._heap
+        again: list[tuple[float, Repeat]] = []  # repeats due again: after this pass
         try:
             while True:
                 now = trio.current_time()
                 woke = 0
                 while heap and heap[0][0] <= now:
-                    waiter = heapq.heappop(heap)[2]
-                    task = waiter.task
+                    entry = heapq.heappop(heap)[2]
+                    if type(entry) is Repeat:
+                        call = entry.call
+                        if call is None:
+                            continue
+                        woke += 1
+                        deadline = call()
+                        if deadline is None:
+                            entry.end()
+                        elif entry.call is not None:  # else it was cancelled meanwhile
+                            again.append((self._due(deadline), entry))
+                        continue
+                    assert isinstance(entry, _Waiter)
+                    task = entry.task
                     if task is not None:
-                        waiter.task = None
+                        entry.task = None
                         trio.lowlevel.reschedule(task)
                         woke += 1
+                for due, handle in again:
+                    heapq.heappush(heap, (due, next(self._order), handle))
+                again.clear()
                 if woke:
                     self.wakeups += 1
                     self.woken += woke
@@ -105,7 +171,15 @@ class TickClock:
         finally:
             self._running = False
             self._armed = math.inf
+            for _, handle in again:
+                heapq.heappush(heap, (0.0, next(self._order), handle))
             while heap:  # wake whoever still waits: they sleep the rest with trio
-                task = heapq.heappop(heap)[2].task
+                entry = heapq.heappop(heap)[2]
+                if type(entry) is Repeat:
+                    if entry.call is not None:
+                        entry.end(stopped=True)
+                    continue
+                assert isinstance(entry, _Waiter)
+                task = entry.task
                 if task is not None:
                     trio.lowlevel.reschedule(task)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import math
 
+import pytest
 import trio
 import trio.testing
 
@@ -134,10 +136,16 @@ async def test_overrun_is_counted_and_skips_instead_of_spiralling(
     assert times[-1] <= start + 10.01
 
 
-async def test_empty_room_is_disposed_after_grace(autojump_clock: trio.testing.MockClock) -> None:
-    host, disposed = make_host(20, grace=3.0)
+@pytest.mark.parametrize("shared_timer", [False, True])
+async def test_empty_room_is_disposed_after_grace(
+    autojump_clock: trio.testing.MockClock, shared_timer: bool
+) -> None:
+    clock = TickClock() if shared_timer else None
+    host, disposed = make_host(20, grace=3.0, clock=clock)
     player = host.room.seat("p", "p")
     async with trio.open_nursery() as nursery:
+        if clock is not None:
+            await nursery.start(clock.run)
         nursery.start_soon(host.run)
         await trio.sleep(5.0)
         assert not disposed  # occupied: keeps running
@@ -147,8 +155,67 @@ async def test_empty_room_is_disposed_after_grace(autojump_clock: trio.testing.M
             while not disposed:
                 await trio.sleep(0.05)
         gone_after = trio.current_time() - left_at
+        nursery.cancel_scope.cancel()  # the timer
     assert disposed == [host]
     assert 3.0 <= gone_after <= 3.2
+    if clock is not None:
+        assert clock.woken == host.ticks  # every tick was called by the timer
+
+
+async def test_the_shared_timer_skips_an_overrun_too(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Under the shared timer (each tick called in the timer's task) an overrun is counted
+    late and its missed slots dropped, as with trio's own sleep; the grid is kept."""
+    Recorder.clock = autojump_clock
+    clock = TickClock(slot=0.002)
+    host, _ = make_host(20, stall_at={10: 0.26}, clock=clock)
+    host.room.seat("p", "p")
+    async with trio.open_nursery() as nursery:
+        await nursery.start(clock.run)
+        start = trio.current_time()
+        nursery.start_soon(host.run)
+        await trio.sleep(10.01)
+        nursery.cancel_scope.cancel()
+    Recorder.clock = None
+    times = host.room.game.times  # type: ignore[attr-defined]
+    assert (host.late, host.skipped, host.ticks) == (1, 4, 196)
+    for t in times[11:]:  # back on the grid, within one slot after each deadline
+        n = math.floor((t - start) / 0.05 + 1e-9)
+        assert 0 <= t - (start + n * 0.05) <= 0.002 + 1e-9
+    assert min(b - a for a, b in itertools.pairwise(times)) > 0.04  # no catch-up burst
+
+
+class Crasher(Recorder):
+    crash_at = 5
+
+    def update(self, dt: float) -> None:
+        super().update(dt)
+        if self.ctx.tick == self.crash_at:
+            raise RuntimeError("the game's own bug")
+
+
+@pytest.mark.parametrize("shared_timer", [False, True])
+async def test_a_game_crash_closes_the_room_and_not_the_timer(
+    autojump_clock: trio.testing.MockClock, shared_timer: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = TickClock() if shared_timer else None
+    room = Room("c", Crasher, RoomConfig(tick_rate=20))
+    disposed: list[RoomHost] = []
+    host = RoomHost(room, ServerConfig(), ServerStats(), disposed.append, clock=clock)
+    other, _ = make_host(20, clock=clock)
+    room.seat("p", "p")
+    other.room.seat("q", "q")
+    async with trio.open_nursery() as nursery:
+        if clock is not None:
+            await nursery.start(clock.run)
+        nursery.start_soon(host.run)
+        nursery.start_soon(other.run)
+        await trio.sleep(1.001)
+        nursery.cancel_scope.cancel()
+    assert disposed == [host] and host.closed and host.ticks == 4
+    assert other.ticks == 20  # the other room (and the shared timer) carried on
+    assert "room 'c' crashed" in caplog.text
 
 
 async def test_registry_is_not_global() -> None:
