@@ -5,6 +5,7 @@ The build (``setup.py``) compiles :data:`MODULES` when the project is installed,
 are what is imported. At run time, ``GAMESERVER_PURE=1`` in the environment makes
 ``shared`` (and ``gameserver``) import the ``.py`` source of these modules even where the
 compiled extension is installed (:func:`install_pure_finder`), for tests and benchmarks.
+It is all or none: compiled modules call each other's compiled code directly.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ def is_compiled(module: ModuleType) -> bool:
 
 
 def pure_requested() -> bool:
+    """Whether ``GAMESERVER_PURE=1`` is set (at install time: build nothing; at run time:
+    import the ``.py`` source)."""
     return os.environ.get("GAMESERVER_PURE", "") == "1"
 
 
