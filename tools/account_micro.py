@@ -66,7 +66,7 @@ from gameserver.room import Room, RoomConfig, ticks_for
 from gameserver.stats import ServerStats
 from shared.messages import Input, parse_client_message
 from shared.state import State
-from shared.wsframe import OP_BINARY, FrameReader, binary_frame, frame
+from shared.wsframe import OP_BINARY, binary_frame, frame
 
 ROOM = 8
 TICK_RATE = 20

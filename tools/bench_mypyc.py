@@ -2,11 +2,12 @@
 
 Runs itself twice in subprocesses, once with ``GAMESERVER_PURE=1`` (the ``.py`` source of the
 modules in ``shared/_compiled.py``, see there) and once as installed (compiled, if the build
-compiled them), and prints each row's median per call and the ratio pure / compiled. The
+compiled them), ``--rounds`` times alternately, and prints each row's median per call (the
+median over the rounds) and the ratio pure / compiled. The
 inputs are an arena room of 8 players as in tools/account_micro.py: a tick's DELTA in which
 all 8 moved, their 5-byte INPUTs, masked as a client sends them.
 
-    taskset -c 1 .venv/bin/python tools/bench_mypyc.py [--n 20000] [--repeats 9] [--json]
+    taskset -c 1 .venv/bin/python tools/bench_mypyc.py [--n 10000] [--repeats 9] [--rounds 3]
 
 Each row is ``n`` calls per batch, ``repeats`` batches, the garbage collector off (as in
 account_micro.run_batches); the figure is the median batch. Rows: wire.varint / svarint over
@@ -208,24 +209,34 @@ def run_side(n: int, repeats: int) -> dict[str, Any]:
     return out
 
 
+def _medians(runs: list[dict[str, Any]]) -> dict[str, float]:
+    """Each row's median over the runs of one side."""
+    rows = [k for k in runs[0] if not k.startswith("_")]
+    return {k: round(statistics.median(r[k] for r in runs), 1) for k in rows}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--n", type=int, default=20000, help="calls per batch")
+    ap.add_argument("--n", type=int, default=10000, help="calls per batch")
     ap.add_argument("--repeats", type=int, default=9)
+    ap.add_argument(
+        "--rounds", type=int, default=3, help="pure and compiled runs, alternated (median)"
+    )
     ap.add_argument("--json", action="store_true", help="print the figures as JSON")
     ap.add_argument("--side", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.side:
         print(json.dumps(run_side(args.n, args.repeats)))
         return
-    sides: dict[str, dict[str, Any]] = {}
-    for label, pure in (("pure", "1"), ("compiled", "")):
-        env = {**os.environ, "GAMESERVER_PURE": pure}
-        cmd = [sys.executable, __file__, "--side", "--n", str(args.n)]
-        cmd += ["--repeats", str(args.repeats)]
-        done = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
-        sides[label] = json.loads(done.stdout)
-    pure, comp = sides["pure"], sides["compiled"]
+    runs: dict[str, list[dict[str, Any]]] = {"pure": [], "compiled": []}
+    for _ in range(args.rounds):
+        for label, pure_env in (("pure", "1"), ("compiled", "")):
+            env = {**os.environ, "GAMESERVER_PURE": pure_env}
+            cmd = [sys.executable, __file__, "--side", "--n", str(args.n)]
+            cmd += ["--repeats", str(args.repeats)]
+            done = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
+            runs[label].append(json.loads(done.stdout))
+    pure, comp = ({**r[0], **_medians(r)} for r in (runs["pure"], runs["compiled"]))
     if not all(comp["_compiled"].values()):
         print(f"warning: not every module is compiled: {comp['_compiled']}", file=sys.stderr)
     rows = [k for k in pure if not k.startswith("_")]
@@ -236,7 +247,7 @@ def main() -> None:
     print(f"{'row':32} {'pure ns':>9} {'compiled ns':>12} {'pure/compiled':>14}")
     for k in rows:
         print(f"{k:32} {pure[k]:9.1f} {comp[k]:12.1f} {ratios[k]:13.2f}x")
-    print(f"(median of {args.repeats} batches; geometric mean "
+    print(f"(median of {args.rounds} runs of median of {args.repeats} batches; geometric mean "
           f"{statistics.geometric_mean(ratios.values()):.2f}x)")  # fmt: skip
 
 
