@@ -61,7 +61,37 @@ class PureFinder(importlib.abc.MetaPathFinder):
         return importlib.util.spec_from_file_location(fullname, source_path(fullname))
 
 
+def stale_modules() -> list[str]:
+    """The modules whose ``.py`` is newer than the compiled extension beside it (edited or
+    checked out since the last install): importing the extension would run old code."""
+    stale = []
+    for module in MODULES:
+        src = source_path(module)
+        for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+            ext = src.with_name(src.stem + suffix)
+            try:
+                if ext.stat().st_mtime < src.stat().st_mtime:
+                    stale.append(module)
+                break
+            except FileNotFoundError:
+                continue
+    return stale
+
+
 def install_pure_finder() -> None:
-    """With ``GAMESERVER_PURE=1``: import the modules' pure source from now on (once)."""
-    if pure_requested() and not any(isinstance(f, PureFinder) for f in sys.meta_path):
+    """Import the modules' pure source from now on (once) with ``GAMESERVER_PURE=1``, or when
+    a compiled module is older than its source (then with a one-line warning: reinstall, e.g.
+    ``make .venv/.installed``, to compile again)."""
+    if any(isinstance(f, PureFinder) for f in sys.meta_path):
+        return
+    if pure_requested():
+        sys.meta_path.insert(0, PureFinder())
+        return
+    stale = stale_modules()
+    if stale:
+        print(
+            f"gameserver: compiled {', '.join(stale)} older than the source: using the pure-Python"
+            " modules (reinstall to compile again)",
+            file=sys.stderr,
+        )
         sys.meta_path.insert(0, PureFinder())

@@ -11,6 +11,7 @@ extension is installed), so both builds are tested on every run.
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
 import os
 import subprocess
 import sys
@@ -64,3 +65,23 @@ def test_pure_source_passes_the_golden_vectors() -> None:
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", *PURE_TESTS]
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+
+
+def test_a_compiled_module_older_than_its_source_is_not_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An edited (or checked-out) source newer than its extension: the old compiled code
+    must not run; the finder takes the source instead (stale_modules names it)."""
+    suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
+    for i, name in enumerate(_compiled.MODULES):
+        src = tmp_path / f"{name}.py"
+        ext = tmp_path / f"{name}{suffix}"
+        src.write_text("")
+        ext.write_bytes(b"")
+        newer, older = (src, ext) if i == 1 else (ext, src)
+        os.utime(older, (1_000_000, 1_000_000))
+        os.utime(newer, (2_000_000, 2_000_000))
+    monkeypatch.setattr(_compiled, "source_path", lambda name: tmp_path / f"{name}.py")
+    assert _compiled.stale_modules() == [_compiled.MODULES[1]]
+    (tmp_path / f"{_compiled.MODULES[1]}{suffix}").unlink()  # pure build: nothing is stale
+    assert _compiled.stale_modules() == []
