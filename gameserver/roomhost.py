@@ -146,7 +146,7 @@ class RoomHost:
         clock: TickClock | None = None,
     ) -> None:
         self.room = room
-        #: waits for the next tick's deadline: the server's shared timer, or trio's own
+        #: calls each tick at its deadline: the server's shared timer (None: trio.sleep_until)
         self._clock = clock
         # the tick loop's schedule: deadlines are start + n * period (see _next_deadline)
         self._start = 0.0

@@ -1,26 +1,23 @@
 """One timer for the tick loops of every room of a server.
 
 ``trio.sleep_until`` costs a cancel scope, a deadline in trio's heap and a ``Cancelled``
-exception raised and caught per wake-up: about 15 µs, paid 20 times a second by every room. A
-:class:`TickClock` keeps the rooms' deadlines in a heap of its own, and one timer task sleeps
-until the earliest one and runs what is due, two ways:
-
-* :meth:`TickClock.sleep_until`: the task parks (``wait_task_rescheduled``) and the timer
-  reschedules it;
-* :meth:`TickClock.repeat`: the timer calls a synchronous function itself at each deadline (a
-  room's tick, which never awaits), which returns its next deadline. No task switch per tick:
-  the room's task only waits for the repeat to end. A call is never run twice in one wake-up
-  of the timer: a late room's next tick waits for the timer's next pass, after a checkpoint,
-  so that other tasks (I/O, handshakes) get their turn between its ticks.
+exception raised and caught per wake-up: about 15 µs, paid 20 times a second by every room,
+and a task switch on top. A :class:`TickClock` keeps the rooms' deadlines in a heap of its
+own, and one timer task sleeps until the earliest one and calls what is due itself
+(:meth:`TickClock.repeat`): a synchronous function (a room's tick, which never awaits) that
+returns its next deadline. No task switch per tick: the room's task only waits for the repeat
+to end. A call is never run twice in one wake-up of the timer: a late room's next tick waits
+for the timer's next pass, after a checkpoint, so that other tasks (I/O, handshakes) get their
+turn between its ticks.
 
 Deadlines are rounded up to a slot of ``slot`` seconds (2 ms by default), so that rooms due
 within the same slot share one wake-up of the timer. A tick never starts before its deadline
 and at most one slot after it; deadlines stay ``start + n * period``, so there is no drift.
 
-A room that waits while no timer runs (the clock is not started, or has stopped) falls back to
-``trio.sleep_until``; :meth:`TickClock.repeat` returns None then, and a repeat ends (its
-``done`` is set, ``stopped`` true) when the timer stops, so its owner can carry on by itself.
-Cancellation works as for any trio sleep: the room's entry is forgotten.
+While no timer runs (the clock is not started, or has stopped) :meth:`TickClock.repeat`
+returns None, and a repeat ends (its ``done`` is set, ``stopped`` true) when the timer stops,
+so that its owner carries on by itself (``trio.sleep_until``). A cancelled repeat is never
+called again; its entry leaves the heap when its slot comes.
 """
 
 from __future__ import annotations
@@ -35,12 +32,6 @@ import trio
 
 #: the default width of a wake-up slot, in seconds
 TICK_SLOT = 0.002
-
-
-@attrs.define(eq=False)
-class _Waiter:
-    due: float
-    task: trio.lowlevel.Task | None  # None once the wait was cancelled
 
 
 @attrs.define(eq=False)
@@ -62,18 +53,18 @@ class Repeat:
 
 
 class TickClock:
-    """Wakes tasks at deadlines, many per timer wake-up (see the module's docstring)."""
+    """Calls functions at deadlines, many per timer wake-up (see the module's docstring)."""
 
     def __init__(self, slot: float = TICK_SLOT) -> None:
         if not slot > 0:
             raise ValueError("slot must be positive")
         self.slot = slot
-        self._heap: list[tuple[float, int, _Waiter | Repeat]] = []
+        self._heap: list[tuple[float, int, Repeat]] = []
         self._order = itertools.count()
         self._running = False
         self._armed = math.inf  # the deadline the timer sleeps until
         self._poke = trio.Event()
-        #: timer wake-ups, and tasks woken: their ratio is how many rooms share a wake-up
+        #: timer wake-ups, and calls made: their ratio is how many rooms share a wake-up
         self.wakeups = 0
         self.woken = 0
 
@@ -89,7 +80,7 @@ class TickClock:
             due += self.slot
         return due
 
-    def _push(self, due: float, entry: _Waiter | Repeat) -> None:
+    def _push(self, due: float, entry: Repeat) -> None:
         heapq.heappush(self._heap, (due, next(self._order), entry))
         if due < self._armed:
             self._poke.set()  # the timer sleeps past this deadline: let it re-arm
@@ -109,28 +100,8 @@ class TickClock:
         if handle.call is not None:
             handle.end()
 
-    async def sleep_until(self, deadline: float) -> None:
-        """Return once ``trio.current_time() >= deadline`` (within one slot after it)."""
-        if not self._running:
-            await trio.sleep_until(deadline)
-            return
-        due = self._due(deadline)
-        if due <= trio.current_time():
-            await trio.lowlevel.checkpoint()
-            return
-        waiter = _Waiter(due, trio.lowlevel.current_task())
-        self._push(due, waiter)
-
-        def abort(_: trio.lowlevel.RaiseCancelT) -> trio.lowlevel.Abort:
-            waiter.task = None
-            return trio.lowlevel.Abort.SUCCEEDED
-
-        await trio.lowlevel.wait_task_rescheduled(abort)
-        if trio.current_time() < deadline:  # woken early: the timer stopped
-            await trio.sleep_until(deadline)
-
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """The timer task: runs until cancelled; then waiting tasks wake (they fall back)."""
+        """The timer task: runs until cancelled; then every repeat ends, ``stopped``."""
         self._running = True
         task_status.started()
         heap = self._heap
@@ -141,23 +112,15 @@ class TickClock:
                 woke = 0
                 while heap and heap[0][0] <= now:
                     entry = heapq.heappop(heap)[2]
-                    if type(entry) is Repeat:
-                        call = entry.call
-                        if call is None:
-                            continue
-                        woke += 1
-                        deadline = call()
-                        if deadline is None:
-                            entry.end()
-                        elif entry.call is not None:  # else it was cancelled meanwhile
-                            again.append((self._due(deadline), entry))
-                        continue
-                    assert isinstance(entry, _Waiter)
-                    task = entry.task
-                    if task is not None:
-                        entry.task = None
-                        trio.lowlevel.reschedule(task)
-                        woke += 1
+                    call = entry.call
+                    if call is None:
+                        continue  # cancelled
+                    woke += 1
+                    deadline = call()
+                    if deadline is None:
+                        entry.end()
+                    elif entry.call is not None:  # else it was cancelled meanwhile
+                        again.append((self._due(deadline), entry))
                 for due, handle in again:
                     heapq.heappush(heap, (due, next(self._order), handle))
                 again.clear()
@@ -173,13 +136,7 @@ class TickClock:
             self._armed = math.inf
             for _, handle in again:
                 heapq.heappush(heap, (0.0, next(self._order), handle))
-            while heap:  # wake whoever still waits: they sleep the rest with trio
+            while heap:  # their owners carry on with trio's own sleep
                 entry = heapq.heappop(heap)[2]
-                if type(entry) is Repeat:
-                    if entry.call is not None:
-                        entry.end(stopped=True)
-                    continue
-                assert isinstance(entry, _Waiter)
-                task = entry.task
-                if task is not None:
-                    trio.lowlevel.reschedule(task)
+                if entry.call is not None:
+                    entry.end(stopped=True)
