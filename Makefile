@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 .PHONY: run test lint typecheck pytest jstest browsertest webkittest bench clean
 
 # the mypyc-compiled modules (shared/_compiled.py) are rebuilt when their source changes
-$(STAMP): pyproject.toml setup.py shared/_compiled.py shared/wire.py shared/wsframe.py shared/state.py shared/messages.py gameserver/limits.py
+$(STAMP): pyproject.toml setup.py shared/_compiled.py shared/wire.py shared/wsframe.py shared/state.py shared/delta_v3.py shared/messages.py gameserver/limits.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev,bench]'

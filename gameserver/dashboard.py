@@ -102,6 +102,7 @@ class Dashboard:
         secure: bool,
         max_watchers: int = MAX_WATCHERS,
         interval: float = 1.0,
+        idle_interval: float = 5.0,
         send_timeout: float = 5.0,
         clock: Callable[[], float] = trio.current_time,
         sample_process: Callable[[], tuple[float, int]] | None = None,
@@ -111,6 +112,9 @@ class Dashboard:
         self.admin = admin
         self.secure = secure
         self.interval = interval
+        #: the sampling period while nobody watches (a sample walks every room and session: at
+        #: a thousand players that is about 1% of a core at one a second)
+        self.idle_interval = idle_interval
         self.send_timeout = send_timeout
         self.sessions = SessionStore(clock)
         self.watchers = WatcherGate(max_watchers)
@@ -129,9 +133,13 @@ class Dashboard:
         """Publish a snapshot every ``interval`` seconds until cancelled."""
         self.publish()
         task_status.started()
+        idle = 0.0
         while True:
             await trio.sleep(self.interval)
-            self.publish()
+            idle += self.interval
+            if self.watchers.count or idle >= self.idle_interval:
+                idle = 0.0
+                self.publish()
 
     def publish(self) -> None:
         """Build and encode one snapshot; wake every watcher. Never awaits."""

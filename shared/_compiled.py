@@ -26,6 +26,7 @@ MODULES: Final[tuple[str, ...]] = (
     "shared.wire",
     "shared.wsframe",
     "shared.state",
+    "shared.delta_v3",
     "shared.messages",
     "gameserver.limits",
 )

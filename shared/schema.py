@@ -472,6 +472,11 @@ class InputSchema(FieldList):
 
     def __init__(self, /, **fields: FieldType) -> None:
         super().__init__(fields)
+        #: (lo, precision) of each field when every field is a Float (the common input: a
+        #: stick or a direction), for :meth:`values_for`'s fast path
+        self._floats: tuple[tuple[float, float], ...] | None = None
+        if all(type(t) is Float for t in self.types):
+            self._floats = tuple((t.lo, t.precision) for t in self.types)  # type: ignore[attr-defined]
 
     def to_bytes(self) -> bytes:
         return self.describe()
@@ -491,6 +496,16 @@ class InputSchema(FieldList):
         )
 
     def values_for(self, codes: tuple[Code, ...] | list[Code]) -> InputValues:
+        floats = self._floats
+        if floats is not None and len(codes) == len(floats):
+            # Float.to_value inline: the same expression, so the same values
+            if len(floats) == 2:
+                (lo0, p0), (lo1, p1) = floats
+                return InputValues(self, (lo0 + codes[0] * p0, lo1 + codes[1] * p1))  # type: ignore[operator]
+            return InputValues(
+                self,
+                tuple([lo + c * p for (lo, p), c in zip(floats, codes, strict=True)]),  # type: ignore[operator]
+            )
         return InputValues(
             self, tuple([t.to_value(c) for t, c in zip(self.types, codes, strict=True)])
         )

@@ -204,6 +204,28 @@ def _result(no_admission: bool = False) -> dict[str, Any]:
     }
 
 
+def test_plain_ws_side_gets_its_own_column_and_ratio() -> None:
+    levels = _levels()
+    levels[1]["ours_ws"] = bc.our_side(_ours(1000, 79.0, p99=60.0))
+    cmp = bc.compare(levels)
+    at = {row["players"]: row for row in cmp["rows"]}
+    assert at[1000]["cpu_pct"]["ours_ws"] == 79.0
+    assert at[1000]["cpu_pct"]["ratio_ws"] == round(79.0 / 66.6, 2)
+    assert at[496]["cpu_pct"]["ours_ws"] is None and at[496]["cpu_pct"]["ratio_ws"] is None
+    assert cmp["capacity"]["ours_ws"]["players"] == 1000
+    result = _result()
+    result["levels"], result["compare"] = levels, cmp
+    md = bc.render(result)
+    assert "| this server (ws) | ws / Colyseus |" in md
+    assert (
+        f"| server CPU, % of a core | 1000 | 66.6 | 93.7 | 1.41x | 79.0 | {79.0 / 66.6:.2f}x |"
+        in md
+    )
+    assert "| 1000 | this server (ws) | 1000 |" in md
+    assert "(over wss, then over plain ws as Colyseus runs)" in md
+    assert "ws / Colyseus" not in bc.render(_result())  # no ws side, no ws columns
+
+
 def test_render_has_the_ratio_rows_the_capacity_and_the_command() -> None:
     md = bc.render(_result())
     assert "    python tools/bench.py --compare-colyseus /x --levels 496,1000,1496" in md

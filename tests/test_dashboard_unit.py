@@ -211,3 +211,21 @@ async def test_a_watcher_that_never_reads_is_closed_and_one_that_is_slow_skips(
         await trio.sleep(4)
         assert dash.watchers.count == 0
         nursery.cancel_scope.cancel()
+
+
+async def test_an_unwatched_feed_samples_every_idle_interval(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    from gameserver.dashboard import Dashboard
+
+    dash = _dashboard()
+    assert isinstance(dash, Dashboard)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(dash.run)
+        start = dash.version
+        await trio.sleep(20.5)
+        assert dash.version - start == 4  # one every 5 s, not one a second
+        assert dash.watchers.try_enter()  # someone watches: one a second again
+        await trio.sleep(5)
+        assert dash.version - start == 9
+        nursery.cancel_scope.cancel()

@@ -505,3 +505,21 @@ def test_entity_writes_quantize_and_mark_dirty() -> None:
         ent2.hp = 256
     assert ent2.hp == 50
     assert ent2.as_dict()["hp"] == 50
+
+
+@given(st.data())
+@settings(max_examples=100, deadline=None)
+def test_float_inputs_fast_path_gives_the_reference_values(data: st.DataObject) -> None:
+    """An all-Float input schema (1 to 3 fields) dequantizes exactly as Float.to_value."""
+    n = data.draw(st.integers(1, 3), label="fields")
+    fields = {}
+    for i in range(n):
+        lo = data.draw(st.floats(-1000, 999, allow_nan=False), label="lo")
+        hi = lo + data.draw(st.floats(0.5, 1000), label="span")
+        fields[f"f{i}"] = Float(lo, hi, data.draw(st.sampled_from([0.001, 0.01, 0.25]), label="p"))
+    schema = InputSchema(**fields)
+    codes = tuple(data.draw(st.integers(0, t.steps), label="code") for t in schema.types)
+    got = schema.values_for(codes).values
+    assert got == tuple(t.to_value(c) for t, c in zip(schema.types, codes, strict=True))
+    with pytest.raises(ValueError):
+        schema.values_for((*codes, 0))  # a wrong count still fails as zip(strict) does

@@ -62,6 +62,7 @@ HARNESS_FILES = ("run.sh", "load/loadclient.js")
 COMMAND_HINT = "python tools/bench.py --compare-colyseus DIR --levels 496,1000,1496"
 COLYSEUS_LABEL = "Colyseus 0.18 (ws)"
 OURS_LABEL = "this server (wss)"
+OURS_WS_LABEL = "this server (ws)"
 
 
 # ------------------------------------------------------------------ the harness directory
@@ -304,10 +305,13 @@ def capacity(levels: Iterable[tuple[int, bool]]) -> dict[str, Any]:
 
 def compare(levels: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """The ratio table's figures: ``levels`` holds, per level, ``players`` and the two sides
-    (``colyseus``, ``ours``) as made by colyseus_side and our_side (either may be None)."""
+    (``colyseus``, ``ours``) as made by colyseus_side and our_side (either may be None), and
+    with ``--plain-too`` a third, ``ours_ws`` (this server over plain ws, as Colyseus runs):
+    then each cell also has ``ours_ws`` and ``ratio_ws`` (ws / Colyseus)."""
+    has_ws = any(lv.get("ours_ws") for lv in levels)
     rows = []
     for lv in sorted(levels, key=lambda x: x["players"]):
-        c, o = lv.get("colyseus"), lv.get("ours")
+        c, o, w = lv.get("colyseus"), lv.get("ours"), lv.get("ours_ws")
         row: dict[str, Any] = {"players": lv["players"]}
         for key in (
             "cpu_pct",
@@ -322,13 +326,18 @@ def compare(levels: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
                 "ours": o.get(key) if o else None,
                 "ratio": ratio(o.get(key) if o else None, c.get(key) if c else None),
             }
+            if has_ws:
+                row[key]["ours_ws"] = w.get(key) if w else None
+                row[key]["ratio_ws"] = ratio(w.get(key) if w else None, c.get(key) if c else None)
         rows.append(row)
     caps: dict[str, Any] = {}
-    for side in ("colyseus", "ours"):
+    for side in ("colyseus", "ours", "ours_ws") if has_ws else ("colyseus", "ours"):
         caps[side] = capacity(
             (lv["players"], not lv[side]["reasons"]) for lv in levels if lv.get(side)
         )
     caps["ratio"] = ratio(caps["ours"]["players"], caps["colyseus"]["players"])
+    if has_ws:
+        caps["ratio_ws"] = ratio(caps["ours_ws"]["players"], caps["colyseus"]["players"])
     return {"rows": rows, "capacity": caps}
 
 
@@ -366,6 +375,7 @@ def render(result: Mapping[str, Any]) -> str:
     """The markdown of a comparison run (the JSON ``run`` writes)."""
     meta = result["meta"]
     cmp = result["compare"]
+    has_ws = "ours_ws" in cmp["capacity"]
     admission = (
         "admission control off (`--cpu-budget 0`)"
         if meta.get("no_admission")
@@ -375,13 +385,23 @@ def render(result: Mapping[str, Any]) -> str:
         f"Run on {meta.get('date_utc', '?')} (commit {meta.get('git_commit', '?')}), "
         f"{meta['duration']:g} s windows after a {meta['warmup']:g} s warm-up, levels "
         f"{', '.join(str(n) for n in meta['levels'])}, alternating Colyseus then this server "
-        f"at each level; this server with {admission}.",
+        f"at each level{' (over wss, then over plain ws as Colyseus runs)' if has_ws else ''}; "
+        f"this server with {admission}.",
         "",
         f"    {meta['command']}",
         "",
-        f"| measure | players | {COLYSEUS_LABEL} | {OURS_LABEL} | ours / Colyseus |",
-        "| --- | ---: | ---: | ---: | ---: |",
     ]
+    if has_ws:
+        out += [
+            f"| measure | players | {COLYSEUS_LABEL} | {OURS_LABEL} | wss / Colyseus "
+            f"| {OURS_WS_LABEL} | ws / Colyseus |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+    else:
+        out += [
+            f"| measure | players | {COLYSEUS_LABEL} | {OURS_LABEL} | ours / Colyseus |",
+            "| --- | ---: | ---: | ---: | ---: |",
+        ]
     measures = [
         ("server CPU, % of a core", "cpu_pct"),
         ("server CPU per player-tick, µs", "us_per_player_tick"),
@@ -395,15 +415,21 @@ def render(result: Mapping[str, Any]) -> str:
             cell = row[key]
             if cell["colyseus"] is None and cell["ours"] is None:
                 continue
-            out.append(
+            line = (
                 f"| {title} | {row['players']} | {_f(cell['colyseus'])} | {_f(cell['ours'])} "
                 f"| {_ratio(cell['ratio'])} |"
             )
+            if has_ws:
+                line += f" {_f(cell['ours_ws'])} | {_ratio(cell['ratio_ws'])} |"
+            out.append(line)
     caps = cmp["capacity"]
-    out.append(
+    line = (
         f"| capacity: highest level sustained | of {len(meta['levels'])} | "
         f"{_cap(caps['colyseus'])} | {_cap(caps['ours'])} | {_ratio(caps['ratio'])} |"
     )
+    if has_ws:
+        line += f" {_cap(caps['ours_ws'])} | {_ratio(caps['ratio_ws'])} |"
+    out.append(line)
     out += [
         "",
         "Per level (sustained: updates ≥ 19/s, p99 ≤ 100 ms, server CPU < 95%, every bot played):",
@@ -413,7 +439,10 @@ def render(result: Mapping[str, Any]) -> str:
         "| ---: | --- | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for lv in sorted(result["levels"], key=lambda x: x["players"]):
-        for label, key in ((COLYSEUS_LABEL, "colyseus"), (OURS_LABEL, "ours")):
+        sides = [(COLYSEUS_LABEL, "colyseus"), (OURS_LABEL, "ours")]
+        if has_ws:
+            sides.append((OURS_WS_LABEL, "ours_ws"))
+        for label, key in sides:
             s = lv.get(key)
             if not s:
                 out.append(f"| {lv['players']} | {label} | - | - | - | - | - | not run |")
@@ -454,6 +483,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--levels", default=DEFAULT_LEVELS, help=f"players (default {DEFAULT_LEVELS})")
     g.add_argument("--warmup", type=float, default=5.0, help="seconds after the last join")
     g.add_argument("--quiet-wait", type=float, default=60.0, help="harness: wait for quiet")
+    g.add_argument(
+        "--plain-too",
+        action="store_true",
+        help="also this server over plain ws (--insecure), like for like with Colyseus",
+    )
     g.add_argument(
         "--no-admission",
         action="store_true",
@@ -581,6 +615,7 @@ def run(args: Any, bm: Any, argv: list[str] | None) -> int:
         "ramp": args.ramp,
         "verify_sample": args.verify_sample,
         "no_admission": bool(args.no_admission),
+        "plain_too": bool(args.plain_too),
         "date_utc": machine["date_utc"],
         "git_commit": machine["git_commit"],
         "machine": machine,
@@ -601,6 +636,11 @@ def run(args: Any, bm: Any, argv: list[str] | None) -> int:
             rec = bm.measure("gameserver", n, dataclasses.replace(st), procs, f"ours-{n}", args)
             lv["ours_raw"] = rec
             lv["ours"] = our_side(rec)
+            if args.plain_too:
+                plain = dataclasses.replace(st, server_extra=[*st.server_extra, "--insecure"])
+                rec = bm.measure("gameserver", n, plain, procs, f"ours-ws-{n}", args)
+                lv["ours_ws_raw"] = rec
+                lv["ours_ws"] = our_side(rec)
         finished = True
     except KeyboardInterrupt:
         bm.log("interrupted: stopping what runs")

@@ -48,10 +48,14 @@ class Arena(Game):
         super().__init__(ctx)
         self.rng = ctx.random
         self.velocity: dict[int, tuple[float, float]] = {}
+        #: (gem, x, y) of every gem, in id order, kept between ticks (gems never move); None
+        #: after a gem is spawned, until the next update lists them again
+        self._gems: list[tuple[Entity | None, float, float]] | None = None
         for _ in range(GEM_COUNT):
             self._spawn_gem()
 
     def _spawn_gem(self) -> None:
+        self._gems = None
         self.state.spawn(
             GEM,
             x=self.rng.uniform(0, WORLD),
@@ -90,9 +94,9 @@ class Arena(Game):
         self.velocity[player.number] = (dx * SPEED, dy * SPEED)
 
     def update(self, dt: float) -> None:
-        gems: list[tuple[Entity | None, float, float]] = [
-            (gem, gem.x, gem.y) for gem in self.state.of_type(GEM)
-        ]
+        gems = self._gems
+        if gems is None:
+            gems = self._gems = [(gem, gem.x, gem.y) for gem in self.state.of_type(GEM)]
         players = self.ctx.players
         r = PICKUP_RADIUS
         for number, (vx, vy) in self.velocity.items():
