@@ -358,19 +358,7 @@ class FastConnection:
             assert self._outgoing is not None
             frame_bytes = self._outgoing.read()
         self.bytes_out += len(frame_bytes)
-        # _send_raw, inline (one call fewer per message on the tick's write path)
-        if self.out_backlog:
-            self.out_backlog += frame_bytes
-            return
-        try:
-            sent = self._send(frame_bytes)
-        except BlockingIOError:
-            sent = 0
-        except OSError as exc:
-            self._broken()
-            raise TransportClosed from exc
-        if sent < len(frame_bytes):
-            self.out_backlog += frame_bytes[sent:]
+        self._send_raw(frame_bytes)
 
     def send_message(self, payload: bytes) -> None:
         self.write(binary_frame(payload))

@@ -88,21 +88,8 @@ class Outbound:
             self._snapshot_pending = True
             self._queue.append(None)
             self._wake.set()
-        else:  # _write, inline (one call fewer per player on the tick's write path)
-            conn = self.conn
-            try:
-                conn.write(frame)
-            except TransportClosed:
-                self._failed = True
-                self._wake.set()
-                return
-            n = len(frame)
-            stats = self.stats
-            stats.messages_out += 1
-            stats.bytes_out += n
-            self.bytes_sent += n
-            if conn.out_backlog:
-                self._wake.set()
+        else:
+            self._write(frame)
 
     def send_snapshot(self) -> None:
         """Send a fresh SNAPSHOT now, or as soon as the path clears."""
