@@ -485,7 +485,7 @@ SERVE_SETTINGS: tuple[Setting, ...] = (
         "load-window",
         _F,
         _d("load_window"),
-        "seconds over which the CPU share is measured",
+        "seconds over which the CPU share is measured (admission averages the last three)",
         "limits",
         "load_window",
         0,

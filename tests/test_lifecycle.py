@@ -54,7 +54,7 @@ from gameserver.lifecycle import (
     Step,
     Unseat,
 )
-from gameserver.load import LoadMonitor
+from gameserver.load import SMOOTH_WINDOWS, LoadMonitor
 from gameserver.reasons import (
     CLOSE_CODES,
     RESUME_REFUSALS,
@@ -732,8 +732,14 @@ def test_cpu_budget_admission_control() -> None:
     assert out.messages[0].message.startswith("server full: its CPU budget")
     # the seated player keeps its seat
     assert pair.world.seats()["lobby"] == {1: "early"}
-    # just under the budget: admitted again
+    # just under the budget: admitted again once the windows the projection averages are
+    # under it (a single quiet window among overloaded ones is not enough)
     cpu.busy = 0.8
+    for _ in range(SMOOTH_WINDOWS - 1):
+        cpu.advance(2.0)
+        monitor.observe(*cpu.sample())
+        assert monitor.overloaded
+        refused_with(pair.join(player="late"), Refusal.SERVER_FULL, Step.CPU_BUDGET)
     cpu.advance(2.0)
     monitor.observe(*cpu.sample())
     assert not monitor.overloaded

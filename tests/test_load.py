@@ -16,6 +16,7 @@ from gameserver.load import (
     MAX_UNMETERED_SETUP,
     MIN_PLAYERS_PROJECTED,
     MIN_SETUP_RATE,
+    SMOOTH_WINDOWS,
     LoadCounters,
     LoadMonitor,
     SetupPacer,
@@ -139,6 +140,41 @@ def test_the_projection_divides_by_the_players_the_window_carried() -> None:
     assert monitor.projected(800) == pytest.approx(0.8)
     monitor.players = 800
     assert not monitor.overloaded and monitor.admit_projection == pytest.approx(0.801)
+    monitor.players = 850
+    assert monitor.overloaded
+
+
+def test_one_noisy_window_does_not_refuse_but_a_lasting_rise_does() -> None:
+    """At a steady 800 players one window's lasting load swings by a tenth of a core: the
+    projection averages the last SMOOTH_WINDOWS windows, so one high window does not refuse
+    joins, and load that stays high does, within SMOOTH_WINDOWS windows."""
+    assert SMOOTH_WINDOWS == 3
+    monitor = LoadMonitor(budget=0.85, window=2.0)
+    feed = Feed(monitor, players=800)
+    monitor.players = 800
+    for lasting in (0.72, 0.74, 0.88):  # the last one alone would be over the budget
+        feed.window(lasting=lasting, players=800)
+    assert monitor.lasting == pytest.approx(0.88)
+    assert monitor.admit_projection == pytest.approx(0.78 + 0.78 / 800)
+    assert not monitor.overloaded
+    feed.window(lasting=0.88, players=800)
+    assert not monitor.overloaded  # (0.74 + 0.88 + 0.88) / 3 = 0.833
+    feed.window(lasting=0.88, players=800)
+    assert monitor.overloaded
+
+
+def test_the_smoothed_projection_follows_a_ramp() -> None:
+    """Windows during a ramp carried 400, 500 and 600 players at 0.001 each: the projection
+    from their means is the same line."""
+    monitor = LoadMonitor(budget=0.85, window=2.0)
+    feed = Feed(monitor, players=400)
+    for players in (400, 500, 600):
+        feed.window(lasting=players * 0.001, players=players)
+    # (each window's mean of players is a little under its players: they changed during it)
+    assert monitor.players_smooth == pytest.approx(500, rel=0.02)
+    assert monitor.lasting_smooth == pytest.approx(0.5)
+    assert monitor.per_player == pytest.approx(0.5 / monitor.players_smooth)
+    assert monitor.projected(800) == pytest.approx(0.8, rel=0.02)
     monitor.players = 850
     assert monitor.overloaded
 
