@@ -101,6 +101,10 @@ def test_account_table_and_totals() -> None:
     assert "| - | - | - | - | - | - |" in frames
     assert lines[-1].startswith("| **total** | **20.0** | 100% | **4.00** | 100% | **1.50** |")
     assert "players (conn./target)" not in text
+    # a compiled row the profile has no samples of: its time is in its caller's row
+    text = al.account_table(al.SERVER_ROWS, {**profile, "encode": {"samples": 0, "us": 0.0}}, None)
+    encode = next(line for line in text.splitlines() if line.startswith("| delta encoding"))
+    assert "| in the game's update | (compiled) |" in encode
     assert al.shares({"a": 1.0, "b": 3.0, "c": None}) == {"a": 0.25, "b": 0.75, "c": None}
 
 
@@ -169,3 +173,25 @@ def test_micro_benchmarks_smoke() -> None:
         assert row["floor_us"] > 0, key
         # the best batch is the fastest, the figure the median one: never the other way round
         assert row["floor_us"] <= row["best_us"] <= row["us"], (key, row)
+
+
+def test_compiled_frames_of_a_native_profile_have_their_rows() -> None:
+    """py-spy --native shows mypyc's C functions: they anchor their own rows, innermost first
+    (a wire varint inside the compiled encoder is encoding)."""
+    native = (
+        "RoomHost.step (gameserver/roomhost.py:366);Room.tick (gameserver/room.py:461);"
+        "CPyPy_state___State___encode_deltas (__native_shared__mypyc_group.c:35999);"
+        "CPyDef_state___State___encode_deltas (__native_shared__mypyc_group.c:33422);"
+        "CPyDef_wire___varint (__native_shared__mypyc_group.c:100) 4\n"
+        "RoomHost.read_inputs (gameserver/roomhost.py:488);"
+        "FastConnection.read_available (gameserver/_tws.py:430);"
+        "CPyDef_wsframe___FrameReader___feed (__native_shared__mypyc_group.c:9) 3\n"
+        "RoomHost.read_inputs (gameserver/roomhost.py:495);"
+        "CPyDef_messages___decode_input (__native_shared__mypyc_group.c:7) 2\n"
+    )
+    rows = {al.classify(stack, al.SERVER_RULES): n for stack, n in al.parse_raw(native)}
+    assert rows == {
+        ("encode", "State.encode_deltas (compiled)"): 4,
+        ("frames", "FrameReader (compiled)"): 3,
+        ("decode", "decode_input (compiled)"): 2,
+    }

@@ -63,6 +63,13 @@ class Rule:
 
 #: the server's anchors. Order matters only between rules that can match the same frame.
 SERVER_RULES: tuple[Rule, ...] = (
+    # the compiled modules (mypyc): their functions are C frames, seen only by py-spy --native
+    Rule("frames", "FrameReader (compiled)", r"CPyDef_wsframe___FrameReader___\w+"),
+    Rule("frames", "unmask (compiled)", r"CPyDef_wsframe___unmask"),
+    Rule("decode", "decode_input (compiled)", r"CPyDef_messages___(decode_input|parse_\w+)"),
+    Rule("encode", "binary_frame (compiled)", r"CPyDef_wsframe___binary_frame"),
+    Rule("encode", "State.encode_deltas (compiled)", r"CPyDef_(state|delta_v3)___\w+"),
+    Rule("bookkeeping", "limits (compiled)", r"CPyDef_limits___\w+"),
     Rule("tls_read", "SSLObject.read", r"(SSLObject\.)?read", "ssl.py"),
     Rule("tls_read", "recv, BIO, loop", r"FastConnection\.read_available", "_tws.py"),
     Rule("frames", "FrameReader", r"FrameReader\.\w+", "wsframe.py"),
@@ -224,13 +231,24 @@ def shares(us: Mapping[str, float | None]) -> dict[str, float | None]:
     return {k: (v / total if v is not None and total else None) for k, v in us.items()}
 
 
+#: rows whose code is compiled (mypyc): without py-spy --native a profile cannot see into them,
+#: and their samples are in the row of the Python code that calls them
+COMPILED_IN: dict[str, str] = {
+    "frames": "tls_read",  # FastConnection.read_available feeds the FrameReader
+    "decode": "bookkeeping",  # RoomHost.read_inputs calls decode_input
+    "encode": "update",  # Room.tick calls State.encode_deltas
+}
+
+
 def account_table(
     rows: Sequence[tuple[str, str]],
     profile: Mapping[str, Mapping[str, Any]] | None,
     micro: Mapping[str, Mapping[str, Any]] | None,
 ) -> str:
     """The account: per row the profile's µs and share, the micro-benchmark's µs and share,
-    and the floor's µs; then a total line. Either source may be missing (``-``)."""
+    and the floor's µs; then a total line. Either source may be missing (``-``). A compiled
+    row with no profile samples says in which row its time is ("in TLS read")."""
+    titles = dict(rows)
     micro_us = {k: (micro or {}).get(k, {}).get("us") for k, _ in rows}
     micro_share = shares(micro_us)
     head = (
@@ -248,8 +266,12 @@ def account_table(
         tot_p += p.get("us") or 0.0
         tot_m += m.get("us") or 0.0
         tot_f += floor or 0.0
+        p_us, p_share = _num(p.get("us")), _pct(p.get("share"))
+        if profile and key in profile and not p.get("samples") and key in COMPILED_IN:
+            inside = titles.get(COMPILED_IN[key], COMPILED_IN[key]).split(" (")[0]
+            p_us, p_share = f"in {inside}", "(compiled)"
         lines.append(
-            f"| {title} | {_num(p.get('us'))} | {_pct(p.get('share'))} | {_num(m.get('us'), 2)} "
+            f"| {title} | {p_us} | {p_share} | {_num(m.get('us'), 2)} "
             f"| {_pct(micro_share.get(key))} | {_num(floor, 2)} | {_ratio(ratio)} |"
         )
     ratio = tot_m / tot_f if tot_f else None

@@ -100,11 +100,16 @@ def last_line(text: str) -> str:
     return lines[-1] if lines else "no output"
 
 
-def record(py_spy: str, pid: int, seconds: float, rate: int, out: Path) -> str:
+def record(
+    py_spy: str, pid: int, seconds: float, rate: int, out: Path, native: bool = False
+) -> str:
+    """Sample ``pid``. ``native``: C frames too (the compiled modules), but py-spy must then
+    stop the process for each sample, which lands samples in system calls more often: about
+    half the samples in send and recv at 400 players here, where stime is a quarter of the CPU."""
     cmd = [
         "taskset", "-c", bm.LOADGEN_CORE, py_spy, "record", "--pid", str(pid),
         "--rate", str(rate), "--duration", f"{seconds:g}", "--format", "raw",
-        "--output", str(out), "--nonblocking",
+        "--output", str(out), "--native" if native else "--nonblocking",
     ]  # fmt: skip
     try:
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
@@ -185,9 +190,13 @@ def load_run(
             if target == "bots":
                 check_attach(py_spy, bots.pid)
             m0 = bm.scrape(metrics_url)
+            k0 = kernel_times(server.pid)
             s0, b0, c0, t0 = proc_times(server.pid), bm.tree_cpu(bots.pid), bm.read_cores(), now()
-            rec["py_spy_cmd"] = record(py_spy, pid, args.seconds, args.rate, raw)
+            rec["py_spy_cmd"] = record(
+                py_spy, pid, args.seconds, args.rate, raw, getattr(args, "native", False)
+            )
             s1, b1, c1, t1 = proc_times(server.pid), bm.tree_cpu(bots.pid), bm.read_cores(), now()
+            k1 = kernel_times(server.pid)
             m1 = bm.scrape(metrics_url)
             procs.stop(bots, signal.SIGINT, 15.0)
             procs.stop(server, signal.SIGINT, 15.0)
@@ -196,6 +205,8 @@ def load_run(
     wall = t1 - t0
     rec["window_s"] = round(wall, 2)
     rec["server_cpu"] = round((s1 - s0) / bm.CLK_TCK / wall, 4)
+    # the part of it in the kernel (stime: the send and recv syscalls, loopback TCP)
+    rec["server_sys_cpu"] = round((k1 - k0) / bm.CLK_TCK / wall, 4)
     rec["bots_cpu"] = round((b1 - b0) / bm.CLK_TCK / wall, 4)
     rec["core0"] = bl.core_usage(c0[0], c1[0])
     rec["core1"] = bl.core_usage(c0[1], c1[1])
@@ -221,8 +232,27 @@ def proc_times(pid: int) -> int:
         raise AccountError(f"process {pid} is gone") from None
 
 
+def kernel_times(pid: int) -> int:
+    """The process's system time (stime), in clock ticks."""
+    try:
+        return bl.parse_pid_stat(Path(f"/proc/{pid}/stat").read_text()).stime
+    except (OSError, ValueError):
+        raise AccountError(f"process {pid} is gone") from None
+
+
 def now() -> float:
     return time.monotonic()
+
+
+def kernel_part(prof: dict[str, Any]) -> str:
+    """ ", of which 17.2% in the kernel (...)" when the run measured it."""
+    sys_cpu = prof.get("server_sys_cpu")
+    if sys_cpu is None or not prof.get("server_cpu"):
+        return ""
+    return (
+        f", of which {100 * sys_cpu:.1f}% in the kernel ({sys_cpu / prof['server_cpu']:.0%} of "
+        "it: stime, the send and recv syscalls with loopback TCP's work)"
+    )
 
 
 # ------------------------------------------------------------------ the parts
@@ -288,7 +318,8 @@ def render(data: dict[str, Any]) -> str:
         out += [
             f"**Profile** (py-spy, {prof['samples']:,} samples over {prof['window_s']:g} s): "
             f"{prof.get('players') or prof['players_target']:.0f} players in "
-            f"{prof['rooms']} rooms, server CPU {100 * prof['server_cpu']:.1f}% of core 0 "
+            f"{prof['rooms']} rooms, server CPU {100 * prof['server_cpu']:.1f}% of core 0"
+            f"{kernel_part(prof)} "
             f"(softirq on core 0 {prof['core0']['softirq_pct']}%, not in the rows), "
             f"{prof['player_ticks_per_s']:,.0f} player-ticks/s, so "
             f"{al.us_per_unit(1.0, prof['server_cpu'], prof['player_ticks_per_s']):.1f} µs of "
@@ -314,6 +345,17 @@ def render(data: dict[str, Any]) -> str:
     rows = al.SERVER_ROWS
     out += [al.account_table(rows, (prof or {}).get("rows"), (micro or {}).get("rows")), ""]
     if prof:
+        hidden = [
+            title for key, title in rows
+            if key in al.COMPILED_IN and not prof["rows"].get(key, {}).get("samples")
+        ]  # fmt: skip
+        if hidden:
+            out += [
+                f"{', '.join(hidden).capitalize()} run in modules compiled with mypyc: py-spy "
+                "samples Python frames, so their time is in the profile row of the code that "
+                "calls them (named in their cells); their micro-benchmark rows show them alone.",
+                "",
+            ]
         out += ["Where each profile row's samples are (share of all samples):", ""]
         out += [al.parts_lines(prof["rows"], rows), ""]
     if micro:
@@ -371,6 +413,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--bots", type=int, default=1500, help="bots: bots (rooms of 8)")
     p.add_argument("--seconds", type=float, default=15.0, help="py-spy's window")
     p.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
+    p.add_argument(
+        "--native",
+        action="store_true",
+        help="profile C frames too (splits the compiled rows; stops the process per sample, "
+        "which over-weights system calls)",
+    )
     p.add_argument("--ramp", type=float, default=100.0, help="bots joining per second")
     p.add_argument("--micro-n", type=int, default=2000, help="micro: operations per batch")
     p.add_argument("--micro-repeats", type=int, default=9, help="micro: batches")
