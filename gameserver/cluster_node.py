@@ -140,9 +140,13 @@ class ClusterNode:
         return self._live
 
     def load(self) -> float:
-        """The node's load for placement: its players (far more while draining)."""
-        players = float(self.server.stats.players)
-        return players + DRAINING_LOAD if self.server.draining else players
+        """The node's load for placement: its players plus its rooms (far more while
+        draining). A room counts from its creation, before anyone is seated in it: with
+        players alone, a heartbeat sent between a room's creation and its first seat reported
+        the node as empty again, undid the placement ``pick_node`` had counted, and the next
+        new room went to the same node (ties go to the first node id)."""
+        load = float(self.server.stats.players + len(self.server.rooms.rooms))
+        return load + DRAINING_LOAD if self.server.draining else load
 
     def hosted(self, room: str) -> bool:
         """The room runs here (and has not moved away), is held by an admin's close, or this
