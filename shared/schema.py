@@ -346,6 +346,26 @@ def predict_range(ftype: FieldType) -> tuple[int, int] | None:
     return None
 
 
+def field_plan(ftype: FieldType) -> tuple[int, int]:
+    """How ``wire.field`` writes this field's codes: its op and argument (``wire.FIELD_*``),
+    or ``(-1, 0)`` for a type whose ``encode`` is its own (a subclass that overrides it):
+    callers then use ``encode``. Same bytes as ``ftype.encode``."""
+    encode = type(ftype).encode
+    if isinstance(ftype, Float) and encode is Float.encode:
+        return wire.FIELD_UINT, ftype.width
+    if isinstance(ftype, _Fixed) and encode is _Fixed.encode:
+        return (wire.FIELD_SINT if ftype.signed else wire.FIELD_UINT), ftype.width
+    if isinstance(ftype, VarUInt) and encode is VarUInt.encode:
+        return wire.FIELD_VARUINT, 0
+    if isinstance(ftype, VarInt) and encode is VarInt.encode:
+        return wire.FIELD_VARINT, 0
+    if isinstance(ftype, Bool) and encode is Bool.encode:
+        return wire.FIELD_BOOL, 0
+    if isinstance(ftype, String) and encode is String.encode:
+        return wire.FIELD_STRING, ftype.max_bytes
+    return -1, 0
+
+
 class FieldList:
     """An ordered list of named, typed fields with precompiled per-field functions."""
 
@@ -362,6 +382,9 @@ class FieldList:
         self.types: tuple[FieldType, ...] = tuple(fields.values())
         self.index: dict[str, int] = {n: i for i, n in enumerate(self.names)}
         self.encoders: tuple[Callable[[Any], bytes], ...] = tuple(t.encode for t in self.types)
+        #: per field, how ``wire.field`` writes it (see :func:`field_plan`); the compiled
+        #: encoders of shared.state use it instead of a call to ``encode`` per field
+        self.plan: tuple[tuple[int, int], ...] = tuple(field_plan(t) for t in self.types)
         self.decoders: tuple[Callable[[wire.Reader], Code], ...] = tuple(
             t.decode for t in self.types
         )

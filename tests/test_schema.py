@@ -5,11 +5,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import attrs
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gameserver.games.arena import GEM, INPUT, PLAYER, POS, SCHEMA
+from shared import schema as schema_mod
 from shared import wire
 from shared.errors import LocalProtocolError, RemoteProtocolError
 from shared.protocol import CloseCode
@@ -33,6 +35,7 @@ from shared.schema import (
     VarInt,
     VarUInt,
 )
+from shared.state import State, encode_record
 
 
 def decode(ftype: FieldType, data: bytes) -> Any:
@@ -523,3 +526,62 @@ def test_float_inputs_fast_path_gives_the_reference_values(data: st.DataObject) 
     assert got == tuple(t.to_value(c) for t, c in zip(schema.types, codes, strict=True))
     with pytest.raises(ValueError):
         schema.values_for((*codes, 0))  # a wrong count still fails as zip(strict) does
+
+
+# every field kind with codes its to_code can return, for the compiled encoders' plan
+_PLAN_CASES: list[tuple[FieldType, Any]] = [
+    (Bool(), st.booleans()),
+    (UInt8(), st.integers(0, 255)),
+    (UInt16(), st.integers(0, 2**16 - 1)),
+    (UInt32(), st.integers(0, 2**32 - 1)),
+    (Int8(), st.integers(-128, 127)),
+    (Int16(), st.integers(-(2**15), 2**15 - 1)),
+    (Int32(), st.integers(-(2**31), 2**31 - 1)),
+    (VarUInt(), st.integers(0, 2**64 - 1)),
+    (VarInt(), st.integers(-(2**63), 2**63 - 1)),
+    (POS, st.integers(0, POS.steps)),
+    (Float(0, 1, 1e-7), st.integers(0, Float(0, 1, 1e-7).steps)),  # 3 bytes
+    (Float(-1, 1, 0.1), st.integers(0, 20)),  # 1 byte
+    (String(8), st.text(max_size=8).map(lambda s: s.encode()[:8].decode("utf-8", "ignore"))),
+]
+
+
+@given(st.data())
+@settings(max_examples=300, deadline=None)
+def test_field_plan_writes_what_encode_writes(data: st.DataObject) -> None:
+    """The compiled encoders (shared.state) write each field by its plan with wire.field:
+    the same bytes as the field type's own encode, for every kind and width."""
+    ftype, codes = data.draw(st.sampled_from(_PLAN_CASES))
+    code = data.draw(codes)
+    op, arg = schema_mod.field_plan(ftype)
+    assert op >= 0
+    assert wire.field(op, arg, code) == ftype.encode(code)
+
+
+def test_field_plan_leaves_an_overridden_encode_to_the_type() -> None:
+    """A field type whose encode is its own gets op -1: records and patches call its encode."""
+
+    @attrs.frozen
+    class Tagged(UInt8):
+        def encode(self, code: Any) -> bytes:
+            return b"\xee" + super().encode(code)
+
+    etype = EntityType("tagged", t=Tagged(), u=UInt8())
+    assert etype.plan == ((-1, 0), (wire.FIELD_UINT, 1))
+    state = State(Schema(etype))
+    entity = state.spawn(etype, t=7, u=9)
+    assert encode_record(entity) == b"\x01\x00\xee\x07\x09"
+    with pytest.raises(ValueError, match="unknown field op"):
+        wire.field(99, 0, 1)
+
+
+def test_arena_plans() -> None:
+    assert PLAYER.plan == (
+        (wire.FIELD_UINT, 2),
+        (wire.FIELD_UINT, 2),
+        (wire.FIELD_VARUINT, 0),
+        (wire.FIELD_UINT, 1),
+        (wire.FIELD_VARUINT, 0),
+        (wire.FIELD_STRING, 32),
+    )
+    assert GEM.plan == ((wire.FIELD_UINT, 2), (wire.FIELD_UINT, 2), (wire.FIELD_UINT, 1))
