@@ -4,7 +4,9 @@ markers, the one-line failures; and a smoke run of the micro-benchmarks (tiny co
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -173,6 +175,31 @@ def test_micro_benchmarks_smoke() -> None:
         assert row["floor_us"] > 0, key
         # the best batch is the fastest, the figure the median one: never the other way round
         assert row["floor_us"] <= row["best_us"] <= row["us"], (key, row)
+
+
+def test_micro_room_players_keep_moving() -> None:
+    """The micro-benchmark's room rows time players who wander as the bots do: after a minute
+    of ticks they still move every tick (a constant input parks them against a wall, and a
+    room that changes nothing costs a fraction of the bench's)."""
+    import account_micro as am
+
+    def moved_per_tick(step: Callable[[], list[tuple[Any, ...]]]) -> float:
+        room, numbers = am.arena_room()
+        avatars = [room.player(n).data["avatar"] for n in numbers]  # type: ignore[union-attr]
+        moved = 0
+        for seq in range(1, 1401):  # 70 s at 20 Hz; count the last 200 ticks
+            before = [(a.x, a.y) for a in avatars]
+            for number, codes in zip(numbers, step(), strict=True):
+                room.push_input(number, seq, codes)
+            room.tick()
+            if seq > 1200:
+                moved += sum((a.x, a.y) != b for a, b in zip(avatars, before, strict=True))
+        return moved / 200
+
+    wandering = am.Wandering(am.ROOM)
+    const = [am.INPUT.codes_for({"dx": 0.5, "dy": -0.25})] * am.ROOM
+    assert moved_per_tick(wandering.step) > 0.9 * am.ROOM
+    assert moved_per_tick(lambda: const) == 0
 
 
 def test_compiled_frames_of_a_native_profile_have_their_rows() -> None:

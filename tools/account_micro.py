@@ -22,6 +22,7 @@ DELTA per player per tick):
   ``struct.unpack_from`` of the five bytes and the varint's arithmetic.
 * the game's update: ``Room.tick`` of an arena room of 8 (8 inputs applied, ``Arena.update``,
   the resume history as the server keeps it), less its ``State.encode_delta``, per room / 8.
+  The players wander as the bench's bots do (:class:`Wandering`), so that they keep moving.
   Floor: the arena's arithmetic on plain floats (8 moves, clamps and 6 gem checks).
 * delta encoding: ``State.encode_delta`` inside those ticks (a checksum every 5th), plus the
   frame header (``binary_frame``), per room / 8. Floor: the same bytes from one
@@ -42,7 +43,9 @@ DELTA per player per tick):
 from __future__ import annotations
 
 import gc
+import math
 import os
+import random
 import select
 import socket
 import ssl
@@ -58,6 +61,7 @@ from typing import Any
 import trio
 import trustme
 
+from clients.bots.behaviours import TURN_CHANCE
 from gameserver._tws import FastConnection
 from gameserver.games.arena import INPUT, PICKUP_RADIUS, WORLD, Arena
 from gameserver.limits import MessageLimiter
@@ -403,11 +407,35 @@ def bench_decode(n: int, repeats: int) -> tuple[Figures, Figures]:
     return run_batches(batch, n, repeats), run_batches(floor, n, repeats)
 
 
+class Wandering:
+    """The inputs of players who wander as the bench's bots do (``gamebots``' default
+    behaviour): each keeps a heading and turns by up to 90 degrees with the bots' chance per
+    input, so that they keep moving (a constant input would park them against a wall within
+    seconds, and a room whose players stand still encodes and updates almost nothing)."""
+
+    def __init__(self, players: int, seed: int = 1) -> None:
+        self.rng = random.Random(seed)
+        self.headings = [self.rng.uniform(0.0, 2 * math.pi) for _ in range(players)]
+        self.codes = [self._codes(h) for h in self.headings]
+
+    @staticmethod
+    def _codes(heading: float) -> tuple[Any, ...]:
+        return INPUT.codes_for({"dx": math.cos(heading), "dy": math.sin(heading)})
+
+    def step(self) -> list[tuple[Any, ...]]:
+        """Each player's input for the next tick (untimed: the bots build them)."""
+        rng = self.rng
+        for i in range(len(self.headings)):
+            if rng.random() < TURN_CHANCE:
+                self.headings[i] += rng.uniform(-math.pi / 2, math.pi / 2)
+                self.codes[i] = self._codes(self.headings[i])
+        return self.codes
+
+
 def bench_room(n: int, repeats: int, overhead: float) -> dict[str, Figures]:
     """Room ticks of 8 / 8: the update (tick less encode_deltas) and the encoding (v3, and v2
     for the resume history, as the bench's rooms do), per player."""
     room, numbers = arena_room()
-    codes = INPUT.codes_for({"dx": 0.5, "dy": -0.25})
     room.codings = frozenset((3,))  # the bench's bots speak gamesync.v3
     inner = [0]
     pc = time.perf_counter_ns
@@ -415,13 +443,14 @@ def bench_room(n: int, repeats: int, overhead: float) -> dict[str, Figures]:
     seq = [0]
     ticks: list[int] = []
     encodes: list[int] = []
+    steer = Wandering(len(numbers))
 
     def batch(k: int) -> int:
         total = 0
         inner[0] = 0
         for _ in range(k):
             seq[0] += 1
-            for number in numbers:
+            for number, codes in zip(numbers, steer.step(), strict=True):
                 room.push_input(number, seq[0], codes)
             t0 = pc()
             room.tick()
