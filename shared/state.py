@@ -76,11 +76,9 @@ def encode_masked(entity: Entity, mask: int) -> bytes:
 
 
 def records_checksum(records: Iterable[bytes]) -> int:
-    """CRC-32 (IEEE, as zlib.crc32) over full entity records in ascending id order."""
-    crc = 0
-    for rec in records:
-        crc = zlib.crc32(rec, crc)
-    return crc
+    """CRC-32 (IEEE, as zlib.crc32) over full entity records in ascending id order: the CRC of
+    their concatenation (one call, the same value as chaining a call per record)."""
+    return zlib.crc32(b"".join(records))
 
 
 def record_crc(record: bytes) -> int:
@@ -178,7 +176,7 @@ class State:
                 self.removal_log.append(ent)
 
     def checksum(self) -> int:
-        return records_checksum(encode_record(e) for e in self.entities.values())
+        return records_checksum([encode_record(e) for e in self.entities.values()])
 
     def snapshot_body(self) -> bytes:
         """Entity count and every entity in full, ascending id order."""

@@ -474,3 +474,14 @@ def test_structural_desyncs() -> None:
         replica.apply_delta(Delta(2, None, (), (), (), (99,)))
     with pytest.raises(DesyncError, match="patches entity 99"):
         replica.type_of(99)
+
+
+@given(st.lists(st.binary(max_size=40), max_size=20))
+def test_records_checksum_is_the_chained_crc(records: list[bytes]) -> None:
+    """One CRC over the records joined is the CRC chained record by record (the definition in
+    docs/protocol.md), for any records, none included."""
+    crc = 0
+    for rec in records:
+        crc = zlib.crc32(rec, crc)
+    assert records_checksum(records) == crc
+    assert records_checksum(iter(records)) == crc
