@@ -43,19 +43,7 @@ def encode_record(entity: Entity) -> bytes:
 
 def encode_patch(entity: Entity) -> bytes:
     """An entity's changed fields: id, field mask (``mask_bytes`` LE), the changed fields."""
-    etype = entity.etype
-    mask = entity.mask
-    out = [wire.varint(entity.id), mask.to_bytes(etype.mask_bytes, "little")]
-    plan = etype.plan
-    codes = entity.codes
-    i = 0
-    while mask:
-        if mask & 1:
-            op, arg = plan[i]
-            out.append(wire.field(op, arg, codes[i]) if op >= 0 else etype.encoders[i](codes[i]))
-        mask >>= 1
-        i += 1
-    return b"".join(out)
+    return encode_masked(entity, entity.mask)
 
 
 def encode_masked(entity: Entity, mask: int) -> bytes:
