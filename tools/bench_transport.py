@@ -46,7 +46,6 @@ import wsproto
 from trio_websocket import ConnectionClosed, WebSocketConnection, wrap_server_stream
 
 from gameserver import _tws
-from gameserver._tws import FastConnection
 from shared.wsframe import OP_BINARY, binary_frame, check_response, client_request, frame, new_key
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -98,7 +97,13 @@ async def _tick_loop(
                     counts.sent += 1
 
 
-async def _handle(path: str, conns: list[Any], counts: Counts, stream: trio.abc.Stream) -> None:
+async def _handle(
+    path: str,
+    conns: list[Any],
+    counts: Counts,
+    ssl_context: ssl.SSLContext | None,
+    stream: trio.abc.Stream,
+) -> None:
     if path == "tws":
         async with trio.open_nursery() as nursery:  # holds trio-websocket's reader task
             request = await wrap_server_stream(nursery, stream, max_message_size=4096)
@@ -113,10 +118,15 @@ async def _handle(path: str, conns: list[Any], counts: Counts, stream: trio.abc.
             nursery.cancel_scope.cancel()
     else:
         deadline = trio.current_time() + 30
-        req = await _tws.receive_request(stream, max_message_size=4096, deadline=deadline)
-        if req is None:
+        # the takeover does TLS itself (an SSLObject over memory BIOs), on the raw TCP stream
+        req = await _tws.receive_request(
+            stream, ssl_context, max_message_size=4096, deadline=deadline
+        )
+        if not isinstance(req, _tws.UpgradeRequest):
+            if req is not None:
+                req.close()
             return
-        conns.append(FastConnection.take_over(await req.accept(subprotocol=SUBPROTOCOL)))
+        conns.append(await req.accept(SUBPROTOCOL, 4096))
         await trio.sleep_forever()
 
 
@@ -124,9 +134,11 @@ async def measure(path: str, tls: bool, ca: trustme.CA, ca_file: Path, args: Any
     conns: list[Any] = []
     counts = Counts()
     listeners: list[Any]
+    ctx: ssl.SSLContext | None = None
     if tls:
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ca.issue_cert("127.0.0.1").configure_cert(ctx)
+    if tls and path == "tws":
         listeners = await trio.open_ssl_over_tcp_listeners(
             0, ctx, host="127.0.0.1", https_compatible=True
         )
@@ -155,7 +167,7 @@ async def measure(path: str, tls: bool, ca: trustme.CA, ca_file: Path, args: Any
     client = subprocess.Popen(client_cmd)
     try:
         async with trio.open_nursery() as nursery:
-            serve: Any = partial(trio.serve_listeners, partial(_handle, path, conns, counts))
+            serve: Any = partial(trio.serve_listeners, partial(_handle, path, conns, counts, ctx))
             await nursery.start(serve, listeners)
             with trio.fail_after(30):
                 while len(conns) < args.players:
@@ -254,7 +266,7 @@ def _client_loop(args: Any) -> None:
             if not chunk:
                 raise SystemExit("the server closed during the handshake")
             head += chunk
-        check_response(head.partition(b"\r\n\r\n")[0], key)
+        check_response(head.partition(b"\r\n\r\n")[0], key, [SUBPROTOCOL])
         sock.setblocking(False)
         sel.register(sock, selectors.EVENT_READ)
         socks.append(sock)
