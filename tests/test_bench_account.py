@@ -222,3 +222,74 @@ def test_compiled_frames_of_a_native_profile_have_their_rows() -> None:
         ("frames", "FrameReader (compiled)"): 3,
         ("decode", "decode_input (compiled)"): 2,
     }
+
+
+PERF_REPORT = """\
+# To display the perf.data header info, please use --header/--header-only options.
+#
+# Samples: 2K of event 'cpu-clock'
+# Overhead  Shared Object
+# ........  ..............................
+#
+    54.72%  libpython3.11.so.1.0
+    24.41%  [kernel.kallsyms]
+     6.97%  libcrypto.so.3
+     4.26%  libssl.so.3
+     4.16%  shared__mypyc_group__mypyc.cpython-311-x86_64-linux-gnu.so
+     3.82%  libc.so.6
+     0.54%  _socket.cpython-311-x86_64-linux-gnu.so
+     0.41%  _ssl.cpython-311-x86_64-linux-gnu.so
+     0.09%  libz.so.1.2.13
+"""
+
+
+def test_perf_report_by_library() -> None:
+    dso = al.parse_perf_dso(PERF_REPORT)
+    assert len(dso) == 9 and dso["libpython3.11.so.1.0"] == pytest.approx(0.5472)
+    assert al.native_group("[kernel.kallsyms]") == "kernel"
+    assert al.native_group("/usr/lib/x86_64-linux-gnu/libssl.so.3") == "openssl"
+    assert al.native_group("shared__mypyc_group__mypyc.cpython-311-x86_64-linux-gnu.so") == (
+        "compiled"
+    )
+    assert al.native_group("_ssl.cpython-311-x86_64-linux-gnu.so") == "extensions"
+    assert al.native_group("libz.so.1.2.13") == "other"
+    # 50% of a core over 10,000 player-ticks a second: 50 µs per player-tick in all
+    rows = al.native_rows(dso, 0.5, 10_000)
+    assert rows["interpreter"]["us"] == pytest.approx(50 * 0.5472 / 0.9938, abs=0.01)
+    assert rows["openssl"]["share"] == pytest.approx((0.0697 + 0.0426) / 0.9938, abs=1e-4)
+    assert sum(r["share"] for r in rows.values()) == pytest.approx(1.0, abs=1e-3)
+    table = al.native_table(rows)
+    assert table.splitlines()[2].startswith("| CPython's interpreter") and "27.5" in table
+    assert table.splitlines()[-1] == "| **total** | 100% | **50.0** |"
+
+
+def test_render_the_split_by_library_and_the_transport_alone() -> None:
+    rows = al.native_rows(al.parse_perf_dso(PERF_REPORT), 0.74, 9600)
+    native = {
+        "command": "python tools/bench_account.py --part native --players 480",
+        "players_target": 480,
+        "players": 480,
+        "server_cpu": 0.74,
+        "player_ticks_per_s": 9600,
+        "perf_cmd": "perf record -e cpu-clock -p 1",
+        "rows": rows,
+        "transport": {
+            "command": "tools/bench_transport.py --players 480",
+            "cpu": 0.37,
+            "us_per_player_tick": 38.54,
+            "size": 39,
+            "input_size": 5,
+        },
+    }
+    text = ba.render({"date_utc": "2026-12-03", "git_commit": "abc1234", "native": native})
+    assert "part of a player-tick" not in text  # no empty account table
+    assert "**By library**" in text and "77.1 µs per player-tick" in text
+    assert "38.5 µs per player-tick, 50% of the server's" in text
+    assert "    tools/bench_transport.py --players 480" in text
+
+
+def test_missing_perf_is_one_line(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    monkeypatch.setattr(ba.shutil, "which", lambda name: None)
+    assert ba.main(["--part", "native", "--json", "/nonexistent/a.json", "--no-notes"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("bench_account: perf is not installed")

@@ -309,3 +309,79 @@ def bots_table(rows: Sequence[tuple[str, str]], profile: Mapping[str, Mapping[st
         lines.append(f"| {title} | {_num(p.get('us'))} | {_pct(p.get('share'))} |")
     lines.append(f"| **total** | **{_num(total)}** | 100% |")
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ by library (perf)
+#: (key, title) of the groups a ``perf report --sort dso`` split puts the core's time in
+NATIVE_GROUPS: tuple[tuple[str, str], ...] = (
+    ("interpreter", "CPython's interpreter and runtime (libpython: bytecode, objects, calls)"),
+    ("kernel", "the kernel (syscalls, loopback TCP, epoll, scheduler)"),
+    ("openssl", "OpenSSL (libssl, libcrypto: TLS records, AES-GCM)"),
+    ("compiled", "the modules compiled with mypyc (frames, encoders, limits)"),
+    ("libc", "libc (malloc, memcpy)"),
+    ("extensions", "CPython's C modules (_socket, _ssl, select, ...)"),
+    ("other", "anything else"),
+)
+
+_PERF_LINE = re.compile(r"^\s*(?P<pct>\d+(?:\.\d+)?)%\s+(?P<dso>\S.*?)\s*$")
+
+
+def parse_perf_dso(text: str) -> dict[str, float]:
+    """``perf report --sort dso --stdio`` (no call graphs) as {dso: share 0..1}."""
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("#"):
+            continue
+        m = _PERF_LINE.match(line)
+        if m:
+            dso = m.group("dso")
+            out[dso] = out.get(dso, 0.0) + float(m.group("pct")) / 100
+    return out
+
+
+def native_group(dso: str) -> str:
+    """Which of :data:`NATIVE_GROUPS` a shared object's samples belong to."""
+    name = dso.rsplit("/", 1)[-1]
+    if name.startswith("[kernel") or name in ("[vdso]", "[kernel.vmlinux]"):
+        return "kernel"
+    if name.startswith("libpython") or name.startswith("python3"):
+        return "interpreter"
+    if name.startswith(("libssl", "libcrypto")):
+        return "openssl"
+    if "mypyc" in name:
+        return "compiled"
+    if name.startswith(("libc.so", "libc-", "ld-linux", "libm.so")):
+        return "libc"
+    if ".cpython-" in name:
+        return "extensions"
+    return "other"
+
+
+def native_rows(
+    dso_shares: Mapping[str, float], cpu_fraction: float, units_per_s: float
+) -> dict[str, dict[str, Any]]:
+    """Per group: its share of the process's samples, its µs per unit, and its objects."""
+    total = sum(dso_shares.values())
+    out: dict[str, dict[str, Any]] = {}
+    for key, _ in NATIVE_GROUPS:
+        objs = {d: s for d, s in dso_shares.items() if native_group(d) == key}
+        share = sum(objs.values()) / total if total else 0.0
+        out[key] = {
+            "share": round(share, 4),
+            "us": round(us_per_unit(share, cpu_fraction, units_per_s), 2),
+            "objects": {
+                d: round(s / total, 4) for d, s in sorted(objs.items(), key=lambda kv: -kv[1])
+            },
+        }
+    return out
+
+
+def native_table(rows: Mapping[str, Mapping[str, Any]]) -> str:
+    lines = ["| where | share of the server's CPU | µs per player-tick |", "| --- | ---: | ---: |"]
+    for key, title in NATIVE_GROUPS:
+        row = rows.get(key)
+        if row and row["share"] > 0:
+            lines.append(f"| {title} | {_pct(row['share'])} | {_num(row['us'])} |")
+    total = sum(r["us"] for r in rows.values())
+    lines.append(f"| **total** | 100% | **{total:.1f}** |")
+    return "\n".join(lines)

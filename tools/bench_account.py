@@ -1,12 +1,12 @@
 """The account of one player-tick of the server at capacity, and of the load generator.
 
-    python tools/bench_account.py [--part all|profile|micro|bots] [--players 1000]
+    python tools/bench_account.py [--part all|profile|micro|bots|native] [--players 1000]
                                   [--bots 1500] [--seconds 15] [--json bench/account.json]
     python tools/bench_account.py --render bench/account.json     # the markdown only
 
 Rows of a player-tick (tools/accountlib.py): TLS read (recv syscall + decrypt), frame parsing,
 input decoding, the game's update, delta encoding (per room, / 8), TLS write (encrypt), the
-send syscall, and bookkeeping (limits, stats, outbound, scheduler: the rest). Two sources:
+send syscall, and bookkeeping (limits, stats, outbound, scheduler: the rest). The sources:
 
 ``profile``  The real server at ``--players`` (arena rooms of 8, 20 Hz, inputs at 20 Hz, WSS,
              ``--cpu-budget 0``), started as tools/bench.py starts it (pinned to core 0, the
@@ -23,6 +23,12 @@ send syscall, and bookkeeping (limits, stats, outbound, scheduler: the rest). Tw
              that many (it saturates; what is measured is the bots' own cost): their CPU per bot
              and per bot-tick (a state message received, an input sent), and a py-spy profile
              of where it goes.
+``native``   (not in ``all``) The server at ``--players`` again, sampled by ``perf record -e
+             cpu-clock`` instead of py-spy: its CPU split by shared object (CPython's
+             interpreter, the kernel, OpenSSL, the compiled modules, libc, CPython's C
+             modules), each as a share and µs per player-tick. Then the transport alone at the
+             same load: tools/bench_transport.py's takeover over TLS pinned to core 0, with the
+             server's message sizes (from /metrics), no rooms, game or encoding. Needs perf.
 
 Writes the JSON (``--json``) and puts the markdown into bench/notes.md between the
 ``account:begin`` / ``account:end`` markers (``--no-notes`` to leave it); then
@@ -44,6 +50,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +127,82 @@ def record(
     return shlex.join(cmd)
 
 
+# ------------------------------------------------------------------ perf
+def find_perf() -> str:
+    found = shutil.which("perf")
+    if found is None:
+        raise AccountError(
+            "perf is not installed (Debian: `apt-get install linux-perf`); the split by "
+            "library needs it"
+        )
+    return found
+
+
+def perf_sampler(args: argparse.Namespace, perf: str) -> Sampler:
+    """``perf record -e cpu-clock`` of the process (a software clock: this guest has no
+    hardware counters), then its samples by shared object, as text."""
+
+    def sample(pid: int, out: Path) -> str:
+        data = out.with_suffix(".perf.data")
+        cmd = [
+            "taskset", "-c", bm.LOADGEN_CORE, perf, "record", "-e", "cpu-clock",
+            "-F", str(args.rate), "-p", str(pid), "-o", str(data), "--", "sleep",
+            f"{args.seconds:g}",
+        ]  # fmt: skip
+        report = [
+            perf, "report", "-i", str(data), "--no-children", "--sort", "dso", "--stdio",
+        ]  # fmt: skip
+        try:
+            rec = subprocess.run(cmd, capture_output=True, text=True, timeout=args.seconds + 60)
+            rep = subprocess.run(report, capture_output=True, text=True, timeout=120)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise AccountError(f"perf failed: {exc}") from None
+        if rec.returncode != 0 or rep.returncode != 0 or not al.parse_perf_dso(rep.stdout):
+            why = last_line(rec.stderr if rec.returncode else rep.stderr)
+            raise AccountError(
+                f"perf record of pid {pid} gave no samples: {why} (perf needs "
+                "`sysctl kernel.perf_event_paranoid=1` or root)"
+            )
+        out.write_text(rep.stdout)
+        return shlex.join(cmd)
+
+    return sample
+
+
+def transport_floor(players: int, size: int, input_size: int, seconds: float) -> dict[str, Any]:
+    """tools/bench_transport.py's takeover over TLS, pinned to the server's core: the same
+    players, messages and sizes as the server's, through the same connection code, with no
+    rooms, game or encoding. Its CPU per player-tick is what the transport alone costs."""
+    cmd = [
+        "taskset", "-c", bm.SERVER_CORE, ".venv/bin/python", "tools/bench_transport.py",
+        "--players", str(players), "--size", str(size), "--input-size", str(input_size),
+        "--hz", str(TICK_RATE), "--input-hz", str(TICK_RATE), "--seconds", f"{seconds:g}",
+        "--path", "takeover", "--tls-only",
+    ]  # fmt: skip
+    try:
+        run = subprocess.run(
+            [*cmd[:3], str(bm.VENV_PY), *cmd[4:]],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=seconds + 180,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise AccountError(f"bench_transport failed: {exc}") from None
+    for line in run.stdout.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 10 and cells[0] == "takeover":
+            cpu = float(cells[2]) / 100
+            return {
+                "command": shlex.join(cmd),
+                "cpu": cpu,
+                "us_per_player_tick": round(cpu * 1e6 / (players * TICK_RATE), 2),
+                "size": size,
+                "input_size": input_size,
+            }
+    raise AccountError(f"bench_transport printed no takeover row: {last_line(run.stderr)}")
+
+
 # ------------------------------------------------------------------ a load run
 def settings(args: argparse.Namespace, work: Path, duration: float) -> bm.Settings:
     state = work / "state"
@@ -144,11 +227,29 @@ def counter(s: dict[bl.MetricKey, float] | None, name: str) -> float:
     return (bl.metric(s or {}, f"{name}_total") or bl.metric(s or {}, name)) or 0.0
 
 
+#: samples a process: (pid, where its text goes) -> the command that did it
+Sampler = Callable[[int, Path], str]
+
+
+def py_spy_sampler(args: argparse.Namespace, py_spy: str) -> Sampler:
+    def sample(pid: int, out: Path) -> str:
+        check_attach(py_spy, pid)
+        return record(py_spy, pid, args.seconds, args.rate, out, getattr(args, "native", False))
+
+    return sample
+
+
 def load_run(
-    args: argparse.Namespace, players: int, target: str, work: Path, py_spy: str
+    args: argparse.Namespace,
+    players: int,
+    target: str,
+    work: Path,
+    sample: Sampler,
+    cmd_key: str = "py_spy_cmd",
 ) -> dict[str, Any]:
     """Start a server and ``players`` bots as tools/bench.py does, wait until they are in, then
-    py-spy ``target`` ("server" or "bots") for ``--seconds``, sampling CPU and /metrics."""
+    sample ``target`` ("server" or "bots") for ``--seconds`` (py-spy, or perf for the split by
+    library), reading CPU and /metrics over the same window."""
     rooms = players // bl.ROOM_SIZE
     players = rooms * bl.ROOM_SIZE
     settle = 5.0
@@ -174,7 +275,6 @@ def load_run(
             except RuntimeError as exc:
                 raise AccountError(f"{exc}; see {err_path}") from None
             url, metrics_url = lines["listening on "], lines["metrics on "]
-            check_attach(py_spy, server.pid)
             cmd = bm.bots_command(
                 "gameserver", st, url, rooms, work / f"{tag}.report.json", metrics_url
             )
@@ -187,14 +287,10 @@ def load_run(
                 time.sleep(0.5)
             time.sleep(settle)
             pid = server.pid if target == "server" else bots.pid
-            if target == "bots":
-                check_attach(py_spy, bots.pid)
             m0 = bm.scrape(metrics_url)
             k0 = kernel_times(server.pid)
             s0, b0, c0, t0 = proc_times(server.pid), bm.tree_cpu(bots.pid), bm.read_cores(), now()
-            rec["py_spy_cmd"] = record(
-                py_spy, pid, args.seconds, args.rate, raw, getattr(args, "native", False)
-            )
+            rec[cmd_key] = sample(pid, raw)
             s1, b1, c1, t1 = proc_times(server.pid), bm.tree_cpu(bots.pid), bm.read_cores(), now()
             k1 = kernel_times(server.pid)
             m1 = bm.scrape(metrics_url)
@@ -221,6 +317,10 @@ def load_run(
     rec["messages_received_per_s"] = round(received / wall, 1)
     rec["messages_sent_per_s"] = round(sent / wall, 1)
     rec["room_ticks_per_s"] = round(ticks / wall, 1)
+    out_bytes = counter(m1, "gameserver_sent_bytes") - counter(m0, "gameserver_sent_bytes")
+    in_bytes = counter(m1, "gameserver_received_bytes") - counter(m0, "gameserver_received_bytes")
+    rec["bytes_per_message_sent"] = round(out_bytes / sent, 1) if sent else None
+    rec["bytes_per_message_received"] = round(in_bytes / received, 1) if received else None
     rec["raw"] = raw.read_text()
     return rec
 
@@ -257,7 +357,7 @@ def kernel_part(prof: dict[str, Any]) -> str:
 
 # ------------------------------------------------------------------ the parts
 def part_profile(args: argparse.Namespace, work: Path, py_spy: str) -> dict[str, Any]:
-    rec = load_run(args, args.players, "server", work / "profile", py_spy)
+    rec = load_run(args, args.players, "server", work / "profile", py_spy_sampler(args, py_spy))
     t = al.tally(al.parse_raw(rec.pop("raw")), al.SERVER_RULES)
     rec["samples"] = t.total
     rec["rows"] = al.profile_rows(t, rec["server_cpu"], rec["player_ticks_per_s"], al.SERVER_ROWS)
@@ -265,7 +365,7 @@ def part_profile(args: argparse.Namespace, work: Path, py_spy: str) -> dict[str,
 
 
 def part_bots(args: argparse.Namespace, work: Path, py_spy: str) -> dict[str, Any]:
-    rec = load_run(args, args.bots, "bots", work / "bots", py_spy)
+    rec = load_run(args, args.bots, "bots", work / "bots", py_spy_sampler(args, py_spy))
     t = al.tally(al.parse_raw(rec.pop("raw")), al.BOT_RULES)
     rec["samples"] = t.total
     # a bot-tick: one state message received and one input sent (inputs at the tick rate)
@@ -276,6 +376,23 @@ def part_bots(args: argparse.Namespace, work: Path, py_spy: str) -> dict[str, An
     rec["ms_cpu_per_bot_per_s"] = round(rec["bots_cpu"] * 1000 / max(1, args.bots), 3)
     # one core's worth of bots at the full rate (20 state messages in, 20 inputs out per second)
     rec["core_needed_at_full_rate"] = round(per_tick * args.bots * TICK_RATE / 1e6, 3)
+    return rec
+
+
+def part_native(args: argparse.Namespace, work: Path, perf: str) -> dict[str, Any]:
+    """The server at ``--players`` by shared object (perf), and the transport alone at the
+    same load (tools/bench_transport.py)."""
+    rec = load_run(
+        args, args.players, "server", work / "native", perf_sampler(args, perf), "perf_cmd"
+    )
+    dso = al.parse_perf_dso(rec.pop("raw"))
+    rec["rows"] = al.native_rows(dso, rec["server_cpu"], rec["player_ticks_per_s"])
+    size = round(rec.get("bytes_per_message_sent") or 40)
+    input_size = round(rec.get("bytes_per_message_received") or 5)
+    bm.log(f"the transport alone at {args.players} players ({size} B out, {input_size} B in)")
+    rec["transport"] = transport_floor(
+        int(rec.get("players") or args.players), size, input_size, args.seconds
+    )
     return rec
 
 
@@ -298,7 +415,8 @@ def render(data: dict[str, Any]) -> str:
     prof = data.get("profile")
     micro = data.get("micro")
     bots = data.get("bots")
-    parts = [p for p in (prof, micro, bots) if p]
+    native = data.get("native")
+    parts = [p for p in (prof, micro, bots, native) if p]
     commands = {p.get("command", "") for p in parts}
     one = len(commands) == 1
     out = [
@@ -343,7 +461,8 @@ def render(data: dict[str, Any]) -> str:
             "",
         ]
     rows = al.SERVER_ROWS
-    out += [al.account_table(rows, (prof or {}).get("rows"), (micro or {}).get("rows")), ""]
+    if prof or micro:
+        out += [al.account_table(rows, (prof or {}).get("rows"), (micro or {}).get("rows")), ""]
     if prof:
         hidden = [
             title for key, title in rows
@@ -391,7 +510,41 @@ def render(data: dict[str, Any]) -> str:
             al.parts_lines(bots["rows"], al.BOT_ROWS),
             "",
         ]
+    if native:
+        out += render_native(native, [] if one else own(native))
     return "\n".join(out).rstrip() + "\n"
+
+
+def render_native(native: dict[str, Any], command: list[str]) -> list[str]:
+    per_tick = al.us_per_unit(1.0, native["server_cpu"], native["player_ticks_per_s"])
+    out = [
+        "**By library** (perf, `cpu-clock`"
+        + (f"; measured {native['measured']}" if native.get("measured") else "")
+        + f"): {native.get('players') or native['players_target']:.0f}"
+        f" players, server CPU {100 * native['server_cpu']:.1f}% of core 0, {per_tick:.1f} µs "
+        "per player-tick. perf samples every frame, Python's or not, so this splits the same "
+        "time as the rows above by where the CPU ran:",
+        "",
+        *command,
+        f"    {native['perf_cmd']}",
+        "",
+        al.native_table(native["rows"]),
+        "",
+    ]
+    floor = native.get("transport")
+    if floor:
+        share = floor["us_per_player_tick"] / per_tick if per_tick else 0.0
+        out += [
+            f"**The transport alone** at the same load (tools/bench_transport.py's takeover: "
+            f"the same connection code, {floor['size']} B out and {floor['input_size']} B in per "
+            "player-tick over TLS, no rooms, game or encoding): "
+            f"{100 * floor['cpu']:.1f}% of core 0, {floor['us_per_player_tick']:.1f} µs per "
+            f"player-tick, {share:.0%} of the server's.",
+            "",
+            f"    {floor['command']}",
+            "",
+        ]
+    return out
 
 
 def put_in_notes(markdown: str, notes: Path = NOTES) -> bool:
@@ -408,7 +561,13 @@ def put_in_notes(markdown: str, notes: Path = NOTES) -> bool:
 # ------------------------------------------------------------------ main
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="The account of a player-tick, and of the bots.")
-    p.add_argument("--part", choices=("all", "profile", "micro", "bots"), default="all")
+    p.add_argument(
+        "--part",
+        choices=("all", "profile", "micro", "bots", "native"),
+        default="all",
+        help="all: profile, micro and bots; native: the split by library (perf) and the "
+        "transport alone",
+    )
     p.add_argument("--players", type=int, default=1000, help="profile: players (rooms of 8)")
     p.add_argument("--bots", type=int, default=1500, help="bots: bots (rooms of 8)")
     p.add_argument("--seconds", type=float, default=15.0, help="py-spy's window")
@@ -466,7 +625,11 @@ def measure(args: argparse.Namespace, argv: list[str] | None) -> dict[str, Any]:
     if args.render is None and args.json.exists() and args.part != "all":
         with contextlib.suppress(ValueError):  # keep the other parts of an earlier run
             old = json.loads(args.json.read_text())
-            data.update({k: old[k] for k in ("profile", "micro", "bots") if k in old})
+            kept = {k: old[k] for k in ("profile", "micro", "bots", "native") if k in old}
+            data.update(kept)
+            if kept:  # the account's date stays that of the parts kept; the new part has its own
+                for key in ("date_utc", "git_commit"):
+                    data[key] = old.get(key, data[key])
     py_spy = find_py_spy() if args.part in ("all", "profile", "bots") else ""
     with tempfile.TemporaryDirectory(prefix="bench-account-") as tmp:
         work = Path(tmp)
@@ -479,6 +642,14 @@ def measure(args: argparse.Namespace, argv: list[str] | None) -> dict[str, Any]:
         if args.part in ("all", "bots"):
             bm.log(f"profile of gamebots at {args.bots} bots")
             data["bots"] = {**part_bots(args, work, py_spy), "command": command}
+        if args.part == "native":
+            perf = find_perf()
+            bm.log(f"the server at {args.players} players by library (perf)")
+            data["native"] = {
+                **part_native(args, work, perf),
+                "command": command,
+                "measured": f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d} at {m['git_commit']}",
+            }
     return data
 
 
