@@ -286,6 +286,24 @@ def test_render_the_split_by_library_and_the_transport_alone() -> None:
     assert "**By library**" in text and "77.1 µs per player-tick" in text
     assert "38.5 µs per player-tick, 50% of the server's" in text
     assert "    tools/bench_transport.py --players 480" in text
+    assert "room's tick alone" not in text
+    native["rooms"] = {
+        "rooms": 60, "players": 480, "ticks": 100, "us_per_player": 15.0,
+        "encode_us_per_player": 5.0, "command": "tools/account_rooms.py --players 480",
+    }  # fmt: skip
+    text = ba.render({"date_utc": "2026-12-03", "git_commit": "abc1234", "native": native})
+    assert "15.0 µs per player (5.0 of it the encoding)" in text
+    assert "come to 53.5 µs per player-tick, 69% of the server's" in text
+    assert "1,500 players at the admission budget (0.85 of a core) need 28.3 µs" in text
+
+
+def test_rooms_in_turn_time_moving_players() -> None:
+    import account_rooms
+
+    out = account_rooms.rooms_in_turn(players=24, ticks=5)
+    assert out["rooms"] == 3 and out["players"] == 24 and out["ticks"] == 5
+    # the players move, so every tick encodes: the encoding is part of the tick, not zero
+    assert 0 < out["encode_us_per_player"] < out["us_per_player"]
 
 
 def test_missing_perf_is_one_line(monkeypatch: pytest.MonkeyPatch, capsys) -> None:

@@ -28,7 +28,8 @@ send syscall, and bookkeeping (limits, stats, outbound, scheduler: the rest). Th
              interpreter, the kernel, OpenSSL, the compiled modules, libc, CPython's C
              modules), each as a share and µs per player-tick. Then the transport alone at the
              same load: tools/bench_transport.py's takeover over TLS pinned to core 0, with the
-             server's message sizes (from /metrics), no rooms, game or encoding. Needs perf.
+             server's message sizes (from /metrics), no rooms, game or encoding; and the rooms'
+             ticks alone (tools/account_rooms.py, as many rooms, no sockets). Needs perf.
 
 Writes the JSON (``--json``) and puts the markdown into bench/notes.md between the
 ``account:begin`` / ``account:end`` markers (``--no-notes`` to leave it); then
@@ -59,9 +60,13 @@ import accountlib as al
 import benchlib as bl
 
 import bench as bm
+from gameserver.config import ServerConfig
 
 ROOT = bm.ROOT
 TICK_RATE = 20
+#: issue 14's target, and the admission budget it is measured at (``--cpu-budget``'s default)
+TARGET_PLAYERS = 1500
+BUDGET = ServerConfig().cpu_budget
 NOTES = ROOT / "bench" / "notes.md"
 BEGIN = "<!-- account:begin (written by tools/bench_account.py) -->"
 END = "<!-- account:end -->"
@@ -201,6 +206,26 @@ def transport_floor(players: int, size: int, input_size: int, seconds: float) ->
                 "input_size": input_size,
             }
     raise AccountError(f"bench_transport printed no takeover row: {last_line(run.stderr)}")
+
+
+def rooms_alone(players: int) -> dict[str, Any]:
+    """tools/account_rooms.py pinned to the server's core: the room's tick of moving players
+    with as many rooms as the server had, ticked in turn, no sockets."""
+    cmd = [
+        "taskset", "-c", bm.SERVER_CORE, ".venv/bin/python", "tools/account_rooms.py",
+        "--players", str(players),
+    ]  # fmt: skip
+    try:
+        run = subprocess.run(
+            [*cmd[:3], str(bm.VENV_PY), *cmd[4:]],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        return {**json.loads(run.stdout.strip().splitlines()[-1]), "command": shlex.join(cmd)}
+    except (OSError, subprocess.TimeoutExpired, ValueError, IndexError) as exc:
+        raise AccountError(f"account_rooms failed: {exc}") from None
 
 
 # ------------------------------------------------------------------ a load run
@@ -390,9 +415,10 @@ def part_native(args: argparse.Namespace, work: Path, perf: str) -> dict[str, An
     size = round(rec.get("bytes_per_message_sent") or 40)
     input_size = round(rec.get("bytes_per_message_received") or 5)
     bm.log(f"the transport alone at {args.players} players ({size} B out, {input_size} B in)")
-    rec["transport"] = transport_floor(
-        int(rec.get("players") or args.players), size, input_size, args.seconds
-    )
+    seated = int(rec.get("players") or args.players)
+    rec["transport"] = transport_floor(seated, size, input_size, args.seconds)
+    bm.log(f"the rooms' ticks alone at {seated} players")
+    rec["rooms"] = rooms_alone(seated)
     return rec
 
 
@@ -542,6 +568,22 @@ def render_native(native: dict[str, Any], command: list[str]) -> list[str]:
             f"player-tick, {share:.0%} of the server's.",
             "",
             f"    {floor['command']}",
+            "",
+        ]
+    rooms = native.get("rooms")
+    if floor and rooms:
+        both = floor["us_per_player_tick"] + rooms["us_per_player"]
+        budget = BUDGET * 1e6 / (TARGET_PLAYERS * TICK_RATE)
+        out += [
+            f"**The room's tick alone** (tools/account_rooms.py: {rooms['rooms']} arena rooms of "
+            "wandering players ticked in turn, as the server's timer does, no sockets): "
+            f"{rooms['us_per_player']:.1f} µs per player ({rooms['encode_us_per_player']:.1f} "
+            f"of it the encoding). The transport and the room's tick alone come to {both:.1f} µs "
+            f"per player-tick, {both / per_tick:.0%} of the server's, before any of the "
+            f"server's own code around them; {TARGET_PLAYERS:,} players at the admission "
+            f"budget ({BUDGET:g} of a core) need {budget:.1f} µs per player-tick.",
+            "",
+            f"    {rooms['command']}",
             "",
         ]
     return out
