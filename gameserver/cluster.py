@@ -123,7 +123,9 @@ class Lookup:
 
 @attrs.frozen
 class PickNode:
-    pass
+    """``pick_node``: the node for the new room ``room``."""
+
+    room: str
 
 
 @attrs.frozen
@@ -255,7 +257,7 @@ class Router:
                 return self._end(RefuseJoin(Refusal.SEAT_LOST, _SEAT_LOST))
             if req.private_id:
                 return self._end(RefuseJoin(Refusal.NO_SUCH_ROOM, _NO_SUCH_PRIVATE))
-            return self._call(PickNode())
+            return self._call(PickNode(req.room))
         if req.kind is Kind.JOIN and lease.game and req.game and lease.game != req.game:
             wrong = f"room {req.room!r} runs the game {lease.game!r}"
             return self._end(RefuseJoin(Refusal.WRONG_GAME, wrong))

@@ -141,10 +141,9 @@ class ClusterNode:
 
     def load(self) -> float:
         """The node's load for placement: its players plus its rooms (far more while
-        draining). A room counts from its creation, before anyone is seated in it: with
-        players alone, a heartbeat sent between a room's creation and its first seat reported
-        the node as empty again, undid the placement ``pick_node`` had counted, and the next
-        new room went to the same node (ties go to the first node id)."""
+        draining). A room counts from its creation, before anyone is seated in it (and the
+        directory counts it from its placement, for ``placement_hold``: a room placed here
+        by another node's ``pick_node`` exists here only once its first player arrives)."""
         load = float(self.server.stats.players + len(self.server.rooms.rooms))
         return load + DRAINING_LOAD if self.server.draining else load
 
@@ -226,7 +225,7 @@ class ClusterNode:
         if isinstance(call, Lookup):
             return await directory.lookup(call.room)
         if isinstance(call, PickNode):
-            return await directory.pick_node()
+            return await directory.pick_node(call.room)
         if isinstance(call, CreateHere):
             return await live.create_room(
                 call.room, call.creator, game=call.game, private=call.private

@@ -148,7 +148,11 @@ def test_an_absent_room_placed_here_is_created_here() -> None:
     d = FakeDirectory(pick=ME)
     router, out = run(join(), d)
     assert isinstance(out, Local) and out.lease is not None and out.lease.node_id == ME
-    assert router.calls == [Lookup("lobby"), PickNode(), CreateHere("lobby", "alice", "pong")]
+    assert router.calls == [
+        Lookup("lobby"),
+        PickNode("lobby"),
+        CreateHere("lobby", "alice", "pong"),
+    ]
 
 
 def test_an_absent_room_placed_elsewhere_is_created_for_that_node_and_redirected() -> None:

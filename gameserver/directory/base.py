@@ -28,9 +28,13 @@ class Directory(Protocol):
     async def nodes(self) -> list[NodeRecord]:
         """The live nodes, least loaded first."""
 
-    async def pick_node(self) -> NodeRecord:
-        """The least-loaded live node, for a new room. Counts one placement on it until its
-        next heartbeat reports its real load (so a burst of creations spreads out).
+    async def pick_node(self, room: str) -> NodeRecord:
+        """The node for a new room ``room``: the one a placement of it within
+        ``placement_hold`` chose, if that node is alive (so the joins racing to create one room
+        are all sent to the same node); else the least-loaded live node (the load it reported
+        plus its placements that have not run out, ties by id), and the room's placement counts
+        on it for ``placement_hold`` whatever heartbeats come between (so a burst of new rooms
+        spreads out, and a heartbeat the node sent before the room reached it undoes nothing).
         Raises DirectoryRefused(NO_NODE) if none is alive."""
 
     async def create_room(

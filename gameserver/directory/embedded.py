@@ -8,12 +8,14 @@ await anything: a call is a few dict operations.
 
 from __future__ import annotations
 
+import collections
 import time
 from collections.abc import Callable, Sequence
 
 import attrs
 
 from gameserver.directory.types import (
+    PLACED_MAX,
     DirectoryLimits,
     DirectoryRefused,
     LeaseLost,
@@ -38,6 +40,12 @@ class EmbeddedDirectory:
         self._limits = limits or DirectoryLimits()
         self._clock = clock
         self._epoch = 0
+        #: room -> (node id, expiry) of its recent placement (at most PLACED_MAX, the oldest
+        #: first: insertion order, as the expiries are); counted on the node until it expires
+        self._placed: dict[str, tuple[str, float]] = {}
+        #: the placed rooms not created yet: the joins racing to create one go to its node
+        self._placing: set[str] = set()
+        self._placed_on: collections.Counter[str] = collections.Counter()  # node id -> rooms
         self._rooms: dict[str, RoomLease] = {}
         #: room -> (last epoch, forget at): to refuse a late reclaim of a room created since
         self._last_epoch: dict[str, tuple[int, float]] = {}
@@ -65,9 +73,22 @@ class EmbeddedDirectory:
         return seat
 
     def _live_nodes(self, now: float) -> list[NodeRecord]:
+        """The live nodes, least loaded first (ties by id): each with the load it reported
+        plus the placements on it that have not run out (``DirectoryLimits.placement_hold``)."""
         for node_id in [k for k, (_, exp) in self._nodes.items() if exp <= now]:
             del self._nodes[node_id]  # bounded by the number of nodes, never by rooms
-        return sorted((rec for rec, _ in self._nodes.values()), key=lambda r: (r.load, r.node_id))
+        placed = self._placed
+        while placed:
+            room, (_, until) = next(iter(placed.items()))
+            if until > now:
+                break
+            self._unplace(room)
+        counts = self._placed_on
+        live = [
+            attrs.evolve(rec, load=rec.load + counts[node_id]) if counts[node_id] else rec
+            for node_id, (rec, _) in self._nodes.items()
+        ]
+        return sorted(live, key=lambda r: (r.load, r.node_id))
 
     def _remember(self, lease: RoomLease, now: float) -> None:
         memory = self._last_epoch
@@ -93,14 +114,33 @@ class EmbeddedDirectory:
     async def nodes(self) -> list[NodeRecord]:
         return self._live_nodes(self._clock())
 
-    async def pick_node(self) -> NodeRecord:
-        live = self._live_nodes(self._clock())
+    async def pick_node(self, room: str) -> NodeRecord:
+        now = self._clock()
+        live = self._live_nodes(now)
         if not live:
             raise DirectoryRefused(Refused.NO_NODE, "no live node")
+        earlier = self._placed.get(room)
+        if earlier is not None and room in self._placing:
+            for node in live:
+                if node.node_id == earlier[0]:
+                    return node  # the joins racing to create one room go to one node
         best = live[0]
-        record, expires = self._nodes[best.node_id]
-        self._nodes[best.node_id] = (attrs.evolve(record, load=record.load + 1), expires)
+        self._unplace(room)
+        self._placed[room] = (best.node_id, now + self._limits.placement_hold)
+        self._placing.add(room)
+        self._placed_on[best.node_id] += 1
+        while len(self._placed) > PLACED_MAX:
+            self._unplace(next(iter(self._placed)))
         return best
+
+    def _unplace(self, room: str) -> None:
+        self._placing.discard(room)
+        entry = self._placed.pop(room, None)
+        if entry is not None:
+            counts = self._placed_on
+            counts[entry[0]] -= 1
+            if counts[entry[0]] <= 0:
+                del counts[entry[0]]
 
     # ------------------------------------------------------------ rooms
     async def create_room(
@@ -124,6 +164,7 @@ class EmbeddedDirectory:
         )
         self._rooms[room] = lease
         self._remember(lease, now)
+        self._placing.discard(room)  # created: its placement still counts, but steers no more
         return lease
 
     def _take_token(self, creator: str, now: float) -> bool:

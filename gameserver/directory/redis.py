@@ -16,6 +16,7 @@ from gameserver.directory import scripts
 from gameserver.directory.redis_client import RedisClient
 from gameserver.directory.resp import Reply
 from gameserver.directory.types import (
+    PLACED_MAX,
     DirectoryLimits,
     DirectoryRefused,
     DirectoryUnavailable,
@@ -112,12 +113,23 @@ class RedisDirectory:
             [node_id],
         )
 
-    async def _nodes(self, pick: bool) -> list[NodeRecord]:
+    async def _nodes(self, room: str | None) -> list[NodeRecord]:
         raw = _list(
             await self.client.run_script(
                 scripts.NODES,
-                [self._k("nodes", "load"), self._k("nodes", "exp")],
-                [self._k("node", ""), "1" if pick else "0"],
+                [
+                    self._k("nodes", "load"),
+                    self._k("nodes", "exp"),
+                    self._k("placing", room or ""),
+                ],
+                [
+                    self._k("node", ""),
+                    "0" if room is None else "1",
+                    str(_ms(self._limits.placement_hold)),
+                    str(PLACED_MAX),
+                    self._k("placed", ""),
+                    room or "",
+                ],
             )
         )
         return [
@@ -126,10 +138,10 @@ class RedisDirectory:
         ]
 
     async def nodes(self) -> list[NodeRecord]:
-        return await self._nodes(False)
+        return await self._nodes(None)
 
-    async def pick_node(self) -> NodeRecord:
-        found = await self._nodes(True)
+    async def pick_node(self, room: str) -> NodeRecord:
+        found = await self._nodes(room)
         if not found:
             raise DirectoryRefused(Refused.NO_NODE, "no live node")
         return found[0]
@@ -149,6 +161,7 @@ class RedisDirectory:
                     self._k("rate", creator),
                     self._k("gen"),
                     self._k("epoch"),
+                    self._k("placing", room),
                 ],
                 [
                     node.node_id,

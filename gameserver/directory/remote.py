@@ -72,7 +72,7 @@ async def _nodes(d: Directory, a: dict[str, Json], clock: Callable[[], float]) -
 
 
 async def _pick_node(d: Directory, a: dict[str, Json], clock: Callable[[], float]) -> Json:
-    return wire.encode_node(await d.pick_node())
+    return wire.encode_node(await d.pick_node(wire.text(a, "room")))
 
 
 async def _create_room(d: Directory, a: dict[str, Json], clock: Callable[[], float]) -> Json:
@@ -391,8 +391,8 @@ class RemoteDirectory:
         nodes: list[NodeRecord] = await self._decoded("nodes", {}, decode)
         return nodes
 
-    async def pick_node(self) -> NodeRecord:
-        node: NodeRecord = await self._decoded("pick_node", {}, wire.decode_node)
+    async def pick_node(self, room: str) -> NodeRecord:
+        node: NodeRecord = await self._decoded("pick_node", {"room": room}, wire.decode_node)
         return node
 
     async def create_room(

@@ -35,8 +35,9 @@ local function now_ms()
 end
 """
 
-# KEYS: room, last, rate, gen, epoch
+# KEYS: room, last, rate, gen, epoch, placing:<room>
 # ARGV: node, url, game, private, ttl_ms, fresh_gen, rate, burst, memory_ms
+# (a room created is no longer being placed: placing:<room> goes; its placement still counts)
 CREATE = Script(
     _GEN
     + """
@@ -65,6 +66,7 @@ redis.call('HSET', KEYS[1], 'node', ARGV[1], 'epoch', epoch, 'gen', gen, 'url', 
            'game', ARGV[3], 'private', ARGV[4])
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
 redis.call('SET', KEYS[2], gen .. ':' .. epoch, 'PX', ARGV[9])
+redis.call('DEL', KEYS[6])
 return {'ok', epoch, gen}
 """
 )
@@ -255,25 +257,55 @@ return 1
 """
 )
 
-# KEYS: nodes:load, nodes:exp. ARGV: node prefix, pick (1: count a placement on the first)
-# Returns {id, url, load, ...} least loaded first (pick: only the first).
+# KEYS: nodes:load, nodes:exp, placing:<room>. ARGV: node prefix, pick (1: place the room),
+# placement hold (ms), most placements kept a node, placed prefix, room.
+# A node's load is the one it reported plus the rooms placed on it that have not run out
+# (placed:<id>, a ZSET of room -> expiry): a heartbeat does not undo them. Returns
+# {id, url, load, ...} least loaded first, ties by id. With pick, only the room's node: the one
+# an earlier placement of the room chose (placing:<room>) while that node lives, else the
+# first, on which the room's placement is then counted.
 NODES = Script(
     _PRUNE
     + """
-prune(KEYS[1], KEYS[2], ARGV[1])
-local stop = -1
-if ARGV[2] == '1' then stop = 0 end
-local ranked = redis.call('ZRANGE', KEYS[1], 0, stop, 'WITHSCORES')
-local out = {}
+local ms = prune(KEYS[1], KEYS[2], ARGV[1])
+local ranked = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+local nodes = {}
 for i = 1, #ranked, 2 do
-  local url = redis.call('HGET', ARGV[1] .. ranked[i], 'url') or ''
-  table.insert(out, ranked[i])
-  table.insert(out, url)
-  table.insert(out, ranked[i + 1])
+  local placed = ARGV[5] .. ranked[i]
+  redis.call('ZREMRANGEBYSCORE', placed, '-inf', ms)
+  table.insert(nodes, {ranked[i], tonumber(ranked[i + 1]) + redis.call('ZCARD', placed)})
 end
-if ARGV[2] == '1' and #ranked > 0 then
-  redis.call('ZINCRBY', KEYS[1], 1, ranked[1])
+table.sort(nodes, function(x, y)
+  if x[2] ~= y[2] then return x[2] < y[2] end
+  return x[1] < y[1]
+end)
+local function entry(node)
+  local url = redis.call('HGET', ARGV[1] .. node[1], 'url') or ''
+  return {node[1], url, string.format('%.17g', node[2])}
 end
-return out
+if ARGV[2] ~= '1' then
+  local out = {}
+  for _, node in ipairs(nodes) do
+    for _, x in ipairs(entry(node)) do table.insert(out, x) end
+  end
+  return out
+end
+if #nodes == 0 then return {} end
+local earlier = redis.call('GET', KEYS[3])
+if earlier then
+  for _, node in ipairs(nodes) do
+    if node[1] == earlier then return entry(node) end
+  end
+  redis.call('ZREM', ARGV[5] .. earlier, ARGV[6])
+end
+local chosen = nodes[1]
+local placed = ARGV[5] .. chosen[1]
+local hold = tonumber(ARGV[3])
+redis.call('ZADD', placed, ms + hold, ARGV[6])
+redis.call('PEXPIRE', placed, hold)
+redis.call('SET', KEYS[3], chosen[1], 'PX', hold)
+local extra = redis.call('ZCARD', placed) - tonumber(ARGV[4])
+if extra > 0 then redis.call('ZPOPMIN', placed, extra) end
+return entry(chosen)
 """
 )

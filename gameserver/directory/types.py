@@ -55,6 +55,11 @@ class Seat:
     expires: float = 0.0
 
 
+#: placements (``pick_node``) the directory keeps at most (the oldest go first), so what it
+#: keeps for them is bounded however many rooms are placed
+PLACED_MAX = 10_000
+
+
 @attrs.frozen
 class DirectoryLimits:
     """The directory's timing and cluster-wide limits.
@@ -82,6 +87,13 @@ class DirectoryLimits:
     @property
     def renew_interval(self) -> float:
         return self.lease_ttl / 3
+
+    @property
+    def placement_hold(self) -> float:
+        """How long a placement (``pick_node``) counts on the node picked, on top of the load
+        it reports: long enough for the room to be created there and reported by its next
+        heartbeat (nodes beat every ``node_ttl / 3``), short enough not to skew later picks."""
+        return self.node_ttl / 2
 
 
 class LostReason(enum.Enum):

@@ -25,6 +25,8 @@ from gameserver.directory import (
     RoomTaken,
     SeatTaken,
 )
+from gameserver.directory import embedded as embedded_mod
+from gameserver.directory import redis as redis_mod
 from gameserver.directory.remote import RemoteDirectory, serve_directory
 from tests.directory.conftest import FAST, make_embedded, make_redis
 
@@ -206,16 +208,78 @@ async def test_seat_in_a_lapsed_room_gives_way(cluster: Cluster) -> None:
     assert (await cluster.b.claim_seat("dave", rb)).room == "rb"
 
 
+async def test_placements_on_a_node_are_bounded(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A burst of new rooms counts on the node, but no more than PLACED_MAX of them."""
+    monkeypatch.setattr(embedded_mod, "PLACED_MAX", 3)
+    monkeypatch.setattr(redis_mod, "PLACED_MAX", 3)
+    await cluster.a.heartbeat(attrs.evolve(A, load=1))
+    for i in range(5):
+        assert (await cluster.b.pick_node(f"r{i}")).node_id == "node-a"
+    assert await cluster.b.nodes() == [attrs.evolve(A, load=4)]
+    await cluster.wait(FAST.placement_hold + 0.05)
+    assert await cluster.b.nodes() == [attrs.evolve(A, load=1)]
+
+
+async def test_joins_racing_to_create_rooms_spread_them_one_node_each(cluster: Cluster) -> None:
+    """Four joins for each of four new rooms, all picking before any room exists (and a
+    heartbeat in between): each room's joins are sent to one node, and the rooms spread."""
+    await cluster.a.heartbeat(A)
+    await cluster.b.heartbeat(B)
+    chosen: dict[str, set[str]] = {}
+    for room in ("duo-0", "duo-1", "duo-2", "duo-3"):
+        for player in range(4):
+            handle = (cluster.a, cluster.b)[player % 2]
+            chosen.setdefault(room, set()).add((await handle.pick_node(room)).node_id)
+            await cluster.b.heartbeat(B)  # B still reports no room: placements stay counted
+    assert chosen == {
+        "duo-0": {"node-a"}, "duo-1": {"node-b"}, "duo-2": {"node-a"}, "duo-3": {"node-b"},
+    }  # fmt: skip
+    assert [(n.node_id, n.load) for n in await cluster.a.nodes()] == [
+        ("node-a", 2), ("node-b", 2),
+    ]  # fmt: skip
+    # a room placed on a node that is gone is placed again, on a live one
+    await cluster.a.remove_node("node-b")
+    assert (await cluster.a.pick_node("duo-1")).node_id == "node-a"
+    assert await cluster.a.nodes() == [attrs.evolve(A, load=3)]
+
+
+async def test_a_room_once_created_steers_no_more_picks(cluster: Cluster) -> None:
+    """The placement steers the joins racing to create the room; once it is created (and,
+    say, moved or gone), a new pick for the name goes by load again."""
+    await cluster.a.heartbeat(A)
+    await cluster.b.heartbeat(attrs.evolve(B, load=1))
+    assert (await cluster.a.pick_node("x")).node_id == "node-a"
+    await cluster.a.create_room("x", A, "p1")
+    await cluster.a.heartbeat(attrs.evolve(A, load=5))
+    assert (await cluster.b.pick_node("x")).node_id == "node-b"
+
+
 async def test_nodes_expire_and_placement_picks_least_loaded(cluster: Cluster) -> None:
     await cluster.a.heartbeat(attrs.evolve(A, load=5))
     await cluster.b.heartbeat(attrs.evolve(B, load=2))
     assert [n.node_id for n in await cluster.a.nodes()] == ["node-b", "node-a"]
     assert (await cluster.a.nodes())[0] == attrs.evolve(B, load=2)
-    picks = [(await cluster.a.pick_node()).node_id for _ in range(5)]
-    # each placement counts on the node until its next heartbeat: they spread out
+    picks = [(await cluster.a.pick_node(f"r{i}")).node_id for i in range(5)]
+    # each new room counts on its node (for placement_hold): they spread out
     assert picks == ["node-b", "node-b", "node-b", "node-a", "node-b"]
-    await cluster.b.heartbeat(attrs.evolve(B, load=2))  # the truth again, not a drifted count
-    assert (await cluster.a.pick_node()).node_id == "node-b"
+    assert [(n.node_id, n.load) for n in await cluster.a.nodes()] == [
+        ("node-a", 6), ("node-b", 6),
+    ]  # fmt: skip
+    # a room placed already goes where it went, and counts once
+    assert (await cluster.b.pick_node("r3")).node_id == "node-a"
+    assert (await cluster.b.pick_node("r0")).node_id == "node-b"
+    # a heartbeat sent before the placed rooms reached the node does not undo the placements
+    await cluster.b.heartbeat(attrs.evolve(B, load=2))
+    assert (await cluster.a.pick_node("r5")).node_id == "node-a"  # 6 each: ties go by id
+    await cluster.wait(FAST.placement_hold + 0.05)  # they run out: the reported loads again
+    await cluster.a.heartbeat(attrs.evolve(A, load=5))
+    await cluster.b.heartbeat(attrs.evolve(B, load=2))
+    assert [(n.node_id, n.load) for n in await cluster.a.nodes()] == [
+        ("node-b", 2), ("node-a", 5),
+    ]  # fmt: skip
+    assert (await cluster.a.pick_node("r3")).node_id == "node-b"  # its placement ran out
     await cluster.wait(FAST.node_ttl / 2)
     await cluster.a.heartbeat(attrs.evolve(A, load=5))
     await cluster.wait(FAST.node_ttl / 2 + 0.1)
@@ -223,5 +287,5 @@ async def test_nodes_expire_and_placement_picks_least_loaded(cluster: Cluster) -
     await cluster.a.remove_node("node-a")
     assert await cluster.b.nodes() == []
     with pytest.raises(DirectoryRefused) as info:
-        await cluster.b.pick_node()
+        await cluster.b.pick_node("r6")
     assert info.value.kind is Refused.NO_NODE

@@ -262,7 +262,7 @@ async def test_refusals_and_lost_leases_keep_their_types(
 ) -> None:
     async with RemoteDirectory(sock_path, LIMITS) as a, RemoteDirectory(sock_path, LIMITS) as b:
         with pytest.raises(DirectoryRefused) as none:
-            await a.pick_node()
+            await a.pick_node("arena")
         assert none.value.kind is Refused.NO_NODE
         lease = await a.create_room("arena", A, "p1")
         with pytest.raises(RoomTaken) as taken:
