@@ -174,6 +174,21 @@ def perf_sampler(args: argparse.Namespace, perf: str) -> Sampler:
     return sample
 
 
+def run_tool(cmd: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    """Run one of the tools (``cmd`` as shown: taskset, core, ``.venv/bin/python``, script,
+    arguments) with this checkout's interpreter, from the checkout."""
+    try:
+        return subprocess.run(
+            [*cmd[:3], str(bm.VENV_PY), *cmd[4:]],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise AccountError(f"{Path(cmd[4]).name} failed: {exc}") from None
+
+
 def transport_floor(players: int, size: int, input_size: int, seconds: float) -> dict[str, Any]:
     """tools/bench_transport.py's takeover over TLS, pinned to the server's core: the same
     players, messages and sizes as the server's, through the same connection code, with no
@@ -184,16 +199,7 @@ def transport_floor(players: int, size: int, input_size: int, seconds: float) ->
         "--hz", str(TICK_RATE), "--input-hz", str(TICK_RATE), "--seconds", f"{seconds:g}",
         "--path", "takeover", "--tls-only",
     ]  # fmt: skip
-    try:
-        run = subprocess.run(
-            [*cmd[:3], str(bm.VENV_PY), *cmd[4:]],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=seconds + 180,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise AccountError(f"bench_transport failed: {exc}") from None
+    run = run_tool(cmd, seconds + 180)
     for line in run.stdout.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if len(cells) == 10 and cells[0] == "takeover":
@@ -215,17 +221,11 @@ def rooms_alone(players: int) -> dict[str, Any]:
         "taskset", "-c", bm.SERVER_CORE, ".venv/bin/python", "tools/account_rooms.py",
         "--players", str(players),
     ]  # fmt: skip
+    run = run_tool(cmd, 600)
     try:
-        run = subprocess.run(
-            [*cmd[:3], str(bm.VENV_PY), *cmd[4:]],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
         return {**json.loads(run.stdout.strip().splitlines()[-1]), "command": shlex.join(cmd)}
-    except (OSError, subprocess.TimeoutExpired, ValueError, IndexError) as exc:
-        raise AccountError(f"account_rooms failed: {exc}") from None
+    except (ValueError, IndexError):
+        raise AccountError(f"account_rooms printed no figures: {last_line(run.stderr)}") from None
 
 
 # ------------------------------------------------------------------ a load run
