@@ -32,6 +32,12 @@ class OutboundOverflow(Exception):
 
 
 class Outbound:
+    # slots: the tick offers every player's DELTA here; its fields in place, not in a dict
+    __slots__ = (
+        "_failed", "_flushing", "_overflow", "_queue", "_snapshot", "_snapshot_pending", "_wake",
+        "bytes_sent", "conn", "limit_bytes", "queued_bytes", "stats",
+    )  # fmt: skip
+
     def __init__(
         self,
         conn: FastConnection,

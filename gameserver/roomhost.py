@@ -69,6 +69,12 @@ def ping_frame() -> bytes:
 class Session:
     """One seated player's connection (and, once it has ended, its held seat)."""
 
+    # slots: a room's tick reads these for every player, twice; in place, not in a dict
+    __slots__ = (
+        "bytes_received", "conn", "end", "host", "last_rx", "limiter", "outbound", "pinged",
+        "player", "resume_from", "scope", "seen_bytes", "version", "welcomed",
+    )  # fmt: skip
+
     def __init__(
         self,
         conn: FastConnection,
